@@ -1,0 +1,74 @@
+from musicaas.common.v1 import common_pb2 as _common_pb2
+from musicaas.generator.v1 import generator_pb2 as _generator_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TrackUploaded(_message.Message):
+    __slots__ = ("track_id", "audio", "filename", "title", "source", "generation_id")
+    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    track_id: str
+    audio: _common_pb2.BlobRef
+    filename: str
+    title: str
+    source: _common_pb2.TrackSource
+    generation_id: str
+    def __init__(self, track_id: _Optional[str] = ..., audio: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., filename: _Optional[str] = ..., title: _Optional[str] = ..., source: _Optional[_Union[_common_pb2.TrackSource, str]] = ..., generation_id: _Optional[str] = ...) -> None: ...
+
+class TrackAnalyzed(_message.Message):
+    __slots__ = ("track_id", "analysis", "source", "title", "generation_id")
+    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
+    ANALYSIS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    track_id: str
+    analysis: _common_pb2.TrackAnalysis
+    source: _common_pb2.TrackSource
+    title: str
+    generation_id: str
+    def __init__(self, track_id: _Optional[str] = ..., analysis: _Optional[_Union[_common_pb2.TrackAnalysis, _Mapping]] = ..., source: _Optional[_Union[_common_pb2.TrackSource, str]] = ..., title: _Optional[str] = ..., generation_id: _Optional[str] = ...) -> None: ...
+
+class TrackFailed(_message.Message):
+    __slots__ = ("track_id", "stage", "code", "reason")
+    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    track_id: str
+    stage: str
+    code: str
+    reason: str
+    def __init__(self, track_id: _Optional[str] = ..., stage: _Optional[str] = ..., code: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GenerationRequested(_message.Message):
+    __slots__ = ("generation_id", "params")
+    GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    generation_id: str
+    params: _generator_pb2.GenerationParams
+    def __init__(self, generation_id: _Optional[str] = ..., params: _Optional[_Union[_generator_pb2.GenerationParams, _Mapping]] = ...) -> None: ...
+
+class GenerationCompleted(_message.Message):
+    __slots__ = ("generation_id", "track_id", "params", "midi", "audio", "duration_s")
+    GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    MIDI_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    generation_id: str
+    track_id: str
+    params: _generator_pb2.GenerationParams
+    midi: _common_pb2.BlobRef
+    audio: _common_pb2.BlobRef
+    duration_s: float
+    def __init__(self, generation_id: _Optional[str] = ..., track_id: _Optional[str] = ..., params: _Optional[_Union[_generator_pb2.GenerationParams, _Mapping]] = ..., midi: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., duration_s: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,382 @@
+"""NATS JetStream adapter: events, blobs (object store) and track state (KV).
+
+Events
+------
+One stream, ``MUSIC``, on ``music.>``. Payloads are protobuf messages from
+``musicaas.events.v1``; headers follow the CloudEvents NATS protocol binding in binary
+content mode (``ce-specversion``, ``ce-id``, ``ce-type``, ``ce-source``, ``ce-time``,
+``content-type``), and ``Nats-Msg-Id`` carries a deterministic id so that a re-published
+event is dropped by the stream's duplicate window.
+
+Consumers (:meth:`Bus.consume`) are durable pull consumers with explicit acks: ack after
+the handler returned (its work is durable), nak with a delay on a transient error,
+terminate and call ``on_permanent_failure`` on input that can never succeed
+(:class:`~musicaas.runtime.errors.InvalidArgument`, :class:`~musicaas.runtime.errors.NotFound`)
+or once the delivery count reaches ``max_deliver``, so no message is redelivered forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import nats
+import nats.errors
+import nats.js.errors
+import structlog
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+
+from musicaas.common.v1 import common_pb2
+from musicaas.runtime.errors import InvalidArgument, MusicaasError, NotFound, Unavailable
+
+log = structlog.get_logger()
+
+STREAM = "MUSIC"
+TRACKS_UPLOADED = "music.tracks.uploaded"
+TRACKS_ANALYZED = "music.tracks.analyzed"
+TRACKS_FAILED = "music.tracks.failed"
+GENERATIONS_REQUESTED = "music.generations.requested"
+GENERATIONS_COMPLETED = "music.generations.completed"
+
+#: CloudEvents ``type`` of each subject (reverse-DNS, versioned like the proto package).
+EVENT_TYPES = {
+    TRACKS_UPLOADED: "io.musicaas.tracks.uploaded.v1",
+    TRACKS_ANALYZED: "io.musicaas.tracks.analyzed.v1",
+    TRACKS_FAILED: "io.musicaas.tracks.failed.v1",
+    GENERATIONS_REQUESTED: "io.musicaas.generations.requested.v1",
+    GENERATIONS_COMPLETED: "io.musicaas.generations.completed.v1",
+}
+
+BLOB_BUCKET = "blobs"
+TRACK_BUCKET = "tracks"
+DUPLICATE_WINDOW_S = 120.0
+
+M = TypeVar("M", bound=Message)
+
+_STATE_ORDER = {
+    common_pb2.TRACK_STATE_UNSPECIFIED: 0,
+    common_pb2.TRACK_STATE_UPLOADED: 1,
+    common_pb2.TRACK_STATE_ANALYZED: 2,
+    common_pb2.TRACK_STATE_INDEXED: 3,
+    common_pb2.TRACK_STATE_FAILED: 3,
+}
+
+
+def advance_state(current: int, new: int) -> int:
+    """Track states only move forward (UPLOADED -> ANALYZED -> INDEXED, or FAILED)."""
+    return new if _STATE_ORDER[new] >= _STATE_ORDER[current] else current
+
+
+def now_ts() -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(dt.datetime.now(dt.timezone.utc))
+    return ts
+
+
+def cloudevent_headers(subject: str, *, event_id: str, source: str) -> dict[str, str]:
+    """CloudEvents binary-mode headers for a protobuf event on ``subject``.
+
+    ``Nats-Msg-Id`` equals ``ce-id`` so JetStream drops a re-published duplicate.
+    """
+    return {
+        "ce-specversion": "1.0",
+        "ce-id": event_id,
+        "ce-type": EVENT_TYPES[subject],
+        "ce-source": source,
+        "ce-time": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+        "content-type": "application/protobuf",
+        "Nats-Msg-Id": event_id,
+    }
+
+
+class Bus:
+    """Connection to NATS JetStream with the platform's stream, KV bucket and object store.
+
+    Use as an async context manager; closing drains the connection.
+
+    Parameters
+    ----------
+    url : str
+        NATS URL(s), comma-separated.
+    name : str
+        Client name (the service), also the CloudEvents ``source``.
+    replicas : int
+        Replicas of the stream, KV bucket and object store when this client creates them.
+    connect_timeout_s : float, seconds
+        Total time to keep trying to reach NATS at start-up.
+    """
+
+    def __init__(self, url: str, *, name: str, replicas: int = 1, connect_timeout_s: float = 30.0) -> None:
+        self.url = url
+        self.name = name
+        self.replicas = replicas
+        self.connect_timeout_s = connect_timeout_s
+        self.nc: nats.NATS | None = None
+        self.js = None
+        self.kv = None
+        self.obj = None
+
+    async def __aenter__(self) -> "Bus":
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Connect, retrying until ``connect_timeout_s``; create the stream, KV and object store.
+
+        Raises
+        ------
+        Unavailable
+            When NATS cannot be reached in time.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout_s
+        while True:
+            remaining = deadline - loop.time()
+            try:
+                self.nc = await asyncio.wait_for(self._connect_once(), timeout=max(0.5, min(5.0, remaining)))
+                break
+            except Exception as exc:  # noqa: BLE001 - retried until the deadline
+                if loop.time() >= deadline:
+                    raise Unavailable(f"NATS at {self.url} is unavailable: {exc or type(exc).__name__}") from exc
+                await asyncio.sleep(0.5)
+        self.js = self.nc.jetstream(timeout=10)
+        await self._ensure_resources()
+        log.info("nats_connected", url=self.url)
+
+    async def _connect_once(self) -> nats.NATS:
+        nc = nats.NATS()
+        await nc.connect(
+            servers=[u.strip() for u in self.url.split(",")],
+            name=self.name,
+            connect_timeout=2,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            allow_reconnect=True,
+            drain_timeout=5,
+        )
+        return nc
+
+    async def _ensure_resources(self) -> None:
+        config = StreamConfig(
+            name=STREAM,
+            subjects=["music.>"],
+            storage=StorageType.FILE,
+            num_replicas=self.replicas,
+            duplicate_window=DUPLICATE_WINDOW_S,
+        )
+        try:
+            await self.js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            await self.js.update_stream(config)
+        try:
+            self.kv = await self.js.key_value(TRACK_BUCKET)
+        except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
+            self.kv = await self.js.create_key_value(bucket=TRACK_BUCKET, history=5, replicas=self.replicas)
+        try:
+            self.obj = await self.js.object_store(BLOB_BUCKET)
+        except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
+            self.obj = await self.js.create_object_store(bucket=BLOB_BUCKET, replicas=self.replicas)
+
+    async def close(self) -> None:
+        if self.nc is not None and not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+        self.nc = None
+
+    # -- events ---------------------------------------------------------------------------
+
+    async def publish(self, subject: str, event: Message, *, event_id: str) -> None:
+        """Publish a protobuf event with CloudEvents headers; ``event_id`` must be deterministic.
+
+        Raises
+        ------
+        Unavailable
+            When JetStream does not acknowledge the event.
+        """
+        headers = cloudevent_headers(subject, event_id=event_id, source=f"/musicaas/{self.name}")
+        try:
+            ack = await self.js.publish(subject, event.SerializeToString(), headers=headers, stream=STREAM)
+        except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError) as exc:
+            raise Unavailable(f"could not publish {subject}: {exc}") from exc
+        log.debug("event_published", subject=subject, event_id=event_id, duplicate=ack.duplicate)
+
+    async def consume(
+        self,
+        *,
+        durable: str,
+        subject: str,
+        message_type: type[M],
+        handler: Callable[[M, dict[str, str]], Awaitable[None]],
+        on_permanent_failure: Callable[[M | None, MusicaasError, dict[str, str]], Awaitable[None]] | None = None,
+        max_deliver: int = 5,
+        nak_delay_s: float = 2.0,
+        ack_wait_s: float = 120.0,
+        fetch_timeout_s: float = 1.0,
+        ready: asyncio.Event | None = None,
+    ) -> None:
+        """Run a durable pull consumer until cancelled.
+
+        Parameters
+        ----------
+        durable : str
+            Durable consumer name (one per service and subject).
+        subject : str
+            Filter subject (e.g. ``music.tracks.uploaded``).
+        message_type : protobuf message class
+            The event payload type.
+        handler : async (event, headers) -> None
+            Does the work and makes it durable; raising :class:`InvalidArgument` or
+            :class:`NotFound` marks the input as permanently bad.
+        on_permanent_failure : async (event or None, error, headers) -> None
+            Called once before a message is terminated (publish ``music.tracks.failed``).
+        max_deliver : int
+            Deliveries after which a still-failing message is terminated.
+        nak_delay_s : float, seconds
+            Redelivery delay after a transient error (multiplied by the delivery count).
+        """
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            filter_subject=subject,
+            ack_wait=ack_wait_s,
+            max_deliver=max_deliver,
+        )
+        sub = await self.js.pull_subscribe(subject, durable=durable, stream=STREAM, config=config)
+        if ready is not None:
+            ready.set()
+        clog = log.bind(consumer=durable, subject=subject)
+        while True:
+            try:
+                msgs = await sub.fetch(batch=1, timeout=fetch_timeout_s)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                continue
+            except nats.errors.ConnectionClosedError:
+                return
+            except Exception as exc:  # noqa: BLE001 - NATS hiccup; keep consuming
+                clog.warning("fetch_failed", error=str(exc))
+                await asyncio.sleep(1.0)
+                continue
+            for msg in msgs:
+                await self._handle(msg, clog, message_type, handler, on_permanent_failure, max_deliver, nak_delay_s)
+
+    async def _handle(self, msg, clog, message_type, handler, on_permanent_failure, max_deliver, nak_delay_s) -> None:
+        headers = dict(msg.headers or {})
+        deliveries = msg.metadata.num_delivered if msg.metadata else 1
+        event = None
+        try:
+            try:
+                event = message_type.FromString(msg.data)
+            except DecodeError as exc:
+                raise InvalidArgument(f"event payload is not a valid {message_type.DESCRIPTOR.full_name}") from exc
+            await handler(event, headers)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await msg.nak()
+            raise
+        except Exception as exc:  # noqa: BLE001 - every outcome is acked, naked or termed
+            error = exc if isinstance(exc, MusicaasError) else None
+            permanent = error is not None and error.permanent
+            if permanent or deliveries >= max_deliver:
+                if error is None:
+                    clog.error("event_failed_unexpectedly", deliveries=deliveries, exc_info=exc)
+                    error = MusicaasError(f"gave up after {deliveries} deliveries: {type(exc).__name__}")
+                clog.warning("event_terminated", ce_id=headers.get("ce-id"), error=error.message, deliveries=deliveries)
+                if on_permanent_failure is not None:
+                    try:
+                        await on_permanent_failure(event, error, headers)
+                    except Exception as fexc:  # noqa: BLE001 - retry the whole message later
+                        clog.error("failure_report_failed", exc_info=fexc)
+                        await msg.nak(delay=nak_delay_s)
+                        return
+                await msg.term()
+            else:
+                clog.warning("event_retry", ce_id=headers.get("ce-id"), error=str(exc), deliveries=deliveries)
+                await msg.nak(delay=nak_delay_s * deliveries)
+            return
+        await msg.ack()
+
+    # -- blobs ----------------------------------------------------------------------------
+
+    async def put_blob(self, name: str, data: bytes, *, content_type: str) -> common_pb2.BlobRef:
+        """Store bytes in the object store under ``name``; returns its reference."""
+        try:
+            await self.obj.put(name, data)
+        except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError) as exc:
+            raise Unavailable(f"could not store blob {name}: {exc}") from exc
+        return common_pb2.BlobRef(bucket=BLOB_BUCKET, name=name, size_bytes=len(data), content_type=content_type)
+
+    async def get_blob(self, ref: common_pb2.BlobRef) -> bytes:
+        """Read a blob. Raises :class:`NotFound` when it does not exist."""
+        try:
+            result = await self.obj.get(ref.name)
+        except nats.js.errors.ObjectNotFoundError as exc:
+            raise NotFound(f"blob {ref.name!r} not found") from exc
+        except nats.js.errors.NotFoundError as exc:
+            raise NotFound(f"blob {ref.name!r} not found") from exc
+        except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError) as exc:
+            raise Unavailable(f"could not read blob {ref.name}: {exc}") from exc
+        return result.data
+
+    # -- track state ------------------------------------------------------------------------
+
+    async def get_track(self, track_id: str) -> common_pb2.Track | None:
+        try:
+            entry = await self.kv.get(track_id)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        return common_pb2.Track.FromString(entry.value)
+
+    async def create_track(self, track: common_pb2.Track) -> bool:
+        """Store a new track; returns False (and writes nothing) when the id exists."""
+        try:
+            await self.kv.create(track.track_id, track.SerializeToString())
+            return True
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return False
+
+    async def update_track(
+        self, track_id: str, change: Callable[[common_pb2.Track], None], *, create_if_missing: bool = False
+    ) -> common_pb2.Track:
+        """Apply ``change`` to the stored track with optimistic concurrency (retried on conflict).
+
+        Raises
+        ------
+        NotFound
+            When the track does not exist and ``create_if_missing`` is False.
+        """
+        for _ in range(20):
+            try:
+                entry = await self.kv.get(track_id)
+                track = common_pb2.Track.FromString(entry.value or b"")
+                revision = entry.revision
+            except nats.js.errors.KeyNotFoundError:
+                if not create_if_missing:
+                    raise NotFound(f"track {track_id!r} not found") from None
+                track, revision = common_pb2.Track(track_id=track_id, created_at=now_ts()), None
+            change(track)
+            track.updated_at.CopyFrom(now_ts())
+            try:
+                if revision is None:
+                    await self.kv.create(track_id, track.SerializeToString())
+                else:
+                    await self.kv.update(track_id, track.SerializeToString(), last=revision)
+                return track
+            except nats.js.errors.KeyWrongLastSequenceError:
+                await asyncio.sleep(0.01)
+        raise Unavailable(f"could not update track {track_id!r}: too many concurrent writers")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:24]}"

@@ -1,0 +1,200 @@
+"""gRPC server lifecycle shared by every service.
+
+:func:`run_service` owns a ``grpc.aio`` server with the stock async health service,
+server reflection and the one error interceptor; it runs background tasks (event
+consumers) beside it, reports SERVING once everything has started, and on SIGTERM or
+SIGINT flips health to NOT_SERVING, lets in-flight calls finish within the grace period,
+cancels the background tasks and returns, so that the caller's ``AsyncExitStack`` closes
+the resources (NATS drains) in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from musicaas.runtime.errors import MusicaasError
+
+log = structlog.get_logger()
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps :class:`MusicaasError` to its gRPC status; anything else to INTERNAL.
+
+    The only place where domain errors become status codes. Unexpected exceptions are
+    logged with their traceback and answered with a generic message, so internals never
+    reach the caller.
+    """
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+
+        async def _fail(exc: BaseException, context: grpc.aio.ServicerContext) -> None:
+            if isinstance(exc, MusicaasError):
+                log.info("rpc_failed", method=method, code=exc.code.name, error=exc.message)
+                await context.abort(exc.code, exc.message)
+            log.error("rpc_internal_error", method=method, exc_info=exc)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+        def _passthrough(exc: BaseException) -> bool:
+            # context.abort raises a special exception that must reach grpc untouched.
+            return isinstance(exc, (asyncio.CancelledError, grpc.aio.AbortError)) or not isinstance(exc, Exception)
+
+        if handler.unary_unary:
+            inner = handler.unary_unary
+
+            async def unary_unary(request, context):
+                try:
+                    return await inner(request, context)
+                except BaseException as exc:  # noqa: BLE001 - mapped below
+                    if _passthrough(exc):
+                        raise
+                    await _fail(exc, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_unary:
+            inner_su = handler.stream_unary
+
+            async def stream_unary(request_iterator, context):
+                try:
+                    return await inner_su(request_iterator, context)
+                except BaseException as exc:  # noqa: BLE001
+                    if _passthrough(exc):
+                        raise
+                    await _fail(exc, context)
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request, context):
+                try:
+                    async for item in inner_us(request, context):
+                        yield item
+                except BaseException as exc:  # noqa: BLE001
+                    if _passthrough(exc):
+                        raise
+                    await _fail(exc, context)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
+        return handler
+
+
+@dataclass(frozen=True)
+class GrpcService:
+    """One servicer to mount: ``add(servicer, server)`` is the generated ``add_XServicer_to_server``."""
+
+    servicer: Any
+    add: Callable[[Any, grpc.aio.Server], None]
+    full_name: str  # e.g. "musicaas.analyzer.v1.AnalyzerService"
+
+
+def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+async def run_service(
+    *,
+    name: str,
+    host: str,
+    port: int,
+    services: Sequence[GrpcService],
+    background: Iterable[Callable[[], Awaitable[None]]] = (),
+    grace_s: float = 10.0,
+    max_message_bytes: int = 64 * 1024 * 1024,
+    stop: asyncio.Event | None = None,
+    on_bound: Callable[[int], None] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or ``stop`` is set), then shut down gracefully.
+
+    Parameters
+    ----------
+    name : str
+        Service name for logs.
+    host, port : str, int
+        Bind address; port 0 picks a free port (reported through ``on_bound``).
+    services : sequence of GrpcService
+        Servicers to mount besides health and reflection.
+    background : iterable of zero-argument coroutine functions
+        Long-running tasks (event consumers). If one of them fails, the service stops.
+    grace_s : float >= 0, seconds
+        Time in-flight calls get to finish on shutdown.
+    stop : asyncio.Event, optional
+        Set it to stop the service (tests); signals set it too.
+    """
+    stop = stop or asyncio.Event()
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=server_options(max_message_bytes))
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    names = [s.full_name for s in services]
+    for svc in services:
+        svc.add(svc.servicer, server)
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+    )
+    for n in ("", *names):
+        await health.set(n, health_pb2.HealthCheckResponse.NOT_SERVING)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise RuntimeError(f"{name}: could not bind {host}:{port}")
+    await server.start()
+    if on_bound:
+        on_bound(bound)
+
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+
+    tasks = [asyncio.create_task(fn(), name=f"{name}-bg-{i}") for i, fn in enumerate(background)]
+
+    def _task_done(task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background_task_failed", task=task.get_name(), exc_info=task.exception())
+            stop.set()
+
+    for t in tasks:
+        t.add_done_callback(_task_done)
+
+    for n in ("", *names):
+        await health.set(n, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving", address=f"{host}:{bound}", services=names)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting_down", grace_s=grace_s)
+        await health.enter_graceful_shutdown()
+        await server.stop(grace_s)
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        log.info("stopped")

@@ -1,0 +1,38 @@
+"""Settings from the environment (pydantic-settings), prefix ``MUSICAAS_``.
+
+Every service reads a subclass of :class:`ServiceSettings`; the same code runs on one
+machine and on Kubernetes, only these values differ. Example: ``MUSICAAS_NATS_URL``,
+``MUSICAAS_GRPC_PORT``, ``MUSICAAS_LOG_FORMAT=json``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service shares."""
+
+    model_config = SettingsConfigDict(env_prefix="MUSICAAS_", extra="ignore")
+
+    #: Address the gRPC server binds to; Kubernetes sets 0.0.0.0.
+    grpc_host: str = "127.0.0.1"
+    #: gRPC port of this service.
+    grpc_port: int = 50051
+    #: NATS server URL(s), comma-separated.
+    nats_url: str = "nats://127.0.0.1:4222"
+    #: Replicas of the MUSIC stream, the KV bucket and the object store (3 on a NATS cluster).
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    #: Log level name.
+    log_level: str = "info"
+    #: ``auto``: JSON unless stderr is a terminal.
+    log_format: Literal["auto", "json", "console"] = "auto"
+    #: Seconds that in-flight calls get to finish on SIGTERM.
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    #: Largest gRPC message accepted or sent, in bytes.
+    max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    #: Seconds to wait for NATS at start-up.
+    nats_connect_timeout_s: float = Field(default=30.0, gt=0)

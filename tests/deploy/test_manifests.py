@@ -1,0 +1,383 @@
+"""The Kubernetes manifests under deploy/k8s: they render, validate, and follow the rules.
+
+Rendering uses tools/validate_k8s.py (``kubectl kustomize`` when kubectl is on PATH,
+its built-in renderer otherwise); when kubectl is present the built-in renderer is
+also checked against it.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import re
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("validate_k8s", ROOT / "tools" / "validate_k8s.py")
+vk = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("validate_k8s", vk)
+_spec.loader.exec_module(vk)
+
+SERVICE_PORTS = {"gateway": 50051, "analyzer": 50052, "recommender": 50053, "generator": 50054}
+TARGETS = {t.name: t for t in vk.find_targets()}
+
+
+@cache
+def rendered(name: str, renderer: str = "auto") -> tuple[dict, ...]:
+    return tuple(vk.render(TARGETS[name], renderer))
+
+
+def objects(name: str, kind: str) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in rendered(name) if o["kind"] == kind}
+
+
+def generated(name: str, kind: str, base_name: str) -> dict:
+    """A generated ConfigMap/Secret, whether or not kustomize hashed its name."""
+    hits = [
+        o
+        for o in rendered(name)
+        if o["kind"] == kind and re.fullmatch(rf"{base_name}(-[a-z0-9]{{10}})?", o["metadata"]["name"])
+    ]
+    assert len(hits) == 1, f"{kind} {base_name} in {name}: {[h['metadata']['name'] for h in hits]}"
+    return hits[0]
+
+
+def workloads(name: str) -> list[dict]:
+    return [o for o in rendered(name) if o["kind"] in ("Deployment", "StatefulSet")]
+
+
+def all_workloads() -> list[tuple[str, dict]]:
+    return [(t, w) for t in TARGETS for w in workloads(t)]
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def test_targets_cover_base_overlays_and_components():
+    assert {"base", "overlays/dev", "overlays/prod"} <= set(TARGETS)
+    assert {"base+triton-gpu", "base+network-policies", "base+hpa-pdb"} <= set(TARGETS)
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_rendering_is_valid(name):
+    objs = [dict(o) for o in rendered(name)]
+    assert objs, f"{name} rendered nothing"
+    errors = vk.validate_schema(objs) + vk.check_references(objs)
+    assert errors == [], "\n".join(errors)
+
+
+@pytest.mark.skipif(not vk.kubectl_available(), reason="kubectl not installed")
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_python_renderer_matches_kubectl(name):
+    """The fallback renderer agrees with kustomize, up to the generators' hash suffixes."""
+    real = rendered(name, "kubectl")
+    ours = rendered(name, "python")
+    plain = {o["metadata"]["name"] for o in ours if o["kind"] in ("ConfigMap", "Secret")}
+    renames = {}
+    for o in real:
+        if o["kind"] in ("ConfigMap", "Secret"):
+            stem = re.sub(r"-[a-z0-9]{10}$", "", o["metadata"]["name"])
+            if stem != o["metadata"]["name"] and stem in plain:
+                renames[o["metadata"]["name"]] = stem
+
+    def norm(value):
+        if isinstance(value, dict):
+            return {k: norm(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [norm(v) for v in value]
+        return renames.get(value, value) if isinstance(value, str) else value
+
+    def key(o):
+        return (o["kind"], o["metadata"]["name"])
+
+    assert sorted(map(key, map(norm, real))) == sorted(map(key, ours))
+    theirs = {key(o): o for o in map(norm, real)}
+    for o in ours:
+        assert theirs[key(o)] == o, f"{key(o)} differs"
+
+
+def test_validator_rejects_unknown_fields():
+    dep = dict(objects("base", "Deployment")["analyzer"])
+    dep["spec"] = {**dep["spec"], "replicaz": 2}
+    errors = vk.validate_schema([dep])
+    assert errors and "replicaz" in errors[0]
+
+
+def test_python_renderer_refuses_unsupported_fields(tmp_path):
+    (tmp_path / "kustomization.yaml").write_text("kind: Kustomization\nhelmCharts: []\n")
+    with pytest.raises(vk.UnsupportedKustomization):
+        vk.PyKustomize().build(tmp_path)
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+@pytest.mark.parametrize("service,port", sorted(SERVICE_PORTS.items()))
+def test_service_deployment(service, port):
+    for target in TARGETS:
+        dep = objects(target, "Deployment")[service]
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        assert c["command"] == ["python", "-m", f"musicaas_{service}"]
+        assert c["image"].startswith(f"ghcr.io/musicaas/{service}:")
+        assert {"name": "grpc", "containerPort": port, "protocol": "TCP"} in c["ports"]
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert c[probe]["grpc"]["port"] == port, f"{target} {service} {probe}"
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["MUSICAAS_GRPC_PORT"] == str(port)
+        refs = [ef["configMapRef"]["name"] for ef in c["envFrom"]]
+        assert any(r.startswith("musicaas-config") for r in refs)
+        svc = objects(target, "Service")[service]
+        assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(port, "grpc")]
+
+
+def test_gateway_settings():
+    (c,) = objects("base", "Deployment")["gateway"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["MUSICAAS_ANALYZER_ADDR"]["value"] == "analyzer.musicaas.svc:50052"
+    assert env["MUSICAAS_RECOMMENDER_ADDR"]["value"] == "recommender.musicaas.svc:50053"
+    assert env["MUSICAAS_GENERATOR_ADDR"]["value"] == "generator.musicaas.svc:50054"
+    assert int(env["MUSICAAS_MAX_UPLOAD_BYTES"]["value"]) > 0
+    assert env["MUSICAAS_API_KEYS"]["valueFrom"]["secretKeyRef"]["key"] == "api-keys"
+    assert objects("base", "Service")["gateway"]["spec"]["type"] == "ClusterIP"
+
+
+def test_shared_settings():
+    base = generated("base", "ConfigMap", "musicaas-config")["data"]
+    assert base["MUSICAAS_NATS_URL"] == "nats://nats.musicaas.svc:4222"
+    assert base["MUSICAAS_GRPC_HOST"] == "0.0.0.0"
+    assert base["MUSICAAS_LOG_FORMAT"] == "json"
+    assert base["MUSICAAS_STREAM_REPLICAS"] == "1"
+    assert generated("overlays/dev", "ConfigMap", "musicaas-config")["data"]["MUSICAAS_STREAM_REPLICAS"] == "1"
+    assert generated("overlays/prod", "ConfigMap", "musicaas-config")["data"]["MUSICAAS_STREAM_REPLICAS"] == "3"
+
+
+def _env(target, name):
+    (c,) = objects(target, "Deployment")[name]["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value") for e in c.get("env") or []}
+
+
+def test_backend_addresses():
+    assert _env("base", "recommender")["MUSICAAS_QDRANT_URL"] == "http://qdrant.musicaas.svc:6333"
+    assert _env("base", "generator")["MUSICAAS_TRITON_URL"] == "triton.musicaas.svc:8001"
+
+
+@pytest.mark.parametrize(
+    "target,workload",
+    [(t, w) for t, w in all_workloads()],
+    ids=[f"{t}:{w['kind']}/{w['metadata']['name']}" for t, w in all_workloads()],
+)
+def test_workload_hardening(target, workload):
+    name = workload["metadata"]["name"]
+    pod = workload["spec"]["template"]["spec"]
+    psc = pod["securityContext"]
+    assert psc["runAsNonRoot"] is True
+    assert psc["runAsUser"] == 10001
+    assert "fsGroup" in psc
+    assert psc["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["serviceAccountName"] == name
+    assert name in objects(target, "ServiceAccount")
+    assert pod["automountServiceAccountToken"] is False
+    for c in pod["containers"]:
+        sc = c["securityContext"]
+        assert sc.get("runAsNonRoot", psc["runAsNonRoot"]) is True
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        assert "add" not in sc["capabilities"]
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(c["resources"][kind]), f"{name} {kind}"
+        assert c["readinessProbe"] and c["livenessProbe"]
+
+
+def test_writable_tmp_for_services():
+    for name in SERVICE_PORTS:
+        pod = objects("base", "Deployment")[name]["spec"]["template"]["spec"]
+        mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+        vols = {v["name"]: v for v in pod["volumes"]}
+        assert "emptyDir" in vols[mounts["/tmp"]]
+
+
+# --------------------------------------------------------------------------- triton
+
+
+def test_triton_requests_a_gpu():
+    dep = objects("base+triton-gpu", "Deployment")["triton"]
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert str(c["resources"]["requests"]["nvidia.com/gpu"]) == "1"
+    assert str(c["resources"]["limits"]["nvidia.com/gpu"]) == "1"
+    assert pod["nodeSelector"]
+    assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
+    assert c["command"][:3] == ["python", "-m", "musicaas_model.serve"]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
+    svc_ports = {p["name"]: p["port"] for p in objects("base+triton-gpu", "Service")["triton"]["spec"]["ports"]}
+    assert svc_ports == ports
+    model = generated("base+triton-gpu", "ConfigMap", "triton-model-config")["data"]
+    assert model["MUSICAAS_MODEL_DYNAMIC_BATCHING"] == "true"
+    assert int(model["MUSICAAS_MODEL_MAX_BATCH_SIZE"]) > 1
+    assert "triton" not in objects("base", "Deployment")
+    assert "triton" not in objects("overlays/dev", "Deployment")
+
+
+# --------------------------------------------------------------------------- overlays
+
+
+def test_prod_overlay():
+    sts = objects("overlays/prod", "StatefulSet")
+    assert sts["nats"]["spec"]["replicas"] == 3
+    assert sts["qdrant"]["spec"]["replicas"] == 3
+    conf = generated("overlays/prod", "ConfigMap", "nats-config")["data"]["nats.conf"]
+    for i in range(3):
+        assert f"nats://nats-{i}.nats-headless:6222" in conf
+    assert "triton" in objects("overlays/prod", "Deployment")
+    assert "default-deny-all" in objects("overlays/prod", "NetworkPolicy")
+    assert set(objects("overlays/prod", "HorizontalPodAutoscaler")) == {"gateway", "analyzer", "generator"}
+    # The API keys are provisioned out of band in prod, never generated.
+    assert not any(n.startswith("musicaas-api-keys") for n in objects("overlays/prod", "Secret"))
+
+
+def test_dev_overlay():
+    sts = objects("overlays/dev", "StatefulSet")
+    assert sts["nats"]["spec"]["replicas"] == 1
+    assert sts["qdrant"]["spec"]["replicas"] == 1
+    assert "cluster {" not in generated("overlays/dev", "ConfigMap", "nats-config")["data"]["nats.conf"]
+    secret = generated("overlays/dev", "Secret", "musicaas-api-keys")
+    assert base64.b64decode(secret["data"]["api-keys"]).decode()
+    assert not objects("overlays/dev", "NetworkPolicy")
+
+
+def test_nats_and_qdrant():
+    sts = objects("base", "StatefulSet")
+    nats = sts["nats"]
+    assert nats["spec"]["serviceName"] == "nats-headless"
+    assert nats["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    ports = {p["name"]: p["containerPort"] for p in nats["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert ports == {"client": 4222, "cluster": 6222, "monitor": 8222}
+    assert "jetstream" in generated("base", "ConfigMap", "nats-config")["data"]["nats.conf"]
+    assert objects("base", "Service")["nats-headless"]["spec"]["clusterIP"] == "None"
+    qdrant = sts["qdrant"]
+    ports = {p["name"]: p["containerPort"] for p in qdrant["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert ports == {"http": 6333, "grpc": 6334, "p2p": 6335}
+    assert qdrant["spec"]["volumeClaimTemplates"]
+
+
+# --------------------------------------------------------------------------- HPA / PDB
+
+
+def test_hpa_and_pdb():
+    hpas = objects("base+hpa-pdb", "HorizontalPodAutoscaler")
+    deps = objects("base+hpa-pdb", "Deployment")
+    for name in ("gateway", "analyzer", "generator"):
+        spec = hpas[name]["spec"]
+        assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert spec["metrics"][0]["resource"]["name"] == "cpu"
+        assert spec["minReplicas"] >= 2
+        assert "replicas" not in deps[name]["spec"], "the HPA owns the replica count"
+    pdbs = objects("base+hpa-pdb", "PodDisruptionBudget")
+    assert set(SERVICE_PORTS) | {"nats", "qdrant"} <= set(pdbs)
+
+
+# --------------------------------------------------------------------------- network policies
+
+
+def _peer_selects(peer: dict, labels: dict) -> bool:
+    if "ipBlock" in peer or "namespaceSelector" in peer:
+        return False  # only same-namespace pod peers matter for these flows
+    return vk._selector_matches(peer["podSelector"], labels) or peer["podSelector"] == {}
+
+
+def _port_ok(rule: dict, port: int, proto: str) -> bool:
+    ports = rule.get("ports")
+    if not ports:
+        return True
+    return any(p.get("port") == port and p.get("protocol", "TCP") == proto for p in ports)
+
+
+def _selects(policy: dict, labels: dict) -> bool:
+    sel = policy["spec"]["podSelector"]
+    return sel == {} or vk._selector_matches(sel, labels)
+
+
+def allowed(policies, src: str | None, dst: str, port: int, proto: str = "TCP") -> bool:
+    """NetworkPolicy semantics for same-namespace pods labelled app.kubernetes.io/name.
+
+    ``src=None`` means a client outside the namespace (ingress check only).
+    """
+    dst_l = {"app.kubernetes.io/name": dst}
+    src_l = {"app.kubernetes.io/name": src} if src else None
+
+    def direction(kind: str, subject: dict, other: dict | None) -> bool:
+        rules_key, peers_key = ("ingress", "from") if kind == "Ingress" else ("egress", "to")
+        pols = [p for p in policies if _selects(p, subject) and kind in p["spec"]["policyTypes"]]
+        if not pols:
+            return True
+        for p in pols:
+            for rule in p["spec"].get(rules_key) or []:
+                peers = rule.get(peers_key)
+                if not _port_ok(rule, port, proto):
+                    continue
+                if not peers or (other is not None and any(_peer_selects(x, other) for x in peers)):
+                    return True
+        return False
+
+    ok_in = direction("Ingress", dst_l, src_l)
+    ok_out = True if src_l is None else direction("Egress", src_l, dst_l)
+    return ok_in and ok_out
+
+
+FLOWS = [
+    (None, "gateway", 50051),
+    ("gateway", "analyzer", 50052),
+    ("gateway", "recommender", 50053),
+    ("gateway", "generator", 50054),
+    ("gateway", "nats", 4222),
+    ("analyzer", "nats", 4222),
+    ("recommender", "nats", 4222),
+    ("recommender", "qdrant", 6333),
+    ("recommender", "qdrant", 6334),
+    ("generator", "nats", 4222),
+    ("generator", "triton", 8001),
+    ("nats", "nats", 6222),
+    ("qdrant", "qdrant", 6335),
+]
+DENIED = [
+    (None, "analyzer", 50052),
+    (None, "nats", 4222),
+    (None, "qdrant", 6333),
+    (None, "triton", 8001),
+    ("analyzer", "qdrant", 6333),
+    ("analyzer", "generator", 50054),
+    ("generator", "qdrant", 6333),
+    ("recommender", "triton", 8001),
+    ("gateway", "qdrant", 6333),
+    ("gateway", "triton", 8001),
+    ("nats", "gateway", 50051),
+    ("qdrant", "nats", 4222),
+    ("gateway", "analyzer", 6333),
+]
+
+
+@pytest.mark.parametrize("src,dst,port", FLOWS)
+def test_network_policy_allows(src, dst, port):
+    pols = list(objects("overlays/prod", "NetworkPolicy").values())
+    assert allowed(pols, src, dst, port)
+
+
+@pytest.mark.parametrize("src,dst,port", DENIED)
+def test_network_policy_denies(src, dst, port):
+    pols = list(objects("overlays/prod", "NetworkPolicy").values())
+    assert not allowed(pols, src, dst, port)
+
+
+def test_everyone_reaches_dns():
+    pol = objects("base+network-policies", "NetworkPolicy")["allow-dns-egress"]
+    assert pol["spec"]["podSelector"] == {}
+    (rule,) = pol["spec"]["egress"]
+    assert {(p["protocol"], p["port"]) for p in rule["ports"]} == {("UDP", 53), ("TCP", 53)}
+    assert rule["to"][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}

@@ -1,0 +1,332 @@
+"""The recommender's TrackIndex on both backends: Qdrant Edge in a temporary folder and
+qdrant-client's local mode in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import numpy as np
+import pytest
+
+from musicaas.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from musicaas_recommender.index import (
+    MAX_LIMIT,
+    EdgeTrackIndex,
+    QdrantClientTrackIndex,
+    TrackFilter,
+    TrackIndex,
+    TrackPayload,
+    open_index,
+    point_id,
+)
+
+DIM = 8
+BACKENDS = ["edge", "client"]
+
+
+def unit(*values: float) -> np.ndarray:
+    vec = np.zeros(DIM, dtype=np.float32)
+    vec[: len(values)] = values
+    return vec
+
+
+def cosine(u: np.ndarray, v: np.ndarray) -> float:
+    return float(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v)))
+
+
+def payload(track_id: str, *, key: str | None = "C", mode: str | None = "major", tempo: float = 120.0,
+            source: str = "upload", title: str = "") -> TrackPayload:
+    return TrackPayload(track_id=track_id, key=key, mode=mode, tempo_bpm=tempo, source=source,
+                        duration_s=30.0, loudness_lufs=-14.0, title=title)
+
+
+# A small catalogue: vectors in the first two dimensions, at known angles.
+CATALOGUE = {
+    "a": (unit(1.0, 0.0), payload("a", key="C", mode="major", tempo=100.0)),
+    "b": (unit(0.95, 0.2), payload("b", key="F#", mode="minor", tempo=90.0, source="generated")),
+    "c": (unit(0.8, 0.5), payload("c", key="C", mode="minor", tempo=130.0)),
+    "d": (unit(0.5, 0.85), payload("d", key="Bb", mode="major", tempo=125.0, source="generated")),
+    "e": (unit(0.0, 1.0), payload("e", key=None, mode=None, tempo=140.0, source="chorale")),
+    "f": (unit(-0.3, 0.95), payload("f", key="C", mode="major", tempo=60.0)),
+}
+
+
+def make_index(kind: str, tmp_path) -> TrackIndex:
+    if kind == "edge":
+        return EdgeTrackIndex(tmp_path / "shard", dim=DIM)
+    return QdrantClientTrackIndex(location=":memory:", dim=DIM)
+
+
+@pytest.fixture(params=BACKENDS)
+async def index(request, tmp_path):
+    idx = make_index(request.param, tmp_path)
+    yield idx
+    await idx.close()
+
+
+@pytest.fixture(scope="module")
+async def catalogues(tmp_path_factory):
+    """CATALOGUE in each backend, shared by the tests that only read (opening an Edge
+    shard and creating its payload indexes takes most of a second)."""
+    built = {}
+    for kind in BACKENDS:
+        built[kind] = make_index(kind, tmp_path_factory.mktemp(kind))
+        for vec, pl in CATALOGUE.values():
+            await built[kind].upsert(pl, vec)
+    yield built
+    for idx in built.values():
+        await idx.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def catalogue(request, catalogues):
+    return catalogues[request.param]
+
+
+def ids(results) -> list[str]:
+    return [r.track_id for r in results]
+
+
+# -- upsert / get / count ----------------------------------------------------------------
+
+
+async def test_upsert_is_idempotent_and_the_update_wins(index):
+    assert await index.count() == 0
+    await index.upsert(payload("t1", title="first"), unit(1.0, 0.0))
+    await index.upsert(payload("t1", title="first"), unit(1.0, 0.0))
+    assert await index.count() == 1
+    second = payload("t1", key="Eb", mode="minor", tempo=88.5, source="generated", title="second")
+    await index.upsert(second, [0.0, 3.0, 4.0, 0, 0, 0, 0, 0])
+    assert await index.count() == 1
+    got, vector = await index.get("t1")
+    assert got == second
+    assert vector.dtype == np.float32 and vector.shape == (DIM,)
+    np.testing.assert_allclose(vector, unit(0.0, 0.6, 0.8), atol=1e-6)  # stored unit-length
+
+
+async def test_get_round_trips_a_payload_without_key(index):
+    pl = payload("no-key", key=None, mode=None)
+    await index.upsert(pl, unit(0.0, 1.0))
+    assert (await index.get("no-key"))[0] == pl
+    await index.upsert(payload("blank-key", key="", mode=""), unit(0.0, 1.0))
+    got, _ = await index.get("blank-key")
+    assert got.key is None and got.mode is None
+
+
+def test_point_ids_are_deterministic_uuids():
+    assert point_id("track-1") == point_id("track-1") != point_id("track-2")
+    assert len(point_id("track-1")) == 36
+
+
+# -- similar ----------------------------------------------------------------------------
+
+
+async def test_similar_excludes_itself_and_orders_by_cosine(catalogue):
+    results = await catalogue.similar("a", limit=10)
+    assert ids(results) == ["b", "c", "d", "e", "f"]
+    query = CATALOGUE["a"][0]
+    for r in results:
+        assert r.score == pytest.approx(cosine(query, CATALOGUE[r.track_id][0]), abs=1e-5)
+        assert r.payload == CATALOGUE[r.track_id][1]
+    assert ids(await catalogue.similar("a", limit=2)) == ["b", "c"]
+
+
+async def test_similar_obeys_filters(catalogue):
+    tempo = TrackFilter(tempo_min_bpm=95.0, tempo_max_bpm=130.0)
+    assert ids(await catalogue.similar("a", flt=tempo)) == ["c", "d"]  # a itself excluded
+    assert ids(await catalogue.similar("a", flt=TrackFilter(tempo_min_bpm=125.0))) == ["c", "d", "e"]
+    assert ids(await catalogue.similar("a", flt=TrackFilter(tempo_max_bpm=90.0))) == ["b", "f"]
+    assert ids(await catalogue.similar("a", flt=TrackFilter(key="C"))) == ["c", "f"]
+    # the key filter matches the pitch class, whatever the spelling
+    assert ids(await catalogue.similar("a", flt=TrackFilter(key="Gb"))) == ["b"]
+    assert ids(await catalogue.similar("a", flt=TrackFilter(mode="minor"))) == ["b", "c"]
+    assert ids(await catalogue.similar("a", flt=TrackFilter(key="C", mode="major"))) == ["f"]
+    assert ids(await catalogue.similar("a", flt=TrackFilter(source="generated"))) == ["b", "d"]
+    assert ids(await catalogue.similar("e", flt=TrackFilter(source="chorale"))) == []
+    # blank strings (proto3 defaults) do not filter
+    assert ids(await catalogue.similar("a", flt=TrackFilter(key="", mode="", source=""))) == ["b", "c", "d", "e", "f"]
+
+
+async def test_similar_rejects_bad_filters_and_limits(catalogue):
+    for flt in (TrackFilter(mode="dorian"), TrackFilter(key="H"), TrackFilter(tempo_min_bpm=130, tempo_max_bpm=120),
+                TrackFilter(tempo_min_bpm=float("nan")), TrackFilter(tempo_max_bpm=-1.0)):
+        with pytest.raises(InvalidArgument):
+            await catalogue.similar("a", flt=flt)
+    for limit in (0, -1, MAX_LIMIT + 1):
+        with pytest.raises(InvalidArgument, match="limit"):
+            await catalogue.similar("a", limit=limit)
+    assert len(await catalogue.similar("a", limit=MAX_LIMIT)) == 5
+
+
+# -- recommend --------------------------------------------------------------------------
+
+
+async def test_recommend_prefers_liked_and_avoids_disliked(catalogue):
+    results = await catalogue.recommend(liked=["a"], disliked=["e"], limit=10)
+    assert ids(results) == ["b", "c", "d", "f"]  # a and e excluded
+    scores = [r.score for r in results]
+    assert scores == sorted(scores, reverse=True)
+    assert scores[0] > 0 and scores[-1] < 0  # f sits nearer the disliked track than the liked one
+    # Liking two far-apart tracks: the best match to either one ranks first.
+    both = await catalogue.recommend(liked=["a", "e"], limit=2)
+    assert set(ids(both)) == {"b", "f"}
+    # A dislike pushes its neighbours down: e is nearer c than f is, but also nearer d.
+    assert ids(await catalogue.recommend(liked=["c"])) == ["b", "d", "a", "e", "f"]
+    assert ids(await catalogue.recommend(liked=["c"], disliked=["d"])) == ["b", "a", "f", "e"]
+
+
+async def test_recommend_obeys_filters_and_limit(catalogue):
+    results = await catalogue.recommend(liked=["a"], flt=TrackFilter(source="generated"), limit=1)
+    assert ids(results) == ["b"]
+    results = await catalogue.recommend(liked=["a", "a"], disliked=["f"], flt=TrackFilter(tempo_min_bpm=120.0))
+    assert ids(results) == ["c", "d", "e"]
+
+
+async def test_recommend_errors(catalogue):
+    with pytest.raises(InvalidArgument, match="liked"):
+        await catalogue.recommend(liked=[])
+    with pytest.raises(NotFound) as info:
+        await catalogue.recommend(liked=["a", "nope-1"], disliked=["nope-2"])
+    assert "nope-1" in info.value.message and "nope-2" in info.value.message and "'a'" not in info.value.message
+    with pytest.raises(InvalidArgument, match="both"):
+        await catalogue.recommend(liked=["a"], disliked=["a"])
+    with pytest.raises(InvalidArgument):
+        await catalogue.recommend(liked="a")
+    with pytest.raises(InvalidArgument, match="limit"):
+        await catalogue.recommend(liked=["a"], limit=0)
+
+
+async def test_backends_agree_on_recommend_scores(catalogues):
+    got = {
+        kind: [(r.track_id, r.score) for r in await idx.recommend(liked=["a", "c"], disliked=["e"])]
+        for kind, idx in catalogues.items()
+    }
+    assert [t for t, _ in got["edge"]] == [t for t, _ in got["client"]] == ["b", "d", "f"]
+    np.testing.assert_allclose([s for _, s in got["edge"]], [s for _, s in got["client"]], atol=1e-5)
+
+
+# -- errors -----------------------------------------------------------------------------
+
+
+async def test_unknown_track_is_not_found(catalogue):
+    with pytest.raises(NotFound, match="missing"):
+        await catalogue.get("missing")
+    with pytest.raises(NotFound, match="missing"):
+        await catalogue.similar("missing")
+
+
+async def test_bad_vectors_are_invalid(index):
+    with pytest.raises(InvalidArgument, match=f"dimension {DIM}"):
+        await index.upsert(payload("x"), np.ones(DIM + 1, dtype=np.float32))
+    with pytest.raises(InvalidArgument, match=f"dimension {DIM}"):
+        await index.upsert(payload("x"), np.ones((2, DIM), dtype=np.float32))
+    bad = unit(1.0)
+    bad[3] = np.nan
+    with pytest.raises(InvalidArgument, match="NaN"):
+        await index.upsert(payload("x"), bad)
+    with pytest.raises(InvalidArgument, match="zeros"):
+        await index.upsert(payload("x"), np.zeros(DIM))
+    with pytest.raises(InvalidArgument):
+        await index.upsert(payload("x"), ["a"] * DIM)
+    assert await index.count() == 0
+
+
+async def test_bad_payloads_are_invalid(index):
+    vec = unit(1.0)
+    for pl in (payload(""), payload("x", key="X#"), payload("x", mode="lydian"), payload("x", source=""),
+               payload("x", tempo=float("inf"))):
+        with pytest.raises(InvalidArgument):
+            await index.upsert(pl, vec)
+    with pytest.raises(InvalidArgument):
+        await index.get("")
+    assert await index.count() == 0
+
+
+async def test_closed_index_is_unavailable(index):
+    await index.upsert(payload("a"), unit(1.0))
+    await index.close()
+    await index.close()  # idempotent
+    with pytest.raises(Unavailable):
+        await index.count()
+
+
+# -- persistence and backends -------------------------------------------------------------
+
+
+async def test_edge_shard_survives_close_and_reopen(tmp_path):
+    path = tmp_path / "deep" / "shard"
+    idx = EdgeTrackIndex(path, dim=DIM)
+    for vec, pl in CATALOGUE.values():
+        await idx.upsert(pl, vec)
+    with pytest.raises(FailedPrecondition):  # one process per shard folder
+        EdgeTrackIndex(path, dim=DIM)
+    await idx.close()
+
+    idx = EdgeTrackIndex(path, dim=DIM)
+    try:
+        assert await idx.count() == len(CATALOGUE)
+        got, vector = await idx.get("d")
+        assert got == CATALOGUE["d"][1]
+        assert cosine(vector, CATALOGUE["d"][0]) == pytest.approx(1.0, abs=1e-6)
+        assert ids(await idx.similar("a", flt=TrackFilter(key="C"))) == ["c", "f"]  # payload indexes work
+        await idx.upsert(payload("g"), unit(1.0, 1.0))
+    finally:
+        await idx.close()
+
+    with pytest.raises(FailedPrecondition, match="size"):
+        EdgeTrackIndex(path, dim=DIM * 2)
+    idx = EdgeTrackIndex(path, dim=DIM)
+    assert await idx.count() == len(CATALOGUE) + 1
+    # Concurrent calls run in worker threads; close waits for the ones in flight.
+    rng = np.random.default_rng(7)
+    await asyncio.gather(
+        *(idx.upsert(payload(f"r{i}"), rng.standard_normal(DIM)) for i in range(20)),
+        *(idx.similar("a", limit=3) for _ in range(5)),
+        idx.close(),
+    )
+    idx = EdgeTrackIndex(path, dim=DIM)
+    assert await idx.count() == len(CATALOGUE) + 21
+    await idx.close()
+
+
+async def test_client_local_folder_survives_close_and_reopen(tmp_path):
+    idx = QdrantClientTrackIndex(location=str(tmp_path / "local"), collection="t", dim=DIM)
+    await idx.upsert(payload("a"), unit(1.0))
+    await idx.close()
+    idx = QdrantClientTrackIndex(location=str(tmp_path / "local"), collection="t", dim=DIM)
+    assert await idx.count() == 1
+    await idx.close()
+    idx = QdrantClientTrackIndex(location=str(tmp_path / "local"), collection="t", dim=DIM + 1)
+    with pytest.raises(FailedPrecondition, match="collection"):
+        await idx.count()
+    await idx.close()
+
+
+async def test_unreachable_server_is_unavailable():
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    idx = QdrantClientTrackIndex(url=f"http://127.0.0.1:{port}", dim=DIM, timeout_s=2.0)
+    try:
+        with pytest.raises(Unavailable, match=str(port)):
+            await idx.count()
+        with pytest.raises(Unavailable):
+            await idx.upsert(payload("a"), unit(1.0))
+    finally:
+        await idx.close()
+
+
+async def test_open_index_picks_the_backend(tmp_path):
+    edge = open_index(qdrant_url=None, edge_path=str(tmp_path / "e"), dim=DIM)
+    assert isinstance(edge, EdgeTrackIndex)
+    await edge.close()
+    edge = open_index(qdrant_url="", edge_path=tmp_path / "e", dim=DIM)
+    assert isinstance(edge, EdgeTrackIndex)
+    await edge.close()
+    client = open_index(qdrant_url="http://127.0.0.1:1", edge_path=str(tmp_path / "x"), dim=DIM, collection="c")
+    assert isinstance(client, QdrantClientTrackIndex) and client.collection == "c"
+    await client.close()
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(ValueError):
+        QdrantClientTrackIndex(dim=DIM)
