@@ -126,6 +126,7 @@ async def run_service(
     grace_s: float = 10.0,
     max_message_bytes: int = 64 * 1024 * 1024,
     stop: asyncio.Event | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     on_bound: Callable[[int], None] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set), then shut down gracefully.
@@ -144,9 +145,11 @@ async def run_service(
         Time in-flight calls get to finish on shutdown.
     stop : asyncio.Event, optional
         Set it to stop the service (tests); signals set it too.
+    interceptors : sequence of grpc.aio.ServerInterceptor
+        Run inside the error interceptor (so they may raise domain errors), e.g. auth.
     """
     stop = stop or asyncio.Event()
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=server_options(max_message_bytes))
+    server = grpc.aio.server(interceptors=[ErrorInterceptor(), *interceptors], options=server_options(max_message_bytes))
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     names = [s.full_name for s in services]

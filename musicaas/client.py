@@ -1,0 +1,99 @@
+"""A small synchronous client of the public gateway API, used by the CLI and the demo."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import grpc
+
+from musicaas.common.v1 import common_pb2
+from musicaas.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from musicaas.generator.v1 import generator_pb2
+from musicaas.recommender.v1 import recommender_pb2
+
+CHUNK_BYTES = 512 * 1024
+DONE_STATES = (common_pb2.TRACK_STATE_INDEXED, common_pb2.TRACK_STATE_FAILED)
+
+
+class GatewayClient:
+    """Calls ``musicaas.gateway.v1.GatewayService`` with an API key and per-call deadlines.
+
+    Errors are the ``grpc.RpcError`` of the call (``.code()``, ``.details()``).
+    """
+
+    def __init__(self, addr: str, api_key: str, *, timeout_s: float = 60.0, max_message_bytes: int = 64 * 1024 * 1024):
+        self.addr = addr
+        self.timeout_s = timeout_s
+        self.channel = grpc.insecure_channel(
+            addr,
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ],
+        )
+        self.stub = gateway_pb2_grpc.GatewayServiceStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {api_key}"),)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "GatewayClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def upload_bytes(self, data: bytes, *, filename: str, title: str = "") -> gateway_pb2.UploadTrackResponse:
+        def messages():
+            yield gateway_pb2.UploadTrackRequest(metadata=gateway_pb2.UploadMetadata(filename=filename, title=title))
+            for i in range(0, len(data), CHUNK_BYTES):
+                yield gateway_pb2.UploadTrackRequest(chunk=data[i : i + CHUNK_BYTES])
+
+        return self.stub.UploadTrack(messages(), metadata=self.metadata, timeout=self.timeout_s)
+
+    def upload_file(self, path: Path, *, title: str = "") -> gateway_pb2.UploadTrackResponse:
+        return self.upload_bytes(Path(path).read_bytes(), filename=Path(path).name, title=title or Path(path).stem)
+
+    def get_track(self, track_id: str) -> common_pb2.Track:
+        return self.stub.GetTrack(gateway_pb2.GetTrackRequest(track_id=track_id), metadata=self.metadata, timeout=10).track
+
+    def wait_track(self, track_id: str, *, timeout_s: float = 300.0, poll_s: float = 0.25) -> common_pb2.Track:
+        """Poll GetTrack until the track is indexed or failed.
+
+        Raises
+        ------
+        TimeoutError
+            When neither happens within ``timeout_s`` seconds.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            track = self.get_track(track_id)
+            if track.state in DONE_STATES:
+                return track
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"track {track_id} still {common_pb2.TrackState.Name(track.state)} after {timeout_s:.0f} s"
+                )
+            time.sleep(poll_s)
+
+    def generate(
+        self, *, key: str, tempo_bpm: float, num_bars: int, temperature: float = 1.0, seed: int | None = None,
+        timeout_s: float = 300.0,
+    ) -> gateway_pb2.GenerateTrackResponse:
+        params = generator_pb2.GenerationParams(key=key, tempo_bpm=tempo_bpm, num_bars=num_bars, temperature=temperature)
+        if seed is not None:
+            params.seed = seed
+        return self.stub.GenerateTrack(
+            gateway_pb2.GenerateTrackRequest(params=params), metadata=self.metadata, timeout=timeout_s
+        )
+
+    def similar(self, track_id: str, *, limit: int = 10, flt: recommender_pb2.TrackFilter | None = None):
+        request = gateway_pb2.SimilarTracksRequest(track_id=track_id, limit=limit)
+        if flt is not None:
+            request.filter.CopyFrom(flt)
+        return self.stub.SimilarTracks(request, metadata=self.metadata, timeout=30).tracks
+
+    def recommend(self, *, liked: list[str], disliked: list[str] = (), limit: int = 10):
+        request = gateway_pb2.RecommendRequest(liked_track_ids=liked, disliked_track_ids=list(disliked), limit=limit)
+        return self.stub.Recommend(request, metadata=self.metadata, timeout=30).tracks

@@ -1,0 +1,49 @@
+"""Run the analyzer service: ``python -m musicaas_analyzer`` (settings from MUSICAAS_* variables)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from musicaas.analyzer.v1 import analyzer_pb2_grpc
+from musicaas.events.v1 import events_pb2
+from musicaas.runtime import bus as busmod
+from musicaas.runtime.bus import Bus
+from musicaas.runtime.logging import configure_logging
+from musicaas.runtime.server import GrpcService, run_service
+from musicaas_analyzer.service import Analyzer, AnalyzerServicer, AnalyzerSettings, UploadConsumer
+
+
+async def main(settings: AnalyzerSettings | None = None, *, stop: asyncio.Event | None = None) -> None:
+    settings = settings or AnalyzerSettings()
+    configure_logging(service="analyzer", level=settings.log_level, fmt=settings.log_format)
+    async with contextlib.AsyncExitStack() as stack:
+        bus = await stack.enter_async_context(
+            Bus(settings.nats_url, name="analyzer", replicas=settings.stream_replicas,
+                connect_timeout_s=settings.nats_connect_timeout_s)
+        )
+        analyzer = Analyzer(settings)
+        consumer = UploadConsumer(bus, analyzer)
+        await run_service(
+            name="analyzer",
+            host=settings.grpc_host,
+            port=settings.grpc_port,
+            services=[GrpcService(AnalyzerServicer(analyzer), analyzer_pb2_grpc.add_AnalyzerServiceServicer_to_server,
+                                  "musicaas.analyzer.v1.AnalyzerService")],
+            background=[
+                lambda: bus.consume(
+                    durable=consumer.durable,
+                    subject=busmod.TRACKS_UPLOADED,
+                    message_type=events_pb2.TrackUploaded,
+                    handler=consumer.handle,
+                    on_permanent_failure=consumer.failed,
+                )
+            ],
+            grace_s=settings.shutdown_grace_s,
+            max_message_bytes=settings.max_message_bytes,
+            stop=stop,
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

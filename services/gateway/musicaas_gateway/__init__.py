@@ -1,0 +1,1 @@
+"""The gateway: the only public entry of musicaas (``musicaas.gateway.v1.GatewayService``)."""

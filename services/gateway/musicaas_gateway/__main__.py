@@ -1,0 +1,61 @@
+"""Run the gateway: ``python -m musicaas_gateway`` (settings from MUSICAAS_* variables)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import grpc
+import structlog
+
+from musicaas.gateway.v1 import gateway_pb2_grpc
+from musicaas.runtime.bus import Bus
+from musicaas.runtime.logging import configure_logging
+from musicaas.runtime.server import GrpcService, run_service
+from musicaas_gateway.service import ApiKeyInterceptor, GatewayServicer, GatewaySettings
+
+
+def _channel(addr: str, max_bytes: int) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
+        addr,
+        options=[
+            ("grpc.max_receive_message_length", max_bytes),
+            ("grpc.max_send_message_length", max_bytes),
+            ("grpc.lb_policy_name", "round_robin"),
+        ],
+    )
+
+
+async def main(settings: GatewaySettings | None = None, *, stop: asyncio.Event | None = None) -> None:
+    settings = settings or GatewaySettings()
+    configure_logging(service="gateway", level=settings.log_level, fmt=settings.log_format)
+    keys = [k.strip() for k in settings.api_keys.split(",") if k.strip()]
+    if not keys:
+        structlog.get_logger().warning("no_api_keys", hint="set MUSICAAS_API_KEYS; every call will be rejected")
+    async with contextlib.AsyncExitStack() as stack:
+        bus = await stack.enter_async_context(
+            Bus(settings.nats_url, name="gateway", replicas=settings.stream_replicas,
+                connect_timeout_s=settings.nats_connect_timeout_s)
+        )
+        generator_channel = _channel(settings.generator_addr, settings.max_message_bytes)
+        recommender_channel = _channel(settings.recommender_addr, settings.max_message_bytes)
+        stack.push_async_callback(generator_channel.close)
+        stack.push_async_callback(recommender_channel.close)
+        servicer = GatewayServicer(
+            bus, settings, generator_channel=generator_channel, recommender_channel=recommender_channel
+        )
+        await run_service(
+            name="gateway",
+            host=settings.grpc_host,
+            port=settings.grpc_port,
+            services=[GrpcService(servicer, gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
+                                  "musicaas.gateway.v1.GatewayService")],
+            interceptors=[ApiKeyInterceptor(keys)],
+            grace_s=settings.shutdown_grace_s,
+            max_message_bytes=settings.max_message_bytes,
+            stop=stop,
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

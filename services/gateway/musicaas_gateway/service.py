@@ -1,0 +1,240 @@
+"""The public gRPC API: authentication, validation, size limits, deadlines, and the flows.
+
+* ``UploadTrack`` (client streaming): metadata first, then chunks; the size limit is
+  enforced while receiving. The container is sniffed from the first bytes so that a file
+  that is no audio at all is refused at once with INVALID_ARGUMENT; anything subtler
+  (a truncated or corrupt file) fails on the asynchronous path with a
+  ``music.tracks.failed`` event and the track in state ``failed``. The bytes go to the
+  object store, the track to the KV bucket, and ``music.tracks.uploaded`` to the stream.
+  Track ids are content-derived, so re-uploading the same bytes is idempotent.
+* ``GetTrack`` reads the track state.
+* ``GenerateTrack``, ``SimilarTracks``, ``Recommend`` call the generator and the
+  recommender with a deadline on every call.
+
+API keys come in ``authorization: Bearer <key>`` metadata and are compared in constant
+time (:func:`hmac.compare_digest`) against every configured key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import grpc
+import structlog
+
+from musicaas.common.v1 import common_pb2
+from musicaas.events.v1 import events_pb2
+from musicaas.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from musicaas.generator.v1 import generator_pb2, generator_pb2_grpc
+from musicaas.recommender.v1 import recommender_pb2, recommender_pb2_grpc
+from musicaas.runtime import bus as busmod
+from musicaas.runtime.bus import Bus, now_ts
+from musicaas.runtime.errors import (
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unauthenticated,
+    from_rpc_error,
+)
+from musicaas.runtime.settings import ServiceSettings
+
+log = structlog.get_logger()
+
+#: Methods that need no API key (Kubernetes probes and tooling).
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class GatewaySettings(ServiceSettings):
+    grpc_port: int = 50051
+    #: Comma-separated API keys accepted in ``authorization: Bearer``.
+    api_keys: str = ""
+    #: Largest upload accepted, in bytes.
+    max_upload_bytes: int = 50 * 1024 * 1024
+    recommender_addr: str = "127.0.0.1:50053"
+    generator_addr: str = "127.0.0.1:50054"
+    #: Deadline of a recommender call, in seconds.
+    recommend_timeout_s: float = 10.0
+    #: Deadline of a generator call, in seconds.
+    generate_timeout_s: float = 180.0
+
+
+def sniff_audio_container(head: bytes) -> str | None:
+    """Name of the audio container that ``head`` (the first bytes) starts with, or None.
+
+    Recognises RIFF/WAVE, FLAC, Ogg, MP3 (ID3 tag or an MPEG audio frame sync), AIFF.
+    """
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "wav"
+    if head[:4] == b"fLaC":
+        return "flac"
+    if head[:4] == b"OggS":
+        return "ogg"
+    if head[:3] == b"ID3":
+        return "mp3"
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
+        return "mp3"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    return None
+
+
+class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
+    """Rejects calls without a valid ``authorization: Bearer <key>`` (UNAUTHENTICATED)."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self._keys = [k.encode() for k in keys if k]
+
+    def _valid(self, presented: str) -> bool:
+        token = presented.encode()
+        ok = False
+        for key in self._keys:  # no early exit: time does not depend on which key matched
+            ok |= hmac.compare_digest(token, key)
+        return ok
+
+    async def intercept_service(self, continuation, details):
+        if details.method.startswith(PUBLIC_PREFIXES):
+            return await continuation(details)
+        metadata = dict(details.invocation_metadata or ())
+        auth = metadata.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token and self._valid(token.strip()):
+            return await continuation(details)
+        reason = "missing authorization metadata" if not auth else "invalid API key"
+        handler = await continuation(details)
+        return _rejecting(handler, reason)
+
+
+def _rejecting(handler, reason: str):
+    """A handler of the same arity that raises Unauthenticated (mapped by the error interceptor)."""
+
+    async def deny(request_or_iterator, context):
+        raise Unauthenticated(f"{reason}: send 'authorization: Bearer <api key>'")
+
+    async def deny_stream(request, context):
+        raise Unauthenticated(f"{reason}: send 'authorization: Bearer <api key>'")
+        yield  # pragma: no cover - makes this an async generator
+
+    if handler is None:
+        return None
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(deny, handler.request_deserializer, handler.response_serializer)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(deny, handler.request_deserializer, handler.response_serializer)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(deny_stream, handler.request_deserializer, handler.response_serializer)
+    return grpc.stream_stream_rpc_method_handler(deny_stream, handler.request_deserializer, handler.response_serializer)
+
+
+class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
+    def __init__(self, bus: Bus, settings: GatewaySettings, *, generator_channel, recommender_channel) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.generator = generator_pb2_grpc.GeneratorServiceStub(generator_channel)
+        self.recommender = recommender_pb2_grpc.RecommenderServiceStub(recommender_channel)
+
+    async def UploadTrack(self, request_iterator, context) -> gateway_pb2.UploadTrackResponse:
+        meta = None
+        chunks: list[bytes] = []
+        size = 0
+        limit = self.settings.max_upload_bytes
+        async for message in request_iterator:
+            kind = message.WhichOneof("payload")
+            if kind == "metadata":
+                if meta is not None or chunks:
+                    raise InvalidArgument("metadata must be the first and only metadata message of the stream")
+                meta = message.metadata
+            elif kind == "chunk":
+                size += len(message.chunk)
+                if size > limit:
+                    raise ResourceExhausted(f"upload exceeds the limit of {limit} bytes")
+                chunks.append(message.chunk)
+        if meta is None:
+            raise InvalidArgument("the first message of UploadTrack must carry metadata (filename)")
+        data = b"".join(chunks)
+        if not data:
+            raise InvalidArgument(f"upload {meta.filename!r} is empty (0 bytes)")
+        container = sniff_audio_container(data[:16])
+        if container is None:
+            raise InvalidArgument(
+                f"upload {meta.filename!r} is not a supported audio file: its first bytes are no "
+                "WAV, FLAC, Ogg or MP3 header"
+            )
+        track_id = "trk_" + hashlib.sha256(data).hexdigest()[:24]
+        existing = await self.bus.get_track(track_id)
+        if existing is not None and existing.state != common_pb2.TRACK_STATE_UPLOADED:
+            return gateway_pb2.UploadTrackResponse(track_id=track_id, state=existing.state, size_bytes=size)
+        filename = meta.filename or f"upload.{container}"
+        ref = await self.bus.put_blob(
+            f"tracks/{track_id}/{filename.rsplit('/', 1)[-1]}", data, content_type=meta.content_type or f"audio/{container}"
+        )
+        track = common_pb2.Track(
+            track_id=track_id,
+            state=common_pb2.TRACK_STATE_UPLOADED,
+            title=meta.title or filename,
+            filename=filename,
+            source=common_pb2.TRACK_SOURCE_UPLOAD,
+            audio=ref,
+            created_at=now_ts(),
+            updated_at=now_ts(),
+        )
+        await self.bus.create_track(track)
+        await self.bus.publish(
+            busmod.TRACKS_UPLOADED,
+            events_pb2.TrackUploaded(
+                track_id=track_id, audio=ref, filename=filename, title=track.title, source=common_pb2.TRACK_SOURCE_UPLOAD
+            ),
+            event_id=f"uploaded:{track_id}",
+        )
+        log.info("track_uploaded", track_id=track_id, size_bytes=size, filename=filename)
+        return gateway_pb2.UploadTrackResponse(track_id=track_id, state=common_pb2.TRACK_STATE_UPLOADED, size_bytes=size)
+
+    async def GetTrack(self, request, context) -> gateway_pb2.GetTrackResponse:
+        if not request.track_id:
+            raise InvalidArgument("track_id is empty")
+        track = await self.bus.get_track(request.track_id)
+        if track is None:
+            raise NotFound(f"track {request.track_id!r} not found")
+        return gateway_pb2.GetTrackResponse(track=track)
+
+    async def GenerateTrack(self, request, context) -> gateway_pb2.GenerateTrackResponse:
+        try:
+            resp = await self.generator.GenerateTrack(
+                generator_pb2.GenerateTrackRequest(params=request.params, generation_id=request.generation_id),
+                timeout=self.settings.generate_timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc, what="generator.GenerateTrack") from exc
+        return gateway_pb2.GenerateTrackResponse(
+            generation_id=resp.generation_id,
+            track_id=resp.track_id,
+            params=resp.params,
+            midi=resp.midi,
+            audio_wav=resp.audio_wav,
+            duration_s=resp.duration_s,
+        )
+
+    async def SimilarTracks(self, request, context) -> gateway_pb2.SimilarTracksResponse:
+        try:
+            resp = await self.recommender.SimilarTracks(
+                recommender_pb2.SimilarTracksRequest(track_id=request.track_id, limit=request.limit, filter=request.filter),
+                timeout=self.settings.recommend_timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc, what="recommender.SimilarTracks") from exc
+        return gateway_pb2.SimilarTracksResponse(tracks=resp.tracks)
+
+    async def Recommend(self, request, context) -> gateway_pb2.RecommendResponse:
+        try:
+            resp = await self.recommender.Recommend(
+                recommender_pb2.RecommendRequest(
+                    liked_track_ids=request.liked_track_ids,
+                    disliked_track_ids=request.disliked_track_ids,
+                    limit=request.limit,
+                    filter=request.filter,
+                ),
+                timeout=self.settings.recommend_timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc, what="recommender.Recommend") from exc
+        return gateway_pb2.RecommendResponse(tracks=resp.tracks)

@@ -1,0 +1,56 @@
+"""Run the recommender service: ``python -m musicaas_recommender`` (settings from MUSICAAS_* variables)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from musicaas.events.v1 import events_pb2
+from musicaas.recommender.v1 import recommender_pb2_grpc
+from musicaas.runtime import bus as busmod
+from musicaas.runtime.bus import Bus
+from musicaas.runtime.logging import configure_logging
+from musicaas.runtime.server import GrpcService, run_service
+from musicaas_recommender.index import open_index
+from musicaas_recommender.service import AnalyzedConsumer, RecommenderServicer, RecommenderSettings
+
+
+async def main(settings: RecommenderSettings | None = None, *, stop: asyncio.Event | None = None) -> None:
+    settings = settings or RecommenderSettings()
+    configure_logging(service="recommender", level=settings.log_level, fmt=settings.log_format)
+    async with contextlib.AsyncExitStack() as stack:
+        bus = await stack.enter_async_context(
+            Bus(settings.nats_url, name="recommender", replicas=settings.stream_replicas,
+                connect_timeout_s=settings.nats_connect_timeout_s)
+        )
+        index = open_index(
+            qdrant_url=settings.qdrant_url or None,
+            edge_path=settings.qdrant_path,
+            dim=settings.embedding_dim,
+            collection=settings.qdrant_collection,
+            qdrant_api_key=settings.qdrant_api_key or None,
+        )
+        stack.push_async_callback(index.close)
+        consumer = AnalyzedConsumer(bus, index)
+        await run_service(
+            name="recommender",
+            host=settings.grpc_host,
+            port=settings.grpc_port,
+            services=[GrpcService(RecommenderServicer(index), recommender_pb2_grpc.add_RecommenderServiceServicer_to_server,
+                                  "musicaas.recommender.v1.RecommenderService")],
+            background=[
+                lambda: bus.consume(
+                    durable=consumer.durable,
+                    subject=busmod.TRACKS_ANALYZED,
+                    message_type=events_pb2.TrackAnalyzed,
+                    handler=consumer.handle,
+                )
+            ],
+            grace_s=settings.shutdown_grace_s,
+            max_message_bytes=settings.max_message_bytes,
+            stop=stop,
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,123 @@
+"""The recommender service: ``SimilarTracks`` and ``Recommend`` RPCs, and the
+``music.tracks.analyzed`` consumer that upserts every analysed track into the index
+(idempotent by track id) and marks it ``indexed``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import structlog
+
+from musicaas.common.v1 import common_pb2
+from musicaas.events.v1 import events_pb2
+from musicaas.recommender.v1 import recommender_pb2, recommender_pb2_grpc
+from musicaas.runtime.bus import Bus, advance_state
+from musicaas.runtime.errors import InvalidArgument
+from musicaas.runtime.protoconv import MODE_TO_PROTO, SOURCE_TO_PROTO, mode_name, source_name
+from musicaas.runtime.settings import ServiceSettings
+from musicaas_recommender.index import ScoredTrack, TrackFilter, TrackIndex, TrackPayload
+
+log = structlog.get_logger()
+
+#: Length of the analyzer's embedding (musicaas_analyzer.embedding.EMBEDDING_DIM).
+EMBEDDING_DIM = 64
+DEFAULT_LIMIT = 10
+
+
+class RecommenderSettings(ServiceSettings):
+    grpc_port: int = 50053
+    #: Qdrant server URL (``http://qdrant:6333``); empty: a Qdrant Edge shard in ``qdrant_path``.
+    qdrant_url: str = ""
+    qdrant_api_key: str = ""
+    #: Folder of the embedded Qdrant Edge shard.
+    qdrant_path: str = ".musicaas/qdrant"
+    qdrant_collection: str = "tracks"
+    embedding_dim: int = EMBEDDING_DIM
+
+
+def filter_from_proto(flt: recommender_pb2.TrackFilter) -> TrackFilter | None:
+    if flt is None or flt.ByteSize() == 0:
+        return None
+    return TrackFilter(
+        tempo_min_bpm=flt.tempo_min_bpm if flt.HasField("tempo_min_bpm") else None,
+        tempo_max_bpm=flt.tempo_max_bpm if flt.HasField("tempo_max_bpm") else None,
+        key=flt.key or None,
+        mode=mode_name(flt.mode),
+        source=source_name(flt.source) if flt.source else None,
+    )
+
+
+def scored_to_proto(item: ScoredTrack) -> recommender_pb2.ScoredTrack:
+    p = item.payload
+    return recommender_pb2.ScoredTrack(
+        track_id=item.track_id,
+        score=item.score,
+        key=p.key or "",
+        mode=MODE_TO_PROTO.get(p.mode or "", common_pb2.MODE_UNSPECIFIED),
+        tempo_bpm=p.tempo_bpm,
+        source=SOURCE_TO_PROTO.get(p.source, common_pb2.TRACK_SOURCE_UNSPECIFIED),
+        title=p.title,
+        duration_s=p.duration_s,
+        loudness_lufs=p.loudness_lufs,
+    )
+
+
+def _limit(value: int) -> int:
+    if value < 0:
+        raise InvalidArgument(f"limit must be 1 to 100, got {value}")
+    return value or DEFAULT_LIMIT
+
+
+class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
+    def __init__(self, index: TrackIndex) -> None:
+        self.index = index
+
+    async def SimilarTracks(self, request, context) -> recommender_pb2.SimilarTracksResponse:
+        if not request.track_id:
+            raise InvalidArgument("track_id is empty")
+        items = await self.index.similar(
+            request.track_id, limit=_limit(request.limit), flt=filter_from_proto(request.filter)
+        )
+        return recommender_pb2.SimilarTracksResponse(tracks=[scored_to_proto(i) for i in items])
+
+    async def Recommend(self, request, context) -> recommender_pb2.RecommendResponse:
+        items = await self.index.recommend(
+            liked=list(request.liked_track_ids),
+            disliked=list(request.disliked_track_ids),
+            limit=_limit(request.limit),
+            flt=filter_from_proto(request.filter),
+        )
+        return recommender_pb2.RecommendResponse(tracks=[scored_to_proto(i) for i in items])
+
+
+class AnalyzedConsumer:
+    """Consumes ``music.tracks.analyzed``: upsert point, then state ``indexed``."""
+
+    durable = "recommender-tracks-analyzed"
+
+    def __init__(self, bus: Bus, index: TrackIndex) -> None:
+        self.bus = bus
+        self.index = index
+
+    async def handle(self, event: events_pb2.TrackAnalyzed, headers: dict[str, str]) -> None:
+        a = event.analysis
+        if not event.track_id:
+            raise InvalidArgument("tracks.analyzed event without track_id")
+        vector = np.asarray(a.embedding, dtype=np.float32)
+        payload = TrackPayload(
+            track_id=event.track_id,
+            key=a.key or None,
+            mode=mode_name(a.mode),
+            tempo_bpm=float(a.tempo_bpm),
+            source=source_name(event.source),
+            duration_s=float(a.duration_s),
+            loudness_lufs=float(a.loudness_lufs),
+            title=event.title,
+        )
+        await self.index.upsert(payload, vector)
+
+        def mark(track: common_pb2.Track) -> None:
+            track.state = advance_state(track.state, common_pb2.TRACK_STATE_INDEXED)
+
+        await self.bus.update_track(event.track_id, mark, create_if_missing=True)
+        log.info("track_indexed", track_id=event.track_id)
