@@ -1,0 +1,248 @@
+"""The whole platform through the gateway: real nats-server, real Triton (PyTriton, tiny
+model), Qdrant Edge in a temporary folder, the four services as processes on loopback."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+
+import grpc
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musicaas.chorales import iter_chorales
+from musicaas.client import GatewayClient
+from musicaas.common.v1 import common_pb2
+from musicaas.events.v1 import events_pb2
+from musicaas.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from musicaas.render import encode_wav, render_midi
+from musicaas.stack import LocalStack, StackPorts, health_status
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    s = LocalStack(tmp_path_factory.mktemp("stack"), ports=StackPorts.free(), tiny_model=True)
+    s.start()
+    yield s
+    codes = s.stop()
+    # every service exits cleanly on SIGTERM (graceful shutdown path)
+    assert all(code == 0 for name, code in codes.items() if name != "triton"), codes
+
+
+@pytest.fixture(scope="module")
+def client(stack):
+    with GatewayClient(stack.gateway_addr, stack.api_key) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def chorales():
+    return list(iter_chorales(3))
+
+
+@pytest.fixture(scope="module")
+def uploaded(client, chorales):
+    """Track ids of the rendered chorales, analysed and indexed."""
+    ids = []
+    for c in chorales:
+        wav = encode_wav(render_midi(c.midi), sample_rate_hz=22050)
+        resp = client.upload_bytes(wav, filename=f"{c.name}.wav", title=c.name)
+        ids.append(resp.track_id)
+    tracks = [client.wait_track(t, timeout_s=120) for t in ids]
+    assert [t.state for t in tracks] == [common_pb2.TRACK_STATE_INDEXED] * len(ids), [t.error for t in tracks]
+    return ids
+
+
+def _events(stack, subject: str, timeout_s: float = 10.0) -> list:
+    """Read every event on ``subject`` from the stream with an ephemeral consumer."""
+    import asyncio
+
+    import nats
+
+    async def read():
+        nc = await nats.connect(f"nats://127.0.0.1:{stack.ports.nats}")
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(subject, stream="MUSIC")
+        out = []
+        try:
+            while True:
+                msgs = await sub.fetch(batch=50, timeout=1.0)
+                for m in msgs:
+                    out.append((dict(m.headers or {}), m.data))
+                    await m.ack()
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            pass
+        await nc.close()
+        return out
+
+    return asyncio.run(read())
+
+
+def test_chorale_is_analysed_indexed_and_found(client, uploaded, chorales):
+    track = client.get_track(uploaded[0])
+    a = track.analysis
+    assert track.source == common_pb2.TRACK_SOURCE_UPLOAD
+    assert a.duration_s > 10
+    assert 30 < a.tempo_bpm < 250
+    assert len(a.beats_s) > 4 and list(a.beats_s) == sorted(a.beats_s)
+    assert a.key and a.mode in (common_pb2.MODE_MAJOR, common_pb2.MODE_MINOR)
+    assert 0 <= a.key_confidence <= 1
+    assert -60 < a.loudness_lufs < 0
+    assert len(a.embedding) == 64 and abs(np.linalg.norm(a.embedding) - 1) < 1e-3
+    results = client.similar(uploaded[0], limit=5)
+    found = {r.track_id for r in results}
+    assert uploaded[0] not in found
+    assert set(uploaded[1:]) <= found
+    assert results[0].score >= results[-1].score
+
+
+def test_upload_is_idempotent(client, uploaded, chorales):
+    wav = encode_wav(render_midi(chorales[0].midi), sample_rate_hz=22050)
+    resp = client.upload_bytes(wav, filename="again.wav")
+    assert resp.track_id == uploaded[0]
+    assert resp.state == common_pb2.TRACK_STATE_INDEXED
+
+
+def test_analyzed_events_carry_cloudevents_headers(stack, uploaded):
+    events = _events(stack, "music.tracks.analyzed")
+    ids = {events_pb2.TrackAnalyzed.FromString(data).track_id for _, data in events}
+    assert set(uploaded) <= ids
+    headers = events[0][0]
+    assert headers["ce-type"] == "io.musicaas.tracks.analyzed.v1"
+    assert headers["ce-source"] == "/musicaas/analyzer"
+    assert headers["Nats-Msg-Id"] == headers["ce-id"]
+
+
+def test_generation_makes_midi_and_audio_that_get_analysed(client, uploaded):
+    resp = client.generate(key="D minor", tempo_bpm=90, num_bars=4, seed=11)
+    assert resp.midi.startswith(b"MThd")
+    audio, sr = sf.read(io.BytesIO(resp.audio_wav))
+    assert sr == 22050 and len(audio) / sr == pytest.approx(resp.duration_s, abs=0.01)
+    assert resp.params.key == "D minor" and resp.params.seed == 11
+    track = client.wait_track(resp.track_id, timeout_s=120)
+    assert track.state == common_pb2.TRACK_STATE_INDEXED, track.error
+    assert track.source == common_pb2.TRACK_SOURCE_GENERATED
+    assert track.generation_id == resp.generation_id
+    assert track.analysis.duration_s > 0
+    # same seed and parameters -> same MIDI
+    again = client.generate(key="D minor", tempo_bpm=90, num_bars=4, seed=11)
+    assert again.midi == resp.midi
+
+
+def test_generation_bad_controls_are_invalid_argument(client):
+    for kwargs, field in (
+        (dict(key="H minor", tempo_bpm=90, num_bars=4), "key"),
+        (dict(key="D minor", tempo_bpm=90, num_bars=0 - 1), "num_bars"),
+        (dict(key="D minor", tempo_bpm=900, num_bars=4), "tempo"),
+        (dict(key="D minor", tempo_bpm=90, num_bars=4, temperature=-1.0), "temperature"),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            client.generate(**kwargs)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, kwargs
+        assert field in info.value.details()
+
+
+def test_corrupt_file_fails_async_with_event_and_stack_still_serves(stack, client, uploaded, tmp_path):
+    # a real WAV, truncated in the middle of its data chunk: the header sniff passes
+    y = np.sin(2 * np.pi * 440 * np.arange(22050 * 3) / 22050).astype(np.float32)
+    wav = encode_wav(y, sample_rate_hz=22050)
+    corrupt = wav[:44] + bytes(np.random.default_rng(0).integers(0, 255, 200, dtype=np.uint8))
+    corrupt = corrupt[:4] + (10_000_000).to_bytes(4, "little") + corrupt[8:]
+    corrupt = corrupt[:40] + (10_000_000).to_bytes(4, "little") + corrupt[44:60]
+    resp = client.upload_bytes(corrupt, filename="broken.wav")
+    track = client.wait_track(resp.track_id, timeout_s=60)
+    assert track.state == common_pb2.TRACK_STATE_FAILED
+    assert track.error.startswith("INVALID_ARGUMENT")
+    failed = [events_pb2.TrackFailed.FromString(d) for _, d in _events(stack, "music.tracks.failed")]
+    assert any(f.track_id == resp.track_id and f.code == "INVALID_ARGUMENT" for f in failed)
+    # everything else keeps running and serving
+    assert all(stack.alive().values())
+    assert client.get_track(uploaded[0]).state == common_pb2.TRACK_STATE_INDEXED
+    assert client.similar(uploaded[0], limit=2)
+
+
+def test_not_audio_is_rejected_synchronously(client):
+    with pytest.raises(grpc.RpcError) as info:
+        client.upload_bytes(b"this is a text file, not audio\n" * 10, filename="notes.wav")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "notes.wav" in info.value.details()
+    with pytest.raises(grpc.RpcError) as info:
+        client.upload_bytes(b"", filename="empty.wav")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_missing_or_wrong_api_key_is_unauthenticated(stack, client, uploaded):
+    with grpc.insecure_channel(stack.gateway_addr) as channel:
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetTrack(gateway_pb2.GetTrackRequest(track_id=uploaded[0]), timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetTrack(
+                gateway_pb2.GetTrackRequest(track_id=uploaded[0]), timeout=5,
+                metadata=(("authorization", "Bearer not-the-key"),),
+            )
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # health needs no key, and the stack still serves authenticated calls
+    assert health_status(stack.gateway_addr) == 1
+    assert client.get_track(uploaded[0]).track_id == uploaded[0]
+
+
+def test_unknown_track_is_not_found(client):
+    with pytest.raises(grpc.RpcError) as info:
+        client.get_track("trk_doesnotexist")
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as info:
+        client.similar("trk_doesnotexist")
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_cli_analyze_json_reports_good_and_bad_files(stack, chorales, tmp_path):
+    good = tmp_path / "good.wav"
+    good.write_bytes(encode_wav(render_midi(chorales[1].midi), sample_rate_hz=22050))
+    bad = tmp_path / "bad.mp3"
+    bad.write_text("definitely not an mp3")
+    env = {"MUSICAAS_GATEWAY": stack.gateway_addr, "MUSICAAS_API_KEY": stack.api_key}
+    import os
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "musicaas.cli", "analyze", str(bad), str(good), "--json"],
+        capture_output=True, text=True, env={**os.environ, **env}, timeout=180,
+    )
+    assert proc.returncode != 0  # one file was rejected
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert lines[0]["path"] == str(bad) and lines[0]["error"].startswith("INVALID_ARGUMENT")
+    rec = lines[1]
+    assert rec["path"] == str(good)
+    assert set(rec) >= {"track_id", "key", "mode", "key_confidence", "tempo_bpm", "beats_s", "duration_s", "loudness_lufs"}
+    assert rec["mode"] in ("major", "minor")
+
+
+def test_cli_generate_and_similar(stack, uploaded, tmp_path):
+    import os
+
+    env = {**os.environ, "MUSICAAS_GATEWAY": stack.gateway_addr, "MUSICAAS_API_KEY": stack.api_key}
+    proc = subprocess.run(
+        [sys.executable, "-m", "musicaas.cli", "generate", "--key", "A minor", "--tempo", "100", "--bars", "2",
+         "--seed", "3", "--out", str(tmp_path), "--json"],
+        capture_output=True, text=True, env=env, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout)
+    assert rec["requested_key"] == "A minor"
+    assert open(rec["midi_path"], "rb").read(4) == b"MThd"
+    assert open(rec["audio_path"], "rb").read(4) == b"RIFF"
+    assert set(rec) >= {"generation_id", "track_id", "analyzed_key", "analyzed_mode"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "musicaas.cli", "similar", uploaded[0], "--limit", "2", "--json"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert len(rows) == 2 and all({"track_id", "score", "key", "mode", "tempo_bpm"} <= set(r) for r in rows)
