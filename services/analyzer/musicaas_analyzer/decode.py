@@ -1,0 +1,443 @@
+"""Decode uploaded audio bytes into validated, analysable samples.
+
+The container is identified from the bytes themselves (magic numbers, and for MP3 the
+MPEG frame header), never from the file name alone: a FLAC file named ``song.wav``
+decodes as FLAC, and a text file named ``song.wav`` is rejected with a message that
+says what the bytes look like. Decoding is done by libsndfile (through ``soundfile``),
+whose bundled build reads WAV (RIFF/RIFX/RF64), FLAC, Ogg (Vorbis, Opus, FLAC) and MP3.
+
+Every problem with the input raises :class:`~musicaas.runtime.errors.InvalidArgument`
+with a message naming the problem: empty data, an unsupported or unrecognised container,
+corrupt or truncated data, non-finite samples, more than two channels, audio longer than
+the caller's limit, or audio too short to analyse (:data:`MIN_DURATION_S`).
+
+Resampling uses ``librosa.resample`` with the ``soxr_hq`` resampler.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from musicaas.runtime.errors import InvalidArgument
+
+#: Containers this module decodes, as lower-case names.
+SUPPORTED_FORMATS = ("wav", "flac", "ogg", "mp3")
+
+#: Shortest audio accepted, seconds. Beat tracking and key finding need a few frames.
+MIN_DURATION_S = 0.5
+
+#: Most channels accepted (mono or stereo).
+MAX_CHANNELS = 2
+
+#: Accepted range of sample rates, Hz, both for files and for the requested output rate.
+MIN_SAMPLE_RATE_HZ = 4000
+MAX_SAMPLE_RATE_HZ = 384000
+
+_BLOCK_FRAMES = 1 << 18
+_FILE_EXTENSIONS = {
+    "wav": "wav", "wave": "wav", "flac": "flac", "ogg": "ogg", "oga": "ogg",
+    "opus": "ogg", "mp3": "mp3",
+}
+_SUPPORTED_TEXT = ", ".join(SUPPORTED_FORMATS)
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """Audio as stored in the file, before downmixing and resampling.
+
+    Attributes
+    ----------
+    samples : np.ndarray [shape=(n, channels)], float32
+        The decoded samples, finite, at the file's own rate.
+    sample_rate_hz : int
+        The file's sample rate.
+    container : str
+        One of :data:`SUPPORTED_FORMATS`, as sniffed from the bytes.
+    """
+
+    samples: np.ndarray
+    sample_rate_hz: int
+    container: str
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[1])
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[0] / self.sample_rate_hz
+
+    def mono(self) -> np.ndarray:
+        """Mean of the channels, float32 [shape=(n,)]."""
+        if self.channels == 1:
+            return np.ascontiguousarray(self.samples[:, 0])
+        return self.samples.mean(axis=1, dtype=np.float32)
+
+
+def _describe(name: str | None) -> str:
+    return f" (named {name!r})" if name else ""
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if not head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        # a multi-byte character may be cut at the end of the sample
+        try:
+            text = head[:-3].decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return sum(ch.isprintable() or ch in "\r\n\t" for ch in text) >= 0.95 * len(text)
+
+
+def _mpeg_frame_length(header: bytes) -> int | None:
+    """Length in bytes of the MPEG audio frame whose 4-byte header is given, or None."""
+    if len(header) < 4 or header[0] != 0xFF or (header[1] & 0xE0) != 0xE0:
+        return None
+    version = (header[1] >> 3) & 3  # 0: MPEG 2.5, 1: reserved, 2: MPEG 2, 3: MPEG 1
+    layer = (header[1] >> 1) & 3  # 1: layer III, 2: layer II, 3: layer I, 0: reserved
+    bitrate_index = header[2] >> 4
+    rate_index = (header[2] >> 2) & 3
+    padding = (header[2] >> 1) & 1
+    if version == 1 or layer == 0 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    rates = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+    rate = rates[version][rate_index]
+    if version == 3:
+        table = {
+            3: (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+            2: (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+            1: (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+        }[layer]
+    else:
+        table = (
+            (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256)
+            if layer == 3
+            else (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
+        )
+    bitrate = table[bitrate_index - 1] * 1000
+    if layer == 3:  # layer I: 4-byte slots
+        return (12 * bitrate // rate + padding) * 4
+    per_frame = 144 if (layer == 2 or version == 3) else 72
+    return per_frame * bitrate // rate + padding
+
+
+def _find_mpeg_stream(data: bytes, start: int, limit: int = 65536) -> int | None:
+    """Offset of the first of two consecutive valid MPEG audio frames at/after ``start``."""
+    end = min(len(data) - 4, start + limit)
+    pos = data.find(b"\xff", start, end + 1)
+    while 0 <= pos <= end:
+        length = _mpeg_frame_length(data[pos : pos + 4])
+        if length:
+            nxt = pos + length
+            if _mpeg_frame_length(data[nxt : nxt + 4]):
+                return pos
+        pos = data.find(b"\xff", pos + 1, end + 1)
+    return None
+
+
+def _id3v2_length(data: bytes) -> int:
+    """Length of a leading ID3v2 tag (0 when there is none)."""
+    if len(data) < 10 or data[:3] != b"ID3":
+        return 0
+    size_bytes = data[6:10]
+    if any(b & 0x80 for b in size_bytes):
+        return 0
+    size = (size_bytes[0] << 21) | (size_bytes[1] << 14) | (size_bytes[2] << 7) | size_bytes[3]
+    footer = 10 if data[5] & 0x10 else 0
+    return 10 + size + footer
+
+
+_OTHER_CONTAINERS = (
+    (0, b"FORM", "AIFF (or another IFF container)"),
+    (4, b"ftyp", "MP4/M4A (AAC or ALAC)"),
+    (0, b"\x1aE\xdf\xa3", "Matroska/WebM"),
+    (0, b"MThd", "a Standard MIDI File (notes, not audio)"),
+    (0, b".snd", "Sun AU"),
+    (0, b"caff", "Core Audio Format (CAF)"),
+    (0, b"0&\xb2u\x8ef\xcf\x11", "ASF/WMA"),
+    (0, b"#!AMR", "AMR"),
+    (0, b"MAC ", "Monkey's Audio (APE)"),
+    (0, b"wvpk", "WavPack"),
+    (0, b"%PDF", "a PDF document"),
+    (0, b"PK\x03\x04", "a ZIP archive"),
+    (0, b"\x89PNG", "a PNG image"),
+    (0, b"\xff\xd8\xff", "a JPEG image"),
+)
+
+
+def sniff_container(data: bytes, *, filename: str | None = None) -> tuple[str, int]:
+    """Identify the audio container from the leading bytes.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole upload.
+    filename : str or None
+        Only used to word the error message.
+
+    Returns
+    -------
+    container : str
+        One of :data:`SUPPORTED_FORMATS`.
+    offset : int
+        Where the container starts (after a leading ID3v2 tag, for FLAC).
+
+    Raises
+    ------
+    InvalidArgument
+        When the bytes are a known but unsupported container, or not recognised at all.
+    """
+    head = data[:16]
+    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and data[8:12] == b"WAVE":
+        return "wav", 0
+    if head[:4] == b"RIFF":
+        kind = data[8:12].decode("latin-1", "replace")
+        raise InvalidArgument(
+            f"unsupported container{_describe(filename)}: a RIFF file of type {kind!r}, not "
+            f"WAVE; supported formats are {_SUPPORTED_TEXT}"
+        )
+    if head[:4] == b"fLaC":
+        return "flac", 0
+    if head[:4] == b"OggS":
+        return "ogg", 0
+    tag = _id3v2_length(data)
+    if tag:
+        if data[tag : tag + 4] == b"fLaC":
+            return "flac", tag
+        # An ID3v2 tag is, in practice, an MP3 file; the decoder finds the first frame.
+        return "mp3", 0
+    if _find_mpeg_stream(data, 0, limit=0) == 0:
+        return "mp3", 0
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF6) == 0xF0:
+        raise InvalidArgument(
+            f"unsupported container{_describe(filename)}: raw AAC (ADTS); supported formats "
+            f"are {_SUPPORTED_TEXT}"
+        )
+    for offset, magic, name in _OTHER_CONTAINERS:
+        if data[offset : offset + len(magic)] == magic:
+            raise InvalidArgument(
+                f"unsupported container{_describe(filename)}: the data is {name}; supported "
+                f"formats are {_SUPPORTED_TEXT}"
+            )
+    # MP3 streams sometimes start with junk before the first frame.
+    if _find_mpeg_stream(data, 0) is not None:
+        return "mp3", 0
+    ext = os.path.splitext(filename)[1].lower().lstrip(".") if filename else ""
+    claimed = _FILE_EXTENSIONS.get(ext)
+    what = "text, not audio" if _looks_like_text(data[:256]) else f"starting with bytes {head[:8]!r}"
+    if claimed:
+        raise InvalidArgument(
+            f"data{_describe(filename)} is not a {claimed.upper()} file: it is {what}; "
+            f"supported formats are {_SUPPORTED_TEXT}"
+        )
+    raise InvalidArgument(
+        f"unrecognised audio data{_describe(filename)}: {what}; supported formats are "
+        f"{_SUPPORTED_TEXT}"
+    )
+
+
+def _check_wav_truncation(data: bytes, filename: str | None) -> None:
+    """Raise when a RIFF WAVE file's ``data`` chunk declares more bytes than are present."""
+    if data[:4] != b"RIFF":  # RIFX/RF64 keep their sizes elsewhere; libsndfile checks them
+        return
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk = data[pos : pos + 4]
+        (size,) = struct.unpack("<I", data[pos + 4 : pos + 8])
+        if chunk == b"data":
+            if size in (0, 0xFFFFFFFF):  # size left unknown by a streaming writer
+                return
+            present = len(data) - (pos + 8)
+            if size - present > 16:
+                raise InvalidArgument(
+                    f"truncated WAV data{_describe(filename)}: the data chunk declares "
+                    f"{size} bytes of samples but only {present} are present"
+                )
+            return
+        pos += 8 + size + (size & 1)
+
+
+def _check_rate(sample_rate_hz: int, what: str) -> None:
+    if not MIN_SAMPLE_RATE_HZ <= sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
+        raise InvalidArgument(
+            f"{what} {sample_rate_hz} Hz is out of range [{MIN_SAMPLE_RATE_HZ}, "
+            f"{MAX_SAMPLE_RATE_HZ}] Hz"
+        )
+
+
+def _check_max_duration(max_duration_s: float) -> None:
+    if not (isinstance(max_duration_s, (int, float)) and math.isfinite(max_duration_s)) or max_duration_s <= 0:
+        raise InvalidArgument(f"max_duration_s must be a positive number of seconds, got {max_duration_s!r}")
+
+
+def _libsndfile_message(exc: Exception) -> str:
+    text = getattr(exc, "error_string", None) or str(exc)
+    return text.strip().rstrip(".")
+
+
+def decode_native(
+    data: bytes, *, filename: str | None = None, max_duration_s: float = 1800.0
+) -> DecodedAudio:
+    """Decode and validate audio bytes, keeping the file's channels and sample rate.
+
+    Parameters
+    ----------
+    data : bytes
+        A whole WAV, FLAC, Ogg or MP3 file.
+    filename : str or None
+        The uploaded file's name; used only in error messages (the container is sniffed).
+    max_duration_s : float > 0, seconds
+        Longer audio is rejected, before most of it is decoded where the header says how
+        long it is.
+
+    Returns
+    -------
+    DecodedAudio
+        Finite float32 samples, shape (n, channels), at the file's sample rate.
+
+    Raises
+    ------
+    InvalidArgument
+        Empty, unrecognised, unsupported, corrupt or truncated data; NaN or infinite
+        samples; more than :data:`MAX_CHANNELS` channels; a sample rate outside
+        [:data:`MIN_SAMPLE_RATE_HZ`, :data:`MAX_SAMPLE_RATE_HZ`]; audio longer than
+        ``max_duration_s`` or shorter than :data:`MIN_DURATION_S`.
+    """
+    import soundfile as sf
+
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, not {type(data).__name__}")
+    data = bytes(data)
+    _check_max_duration(max_duration_s)
+    if not data:
+        raise InvalidArgument(f"empty audio data (0 bytes){_describe(filename)}")
+    container, offset = sniff_container(data, filename=filename)
+    label = container.upper()
+    if container == "wav":
+        _check_wav_truncation(data, filename)
+
+    try:
+        handle = sf.SoundFile(io.BytesIO(data[offset:] if offset else data))
+    except Exception as exc:  # LibsndfileError, RuntimeError, ValueError from the parser
+        raise InvalidArgument(
+            f"corrupt {label} data{_describe(filename)}: {_libsndfile_message(exc)}"
+        ) from exc
+    with handle:
+        rate, channels, frames = int(handle.samplerate), int(handle.channels), int(handle.frames)
+        if channels > MAX_CHANNELS:
+            raise InvalidArgument(
+                f"{channels} audio channels{_describe(filename)}: at most {MAX_CHANNELS} "
+                "(mono or stereo) are supported"
+            )
+        _check_rate(rate, f"{label} sample rate")
+        if frames / rate > max_duration_s:
+            raise InvalidArgument(
+                f"audio too long{_describe(filename)}: {frames / rate:.1f} s exceeds the limit "
+                f"of {max_duration_s:g} s"
+            )
+        blocks: list[np.ndarray] = []
+        read = 0
+        try:
+            while True:
+                block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                if not np.isfinite(block).all():
+                    bad = int(np.argmin(np.isfinite(block).all(axis=1)))
+                    raise InvalidArgument(
+                        f"{label} data{_describe(filename)} holds non-finite samples (NaN or "
+                        f"infinity), the first at {(read + bad) / rate:.3f} s"
+                    )
+                blocks.append(block)
+                read += block.shape[0]
+                if read / rate > max_duration_s:
+                    raise InvalidArgument(
+                        f"audio too long{_describe(filename)}: more than {max_duration_s:g} s"
+                    )
+                if block.shape[0] < _BLOCK_FRAMES:
+                    break
+        except InvalidArgument:
+            raise
+        except Exception as exc:
+            raise InvalidArgument(
+                f"corrupt or truncated {label} data{_describe(filename)}: "
+                f"{_libsndfile_message(exc)} after {read / rate:.2f} s"
+            ) from exc
+
+    if read == 0:
+        raise InvalidArgument(
+            f"{label} data{_describe(filename)} holds no audio frames (empty or truncated stream)"
+        )
+    missing = frames - read
+    if missing > max(0.01 * frames, 0.05 * rate):
+        raise InvalidArgument(
+            f"truncated {label} data{_describe(filename)}: the header declares {frames / rate:.2f} s "
+            f"of audio but only {read / rate:.2f} s could be decoded"
+        )
+    if read / rate < MIN_DURATION_S:
+        raise InvalidArgument(
+            f"audio too short to analyse{_describe(filename)}: {read / rate:.3f} s ({read} "
+            f"sample{'s' if read != 1 else ''} at {rate} Hz); at least {MIN_DURATION_S:g} s "
+            "is needed"
+        )
+    samples = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
+    return DecodedAudio(samples=samples, sample_rate_hz=rate, container=container)
+
+
+def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample mono float audio with soxr (``librosa.resample(res_type='soxr_hq')``)."""
+    if orig_sr == target_sr:
+        return np.ascontiguousarray(y, dtype=np.float32)
+    import librosa
+
+    out = librosa.resample(y, orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq")
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def decode_audio(
+    data: bytes,
+    *,
+    filename: str | None = None,
+    sample_rate_hz: int = 22050,
+    max_duration_s: float = 1800.0,
+) -> tuple[np.ndarray, int]:
+    """Decode audio bytes into mono float32 at ``sample_rate_hz``.
+
+    Parameters
+    ----------
+    data : bytes
+        A whole WAV, FLAC, Ogg (Vorbis/Opus/FLAC) or MP3 file. The container is sniffed
+        from the bytes.
+    filename : str or None
+        The uploaded file's name, used only in error messages.
+    sample_rate_hz : int in [4000, 384000], Hz
+        Output sample rate.
+    max_duration_s : float > 0, seconds
+        Longer audio is rejected.
+
+    Returns
+    -------
+    y : np.ndarray [shape=(n,)], float32
+        The channel mean, resampled to ``sample_rate_hz``.
+    sample_rate_hz : int
+
+    Raises
+    ------
+    InvalidArgument
+        See :func:`decode_native`; also for an out-of-range ``sample_rate_hz``.
+    """
+    if isinstance(sample_rate_hz, bool) or not isinstance(sample_rate_hz, (int, np.integer)):
+        raise InvalidArgument(f"sample_rate_hz must be an integer number of Hz, got {sample_rate_hz!r}")
+    _check_rate(int(sample_rate_hz), "requested sample rate")
+    decoded = decode_native(data, filename=filename, max_duration_s=max_duration_s)
+    y = resample(decoded.mono(), decoded.sample_rate_hz, int(sample_rate_hz))
+    return y, int(sample_rate_hz)

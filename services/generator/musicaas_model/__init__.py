@@ -1,0 +1,14 @@
+"""The musicaas symbolic music model: data, Transformer, training, Triton serving.
+
+Modules (torch is imported by ``model``, ``train``, ``serve`` and ``evaluate`` only, never
+by this package's ``__init__``, so locating the package stays cheap):
+
+``data``      Bach chorales from music21 -> REMI token sequences with control prefixes
+``model``     small decoder-only Transformer and its batched, KV-cached sampler
+``train``     ``python -m musicaas_model.train --out <dir>``
+``serve``     ``python -m musicaas_model.serve`` and :func:`musicaas_model.serve.start_triton`
+``evaluate``  ``python -m musicaas_model.evaluate``: key adherence of a checkpoint
+
+The shipped checkpoint lives in ``checkpoint/`` (``model.pt``, ``tokenizer.json``,
+``MODEL_CARD.md``, ``train_log.json``).
+"""

@@ -1,0 +1,335 @@
+"""A small decoder-only Transformer over REMI tokens, and its batched sampler.
+
+Architecture: GPT-style decoder (Radford et al., "Language Models are Unsupervised
+Multitask Learners", 2019), i.e. the Transformer decoder of Vaswani et al. (2017) with
+pre-layer-norm blocks, learned absolute position embeddings, GELU MLPs and a head tied
+to the token embedding (Press & Wolf, 2017). Music generation with such a decoder over
+event tokens follows Huang et al., "Music Transformer" (ICLR 2019) and Huang & Yang,
+"Pop Music Transformer" (REMI, 2020).
+
+Sampling (:func:`generate`) runs a whole batch of requests at once with a key/value
+cache: prompts are left-padded, every row has its own position ids, attention mask,
+temperature, ``torch.Generator`` (so a seed gives the same tokens for the same inputs)
+and stopping rule (requested number of bars, ``EOS`` or a token budget). When a row's
+context would exceed the model's window, every row is re-encoded from its prompt plus
+the most recent whole bars that fit in half the window (the model was trained on
+windows that start on a bar line after the same control prefix).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of :class:`MusicTransformer` (saved in the checkpoint)."""
+
+    vocab_size: int
+    block_size: int = 512
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 256
+    d_ff: int = 1024
+    dropout: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """Token ids the sampler needs (stored in the checkpoint next to the weights).
+
+    Attributes
+    ----------
+    pad, bos, eos, bar : int
+        ``PAD_None``, ``BOS_None``, ``EOS_None``, ``Bar_None``.
+    never : tuple of int
+        Ids the sampler must never emit (PAD, BOS and the control tokens).
+    """
+
+    pad: int
+    bos: int
+    eos: int
+    bar: int
+    never: tuple[int, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        return {"pad": self.pad, "bos": self.bos, "eos": self.eos, "bar": self.bar, "never": list(self.never)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SpecialIds":
+        return cls(int(d["pad"]), int(d["bos"]), int(d["eos"]), int(d["bar"]), tuple(int(i) for i in d["never"]))
+
+    @classmethod
+    def from_vocab(cls, vocab: dict[str, int]) -> "SpecialIds":
+        never = [vocab["PAD_None"], vocab["BOS_None"]]
+        never += [i for name, i in vocab.items() if name.startswith(("Key_", "Bars_"))]
+        return cls(vocab["PAD_None"], vocab["BOS_None"], vocab["EOS_None"], vocab["Bar_None"], tuple(sorted(never)))
+
+
+class KVCache:
+    """Pre-allocated keys/values of every layer: ``[n_layer, 2, B, H, capacity, Dh]``."""
+
+    def __init__(self, cfg: ModelConfig, batch: int, capacity: int, *, device=None, dtype=torch.float32) -> None:
+        head_dim = cfg.d_model // cfg.n_head
+        self.kv = torch.zeros(cfg.n_layer, 2, batch, cfg.n_head, capacity, head_dim, device=device, dtype=dtype)
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.kv.shape[-2]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__()
+        assert cfg.d_model % cfg.n_head == 0
+        self.layer = layer
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
+        if cache is not None:
+            start = cache.length
+            cache.kv[self.layer, 0, :, :, start : start + t] = k
+            cache.kv[self.layer, 1, :, :, start : start + t] = v
+            k = cache.kv[self.layer, 0, :, :, : start + t]
+            v = cache.kv[self.layer, 1, :, :, : start + t]
+        drop = self.dropout if self.training else 0.0
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        return self.proj(y.transpose(1, 2).contiguous().view(b, t, c))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = CausalSelfAttention(cfg, layer)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, mask, cache):
+        x = x + self.drop(self.attn(self.ln1(x), mask, cache))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class MusicTransformer(nn.Module):
+    """Decoder-only Transformer language model over token ids."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos_emb = nn.Embedding(cfg.block_size, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.head.weight = self.tok_emb.weight
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # scaled init of residual projections (GPT-2)
+            if name.endswith(("attn.proj.weight", "mlp.2.weight")):
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0.0, 0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, 0.0, 0.02)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        *,
+        positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """Logits ``[B, T, V]`` for ids ``[B, T]``.
+
+        Without ``mask`` the attention is plain causal over ``idx`` (training). With a
+        ``cache``, ``mask`` is a boolean ``[B, 1, T, cache.length + T]`` (True = may
+        attend) and ``positions`` gives each row's position ids ``[B, T]``.
+        """
+        b, t = idx.shape
+        if positions is None:
+            positions = torch.arange(t, device=idx.device).unsqueeze(0).expand(b, t)
+        x = self.drop(self.tok_emb(idx) + self.pos_emb(positions))
+        for block in self.blocks:
+            x = block(x, mask, cache)
+        if cache is not None:
+            cache.length += t
+        return self.head(self.ln_f(x))
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path, model: MusicTransformer, special: SpecialIds, *, meta: dict | None = None, half: bool = False) -> None:
+    """Write ``{"config", "special", "meta", "state_dict"}`` with ``torch.save``."""
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    torch.save(
+        {"config": model.cfg.to_dict(), "special": special.to_dict(), "meta": meta or {}, "state_dict": state},
+        path,
+    )
+
+
+def load_checkpoint(path, *, device: str = "cpu") -> tuple[MusicTransformer, SpecialIds, dict]:
+    """Load a checkpoint written by :func:`save_checkpoint`; the model is in eval mode (fp32)."""
+    blob = torch.load(path, map_location=device, weights_only=True)
+    model = MusicTransformer(ModelConfig(**blob["config"]))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    model.eval()
+    return model, SpecialIds.from_dict(blob["special"]), dict(blob.get("meta", {}))
+
+
+def tiny_model(vocab_size: int, *, seed: int = 0, block_size: int = 256) -> MusicTransformer:
+    """A randomly initialised 1-layer model with the given vocabulary (fast integration tests)."""
+    torch.manual_seed(seed)
+    model = MusicTransformer(
+        ModelConfig(vocab_size=vocab_size, block_size=block_size, n_layer=1, n_head=2, d_model=32, d_ff=64, dropout=0.0)
+    )
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+@dataclass
+class GenerationRequest:
+    """One row of a generation batch.
+
+    Attributes
+    ----------
+    prompt : list of int
+        Control prefix (``[Key_*, Bars_*, BOS]``), non-empty.
+    temperature : float > 0
+        Softmax temperature.
+    seed : int
+        Seed of this row's sampler.
+    num_bars : int >= 1
+        Stop before the ``num_bars + 1``-th ``Bar`` token.
+    max_new_tokens : int >= 1
+        Hard cap on the number of generated tokens.
+    """
+
+    prompt: list[int]
+    temperature: float
+    seed: int
+    num_bars: int
+    max_new_tokens: int
+
+
+def _left_pad(rows: Sequence[Sequence[int]], pad: int):
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    offsets = torch.zeros(len(rows), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :] = torch.tensor(list(r), dtype=torch.long)
+        offsets[i] = width - len(r)
+    return ids, offsets
+
+
+def _recent_bars(tokens: list[int], bar: int, budget: int) -> list[int]:
+    """The longest suffix of ``tokens`` starting on a ``Bar`` token with at most ``budget`` ids."""
+    if len(tokens) <= budget:
+        return list(tokens)
+    for i in range(len(tokens) - budget, len(tokens)):
+        if tokens[i] == bar:
+            return tokens[i:]
+    return tokens[-budget:]
+
+
+@torch.no_grad()
+def generate(model: MusicTransformer, requests: Sequence[GenerationRequest], special: SpecialIds) -> list[list[int]]:
+    """Sample continuations of every request's prompt (the prompt is not included).
+
+    Every row stops at its own ``EOS``, before its ``num_bars + 1``-th ``Bar`` token or
+    after ``max_new_tokens`` ids, whichever comes first. ``EOS`` is not allowed before
+    the requested number of bars has started.
+    """
+    if not requests:
+        return []
+    model.eval()
+    device = next(model.parameters()).device
+    cfg = model.cfg
+    n = len(requests)
+    gens = [torch.Generator(device="cpu").manual_seed(int(r.seed) & 0x7FFF_FFFF_FFFF_FFFF) for r in requests]
+    temps = torch.tensor([max(float(r.temperature), 1e-4) for r in requests], dtype=torch.float32).unsqueeze(1)
+    out: list[list[int]] = [[] for _ in requests]
+    bars = [0] * n
+    done = [False] * n
+    never = torch.tensor(special.never, dtype=torch.long)
+    keep = max(8, cfg.block_size // 2)
+
+    def prefill(rows: list[list[int]]):
+        ids, offsets = _left_pad(rows, special.pad)
+        t = ids.shape[1]
+        cache = KVCache(cfg, n, cfg.block_size, device=device)
+        ar = torch.arange(t)
+        positions = (ar.unsqueeze(0) - offsets.unsqueeze(1)).clamp(min=0)
+        causal = ar.unsqueeze(1) >= ar.unsqueeze(0)  # [T, T]
+        valid = ar.unsqueeze(0) >= offsets.unsqueeze(1)  # [B, T] keys that are not padding
+        mask = causal.unsqueeze(0) & valid.unsqueeze(1)
+        mask = mask | torch.eye(t, dtype=torch.bool).unsqueeze(0)  # padded queries see themselves
+        logits = model(ids.to(device), positions=positions.to(device), mask=mask.unsqueeze(1).to(device), cache=cache)
+        return cache, offsets, positions[:, -1] + 1, logits[:, -1].float().cpu()
+
+    rows = [list(r.prompt)[-(cfg.block_size - 1) :] for r in requests]
+    cache, offsets, next_pos, logits = prefill(rows)
+    while True:
+        logits = logits / temps
+        logits[:, never] = float("-inf")
+        step = torch.full((n,), special.pad, dtype=torch.long)
+        for i, r in enumerate(requests):
+            if done[i]:
+                continue
+            row = logits[i].clone()
+            if bars[i] < r.num_bars:
+                row[special.eos] = float("-inf")
+            probs = torch.softmax(row, dim=-1)
+            tok = int(torch.multinomial(probs, 1, generator=gens[i]))
+            if tok == special.eos or (tok == special.bar and bars[i] >= r.num_bars):
+                done[i] = True
+                continue
+            if tok == special.bar:
+                bars[i] += 1
+            out[i].append(tok)
+            step[i] = tok
+            if len(out[i]) >= r.max_new_tokens:
+                done[i] = True
+        if all(done):
+            return out
+        if cache.length >= cache.capacity or int(next_pos.max()) >= cfg.block_size:
+            rows = [list(r.prompt) + _recent_bars(out[i], special.bar, keep) for i, r in enumerate(requests)]
+            cache, offsets, next_pos, logits = prefill(rows)
+            continue
+        s = cache.length + 1
+        mask = (torch.arange(s).unsqueeze(0) >= offsets.unsqueeze(1)).view(n, 1, 1, s)
+        logits = model(
+            step.view(n, 1).to(device), positions=next_pos.view(n, 1).to(device), mask=mask.to(device), cache=cache
+        )[:, -1].float().cpu()
+        next_pos = next_pos + 1

@@ -1,0 +1,354 @@
+"""Serve the symbolic model with Triton Inference Server through PyTriton.
+
+::
+
+    python -m musicaas_model.serve --grpc-port 8001 --http-port 8000 [--metrics-port 8002]
+                                   [--checkpoint PATH | --tiny] [--threads N] [--log-verbose N]
+
+blocks until SIGTERM/SIGINT (or until Triton dies) and then stops Triton cleanly.
+From Python (tests, the local stack)::
+
+    with start_triton(checkpoint_path, grpc_port=p1, http_port=p2, metrics_port=p3) as server:
+        ...  # server.grpc_url == "127.0.0.1:<p1>"
+
+The model (named :data:`musicaas_generator.contract.MODEL_NAME`) does the whole
+autoregressive sampling per request (see :func:`musicaas_model.model.generate`), with
+Triton's dynamic batcher grouping concurrent requests into one batched, KV-cached
+sampling loop. The tensor names, dtypes and shapes come from
+:mod:`musicaas_generator.contract`.
+
+``LD_LIBRARY_PATH``: the Python backend stub that tritonserver starts loads
+``libpython3.X.so``; with an interpreter built outside the system paths (pyenv) the
+stub finds the wrong one (or none) and the model fails to load with
+``'_thread.RLock' object has no attribute '_recursion_count'``. PyTriton starts
+tritonserver as a subprocess with a copy of ``os.environ``, so
+:func:`ensure_libpython_on_library_path` prepends ``sysconfig``'s ``LIBDIR`` to
+``os.environ["LD_LIBRARY_PATH"]`` before the server starts; nothing needs to be set
+before Python starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import sysconfig
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from musicaas_generator import contract
+
+LOGGER = logging.getLogger("musicaas_model.serve")
+
+#: The checkpoint shipped with the package.
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoint" / "model.pt"
+#: Environment variable overriding :data:`DEFAULT_CHECKPOINT`.
+CHECKPOINT_ENV = "MUSICAAS_MODEL_CHECKPOINT"
+
+
+def ensure_libpython_on_library_path() -> str | None:
+    """Prepend the interpreter's ``LIBDIR`` to ``os.environ["LD_LIBRARY_PATH"]`` (idempotent).
+
+    Returns the directory added (or already present), ``None`` when the interpreter
+    has no shared libpython directory.
+    """
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if not libdir or not os.path.isdir(libdir):
+        return None
+    current = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+    if libdir not in current:
+        os.environ["LD_LIBRARY_PATH"] = os.pathsep.join([libdir, *current])
+    return libdir
+
+
+class SymbolicModel:
+    """The loaded network plus the request handler Triton calls."""
+
+    def __init__(self, model, special, meta: dict, *, source: str) -> None:
+        self.model = model
+        self.special = special
+        self.meta = meta
+        self.source = source
+        self.calls = 0
+        self.rows = 0
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike) -> "SymbolicModel":
+        from musicaas_model.model import load_checkpoint
+
+        model, special, meta = load_checkpoint(path)
+        return cls(model, special, meta, source=str(path))
+
+    @classmethod
+    def tiny(cls, *, seed: int = 0) -> "SymbolicModel":
+        """Random 1-layer model with the project vocabulary (for fast integration tests)."""
+        from musicaas_model import data
+        from musicaas_model.model import SpecialIds, tiny_model
+
+        vocab = data.build_tokenizer().vocab
+        return cls(tiny_model(len(vocab), seed=seed), SpecialIds.from_vocab(vocab), {"tiny": True}, source="tiny")
+
+    def generate_rows(self, rows: list[dict[str, Any]]) -> list[list[int]]:
+        """Validate and sample every row (``prompt, temperature, seed, num_bars, max_new_tokens``)."""
+        from musicaas_model.model import GenerationRequest, generate
+
+        vocab_size = self.model.cfg.vocab_size
+        requests = []
+        for r in rows:
+            prompt = [int(t) for t in r["prompt"]]
+            if not prompt or len(prompt) > contract.MAX_PROMPT_TOKENS:
+                raise ValueError(f"{contract.PROMPT_TOKENS} must hold 1..{contract.MAX_PROMPT_TOKENS} ids, got {len(prompt)}")
+            if min(prompt) < 0 or max(prompt) >= vocab_size:
+                raise ValueError(f"{contract.PROMPT_TOKENS} holds ids outside [0, {vocab_size})")
+            temperature = float(r["temperature"])
+            if not np.isfinite(temperature) or temperature <= 0 or temperature > contract.MAX_TEMPERATURE:
+                raise ValueError(f"{contract.TEMPERATURE} must be in (0, {contract.MAX_TEMPERATURE}], got {temperature}")
+            num_bars = int(r["num_bars"])
+            if not contract.MIN_BARS <= num_bars <= contract.MAX_BARS:
+                raise ValueError(f"{contract.NUM_BARS} must be in [{contract.MIN_BARS}, {contract.MAX_BARS}], got {num_bars}")
+            max_new = int(r["max_new_tokens"])
+            if not 1 <= max_new <= contract.MAX_NEW_TOKENS_LIMIT:
+                raise ValueError(f"{contract.MAX_NEW_TOKENS} must be in [1, {contract.MAX_NEW_TOKENS_LIMIT}], got {max_new}")
+            requests.append(GenerationRequest(prompt, temperature, int(r["seed"]), num_bars, max_new))
+        self.calls += 1
+        self.rows += len(requests)
+        return generate(self.model, requests, self.special)
+
+    def infer(self, requests: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """PyTriton callable: a list of requests (each ``[b, ...]`` arrays) -> a list of ``{TOKENS: [b, L]}``.
+
+        Requests are handled as one batch even when their prompts differ in length
+        (the sampler left-pads them), which PyTriton's ``@batch`` (a plain
+        concatenation) cannot do.
+        """
+        rows, owners = [], []
+        for i, req in enumerate(requests):
+            prompts = np.asarray(req[contract.PROMPT_TOKENS])
+            if prompts.ndim == 1:
+                prompts = prompts[None, :]
+            for j in range(prompts.shape[0]):
+                rows.append({
+                    "prompt": prompts[j].tolist(),
+                    "temperature": float(np.asarray(req[contract.TEMPERATURE]).reshape(-1)[j]),
+                    "seed": int(np.asarray(req[contract.SEED]).reshape(-1)[j]),
+                    "num_bars": int(np.asarray(req[contract.NUM_BARS]).reshape(-1)[j]),
+                    "max_new_tokens": int(np.asarray(req[contract.MAX_NEW_TOKENS]).reshape(-1)[j]),
+                })
+                owners.append(i)
+        started = time.perf_counter()
+        outputs = self.generate_rows(rows)
+        LOGGER.info("generated %d row(s) from %d request(s) in %.2fs", len(rows), len(requests), time.perf_counter() - started)
+        responses = []
+        for i in range(len(requests)):
+            mine = [out for out, owner in zip(outputs, owners) if owner == i]
+            width = max(1, max(len(o) for o in mine))
+            arr = np.full((len(mine), width), contract.TOKENS_PAD, dtype=np.int64)
+            for j, o in enumerate(mine):
+                arr[j, : len(o)] = o
+            responses.append({contract.TOKENS: arr})
+        return responses
+
+
+def _tensor_specs():
+    from pytriton.model_config import Tensor
+
+    inputs = [Tensor(name=name, dtype=np.dtype(dtype), shape=shape) for name, dtype, _, shape in contract.INPUTS]
+    outputs = [Tensor(name=name, dtype=np.dtype(dtype), shape=shape) for name, dtype, _, shape in contract.OUTPUTS]
+    return inputs, outputs
+
+
+class TritonHandle:
+    """A running Triton serving the symbolic model; stop it with :meth:`stop` or ``with``."""
+
+    def __init__(self, triton, model: SymbolicModel, *, host: str, grpc_port: int, http_port: int, metrics_port: int,
+                 startup_s: float) -> None:
+        self.triton = triton
+        self.model = model
+        self.host = host
+        self.grpc_port = grpc_port
+        self.http_port = http_port
+        self.metrics_port = metrics_port
+        self.startup_s = startup_s
+        self._stopped = False
+
+    @property
+    def grpc_url(self) -> str:
+        """``host:port`` for ``tritonclient.grpc`` / :class:`musicaas_generator.triton_client.TritonGenerator`."""
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    def is_alive(self) -> bool:
+        return not self._stopped and self.triton.is_alive()
+
+    def wait(self, stop_event: threading.Event, *, poll_s: float = 1.0) -> None:
+        """Block until ``stop_event`` is set or Triton is no longer alive."""
+        while not stop_event.wait(poll_s):
+            if not self.triton.is_alive():
+                LOGGER.error("Triton is no longer alive; exiting")
+                return
+
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self.triton.stop()
+
+    def __enter__(self) -> "TritonHandle":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
+
+
+def start_triton(
+    checkpoint_path: str | os.PathLike | None = None,
+    grpc_port: int = 8001,
+    http_port: int = 8000,
+    metrics_port: int = 8002,
+    *,
+    tiny: bool = False,
+    host: str = "127.0.0.1",
+    bind_address: str | None = None,
+    threads: int | None = None,
+    max_queue_delay_us: int = 5000,
+    log_verbose: int = 0,
+) -> TritonHandle:
+    """Load the model, start Triton on the given ports and return once the model is ready.
+
+    Parameters
+    ----------
+    checkpoint_path : path, optional
+        ``model.pt`` to serve; default ``$MUSICAAS_MODEL_CHECKPOINT`` or the shipped checkpoint.
+    grpc_port, http_port, metrics_port : int
+        Ports Triton listens on.
+    tiny : bool
+        Serve a random 1-layer model with the project vocabulary instead (tests).
+    host : str
+        Host part of :attr:`TritonHandle.grpc_url`.
+    bind_address : str, optional
+        Address Triton binds to; default ``host`` (use ``"0.0.0.0"`` in a container).
+    threads : int, optional
+        torch intra-op threads for sampling (default: leave torch's setting).
+    max_queue_delay_us : int
+        How long the dynamic batcher waits to fill a batch.
+    log_verbose : int
+        Triton's verbose log level.
+
+    Returns
+    -------
+    TritonHandle
+        Also a context manager that stops Triton on exit.
+    """
+    import torch
+    from pytriton.model_config import DynamicBatcher, ModelConfig
+    from pytriton.triton import Triton, TritonConfig
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    if tiny:
+        model = SymbolicModel.tiny()
+    else:
+        path = Path(checkpoint_path or os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT)
+        if not path.exists():
+            raise FileNotFoundError(f"model checkpoint not found at {path}: train it with python -m musicaas_model.train")
+        model = SymbolicModel.from_checkpoint(path)
+    # Warm the sampler once (first-call allocations) before Triton routes traffic to it.
+    model.generate_rows([{"prompt": [model.special.bos], "temperature": 1.0, "seed": 0, "num_bars": 1, "max_new_tokens": 4}])
+
+    ensure_libpython_on_library_path()
+    address = bind_address or host
+    config = TritonConfig(
+        grpc_port=int(grpc_port),
+        http_port=int(http_port),
+        metrics_port=int(metrics_port),
+        grpc_address=address,
+        http_address=address,
+        log_verbose=int(log_verbose),
+        exit_timeout_secs=5,
+    )
+    started = time.perf_counter()
+    triton = Triton(config=config)
+    try:
+        inputs, outputs = _tensor_specs()
+        triton.bind(
+            model_name=contract.MODEL_NAME,
+            model_version=contract.MODEL_VERSION,
+            infer_func=model.infer,
+            inputs=inputs,
+            outputs=outputs,
+            config=ModelConfig(
+                batching=True,
+                max_batch_size=contract.MAX_BATCH_SIZE,
+                batcher=DynamicBatcher(max_queue_delay_microseconds=int(max_queue_delay_us)),
+            ),
+            strict=True,
+        )
+        triton.run()
+    except BaseException:
+        triton.stop()
+        raise
+    startup_s = time.perf_counter() - started
+    LOGGER.info("Triton serving %s (%s) on grpc %s:%d, http %d in %.1fs", contract.MODEL_NAME, model.source, address,
+                grpc_port, http_port, startup_s)
+    return TritonHandle(triton, model, host=host, grpc_port=int(grpc_port), http_port=int(http_port),
+                        metrics_port=int(metrics_port), startup_s=startup_s)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m musicaas_model.serve", description="Serve the musicaas symbolic model with Triton (PyTriton).")
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--address", default="0.0.0.0", help="address Triton binds to (default: 0.0.0.0)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--checkpoint", default=None, help=f"model.pt (default: ${CHECKPOINT_ENV} or the shipped one)")
+    group.add_argument("--tiny", action="store_true", help="serve a random 1-layer model (tests)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--max-queue-delay-us", type=int, default=5000)
+    p.add_argument("--log-verbose", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+
+    def _on_signal(signum, _frame):
+        LOGGER.info("received %s, stopping Triton", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    handle = start_triton(
+        args.checkpoint,
+        args.grpc_port,
+        args.http_port,
+        args.metrics_port,
+        tiny=args.tiny,
+        host="127.0.0.1" if args.address in ("0.0.0.0", "::") else args.address,
+        bind_address=args.address,
+        threads=args.threads,
+        max_queue_delay_us=args.max_queue_delay_us,
+        log_verbose=args.log_verbose,
+    )
+    print(f"ready: {contract.MODEL_NAME} on grpc :{args.grpc_port}, http :{args.http_port} "
+          f"(startup {handle.startup_s:.1f}s)", flush=True)
+    try:
+        handle.wait(stop)
+    finally:
+        handle.stop()
+    LOGGER.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,371 @@
+"""Train the symbolic model on the music21 Bach chorales (CPU-sized by default).
+
+::
+
+    python -m musicaas_model.train --out services/generator/musicaas_model/checkpoint
+
+writes into ``--out``:
+
+``model.pt``         weights + config + special token ids (what the Triton server loads)
+``tokenizer.json``   the miditok REMI tokenizer (what the torch-free client loads)
+``train_log.json``   losses per evaluation, split sizes, timings
+``MODEL_CARD.md``    data, licence, splits, steps, losses, date
+``train_state.pt``   optimizer/RNG state for ``--resume`` (not meant to be shipped)
+
+The run is deterministic for a given seed and thread count (data order, dropout and
+initialisation are seeded); ``--resume`` continues from ``train_state.pt`` with the same
+data stream. Training windows are a control prefix ``[Key, Bars, BOS]`` followed by
+whole bars (see :mod:`musicaas_model.data`); the loss skips the prefix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from musicaas_model import data
+from musicaas_model.model import ModelConfig, MusicTransformer, SpecialIds, save_checkpoint
+
+IGNORE = -100
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m musicaas_model.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="checkpoint directory (created)")
+    p.add_argument("--steps", type=int, default=600, help="optimizer steps (default: 600)")
+    p.add_argument("--batch-size", type=int, default=12)
+    p.add_argument("--block-size", type=int, default=384, help="context window in tokens")
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay to 10%%)")
+    p.add_argument("--warmup", type=int, default=40)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--max-minutes", type=float, default=14.0,
+                   help="training-loop wall-time budget: the lr schedule follows whichever of steps or time runs out "
+                        "first, and training stops when it does (0 = steps only)")
+    p.add_argument("--cache", default=os.path.join(Path.home(), ".cache", "musicaas", "bach_chorales.json"),
+                   help="JSON cache of the parsed corpus")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/train_state.pt")
+    return p.parse_args(argv)
+
+
+def _progress(step: int, loop_s: float, args) -> float:
+    """Fraction of the run done: by steps, or by wall time when ``--max-minutes`` binds first."""
+    by_time = loop_s / (60.0 * args.max_minutes) if args.max_minutes > 0 else 0.0
+    return min(1.0, max(step / max(1, args.steps), by_time))
+
+
+def _lr_at(step: int, progress: float, args) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak over the run's progress."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _collate(windows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad windows; targets ignore padding and the ``Bars``/``BOS`` prefix targets."""
+    width = max(len(w) for w in windows) - 1
+    x = torch.full((len(windows), width), pad, dtype=torch.long)
+    y = torch.full((len(windows), width), IGNORE, dtype=torch.long)
+    for i, w in enumerate(windows):
+        t = torch.tensor(w, dtype=torch.long)
+        x[i, : len(w) - 1] = t[:-1]
+        y[i, : len(w) - 1] = t[1:]
+        y[i, :2] = IGNORE  # Bars_n and BOS follow from the prompt; not learned
+    return x, y
+
+
+def _sample_windows(rng: random.Random, pieces, tokenizer, batch: int, max_len: int) -> list[list[int]]:
+    out = []
+    for _ in range(batch):
+        piece = pieces[rng.randrange(len(pieces))]
+        start = 0 if rng.random() < 0.3 else rng.randrange(piece.num_bars)
+        out.append(data.make_window(tokenizer, piece, start, max_len))
+    return out
+
+
+def _eval_windows(pieces, tokenizer, max_len: int) -> list[list[int]]:
+    """Consecutive non-overlapping windows covering every piece (deterministic)."""
+    bar = tokenizer.vocab["Bar_None"]
+    out = []
+    for piece in pieces:
+        start = 0
+        while start < piece.num_bars:
+            w = data.make_window(tokenizer, piece, start, max_len)
+            out.append(w)
+            start += max(1, sum(1 for t in w[3:] if t == bar))
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: MusicTransformer, windows: list[list[int]], pad: int, batch: int = 16) -> float:
+    """Mean next-token cross-entropy (nats) over all scored tokens of ``windows``."""
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(windows), batch):
+        x, y = _collate(windows[i : i + batch], pad)
+        logits = model(x)
+        total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE, reduction="sum"))
+        count += int((y != IGNORE).sum())
+    model.train()
+    return total / max(1, count)
+
+
+def _licence_note() -> str:
+    try:
+        import music21
+
+        path = Path(music21.__file__).parent / "corpus" / "license.txt"
+        return path.read_text() if path.exists() else ""
+    except Exception:  # pragma: no cover
+        return ""
+
+
+def write_model_card(out: Path, summary: dict) -> None:
+    """``MODEL_CARD.md`` from the training summary."""
+    s = summary
+    cfg = s["config"]
+    lines = [
+        "# musicaas symbolic model (Bach chorales, REMI)",
+        "",
+        f"Trained {s['date']} with `python -m musicaas_model.train {' '.join(s['argv'])}`",
+        f"(musicaas_model, torch {torch.__version__}, {s['threads']} CPU threads, {s['wall_minutes']:.1f} min wall time).",
+        "",
+        "## What it is",
+        "",
+        f"A decoder-only Transformer ({cfg['n_layer']} layers, d_model {cfg['d_model']}, {cfg['n_head']} heads, "
+        f"d_ff {cfg['d_ff']}, context {cfg['block_size']} tokens, {s['parameters']:,} parameters) over REMI tokens "
+        "(Huang & Yang 2020) produced by miditok's `REMI` tokenizer (`tokenizer.json`: Bar, TimeSig (3/4, 4/4), "
+        "Position (16th notes), Pitch (MIDI 21-108), Duration; no velocity, no tempo).",
+        "Each sequence starts with control tokens `Key_<tonic>-<mode>` (24 keys), `Bars_<n>` (1-32, the number of "
+        "bars that follow) and `BOS`; the server samples the continuation and stops after the requested number of bars.",
+        "All voices are merged into one track; chorale timing is tempo-free (the client writes the tempo into the MIDI file).",
+        "",
+        "It is a small model trained for minutes on a CPU: expect plausible four-part textures, key-aware pitch",
+        "content and cadence-like bar endings, not Bach. It is a baseline for the platform, to be replaced by a stronger one.",
+        "",
+        "## Data",
+        "",
+        "The Bach chorale encodings bundled with music21 "
+        f"(`music21.corpus.getComposer('bach')`, music21 {s['music21_version']}): scores kept when their time "
+        "signature is 4/4 or 3/4 throughout and their first written `music21.key.Key` is major or minor "
+        f"({s['pieces_total']} pieces). Written key = that first Key; pickup bars are padded to the bar grid.",
+        "",
+        f"Split by piece (alternative versions `bwvX.Y-*` stay together), sorted names shuffled with seed {s['split_seed']}:",
+        "",
+        "| split | pieces | sequences | tokens |",
+        "|---|---|---|---|",
+    ]
+    for name in ("train", "valid", "test"):
+        sp = s["splits"][name]
+        lines.append(f"| {name} | {sp['pieces']} | {sp['sequences']} | {sp['tokens']:,} |")
+    lines += [
+        "",
+        "Train pieces are transposed by -5..+6 semitones (all 12 tonics of their mode, so every one of the 24 keys is "
+        "covered); valid and test stay in their written keys.",
+        "",
+        "### Licence of the data",
+        "",
+        "J.S. Bach's chorale harmonisations are in the public domain. The encodings come from the music21 corpus, "
+        "which music21's `corpus/license.txt` describes as distributed with the permission of the encoders and, "
+        "to the best of the music21 authors' knowledge, either out of copyright in the United States or licensed "
+        "for use, with the caveat that some encodings may carry restrictions (possibly on commercial use) stated "
+        "in the individual files or directories; users must use them within the bounds of each licence. The music21 "
+        "software itself is BSD-licensed; the music21 authors assume no copyright or change in licensing for the "
+        "corpus. Check the embedded licences before any commercial use of this checkpoint.",
+        "",
+        "## Training",
+        "",
+        f"- steps: {s['steps_done']} (planned {s['steps_planned']}), batch {s['batch_size']} windows of up to "
+        f"{cfg['block_size']} tokens, {s['tokens_seen']:,} tokens seen",
+        f"- AdamW, peak lr {s['lr']}, {s['warmup']} warm-up steps, cosine decay to 10%, weight decay {s['weight_decay']}, "
+        f"dropout {cfg['dropout']}, grad-norm clip 1.0, seed {s['seed']}",
+        f"- final train loss (mean of the last {s['train_loss_window']} steps): {s['train_loss']:.3f} nats/token",
+        f"- valid loss: {s['valid_loss']:.3f} nats/token (perplexity {math.exp(s['valid_loss']):.2f})",
+        f"- test loss: {s['test_loss']:.3f} nats/token (perplexity {math.exp(s['test_loss']):.2f})",
+        "",
+        "Losses are next-token cross-entropy over all tokens after the control prefix. The full curve is in "
+        "`train_log.json`.",
+        "",
+        "## Intended use and limits",
+        "",
+        "Short, key-conditioned chorale-style sketches for demos and tests of the musicaas generation path. "
+        "Outputs reflect one composer's four-part style; long requests are generated in windows (the context is "
+        f"{cfg['block_size']} tokens, roughly {cfg['block_size'] // 42} bars), so large-scale form is not modelled.",
+        "",
+    ]
+    (out / "MODEL_CARD.md").write_text("\n".join(lines))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from tqdm import tqdm
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+
+    tokenizer = data.build_tokenizer()
+    tokenizer.save(out / "tokenizer.json")
+    records = data.load_chorales(args.cache)
+    train_recs, valid_recs, test_recs = data.split_records(records, seed=data.SPLIT_SEED)
+    train_pieces = data.encode_records(tokenizer, train_recs, augment=True)
+    valid_pieces = data.encode_records(tokenizer, valid_recs, augment=False)
+    test_pieces = data.encode_records(tokenizer, test_recs, augment=False)
+    special = SpecialIds.from_vocab(tokenizer.vocab)
+    max_len = args.block_size + 1
+    valid_windows = _eval_windows(valid_pieces, tokenizer, max_len)
+    test_windows = _eval_windows(test_pieces, tokenizer, max_len)
+    print(
+        f"pieces: train {len(train_recs)} (x12 -> {len(train_pieces)} sequences), valid {len(valid_recs)}, "
+        f"test {len(test_recs)}; vocab {len(tokenizer.vocab)}; prep {time.time() - t_start:.0f}s",
+        file=sys.stderr,
+    )
+
+    cfg = ModelConfig(
+        vocab_size=len(tokenizer.vocab),
+        block_size=args.block_size,
+        n_layer=args.layers,
+        n_head=args.heads,
+        d_model=args.d_model,
+        d_ff=4 * args.d_model,
+        dropout=args.dropout,
+    )
+    model = MusicTransformer(cfg)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr,
+        betas=(0.9, 0.98),
+    )
+
+    state_path = out / "train_state.pt"
+    step, log, losses, tokens_seen, elapsed_before = 0, [], [], 0, 0.0
+    if args.resume and state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        if state["config"] != cfg.to_dict():
+            raise SystemExit(f"--resume: {state_path} was written with a different model config")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        step, log, losses = state["step"], state["log"], state["losses"]
+        tokens_seen, elapsed_before = state["tokens_seen"], state["elapsed_s"]
+        print(f"resumed from {state_path} at step {step}", file=sys.stderr)
+
+    def save_state() -> None:
+        torch.save(
+            {
+                "config": cfg.to_dict(), "model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.getstate(),
+                "torch_rng": torch.get_rng_state(), "step": step, "log": log, "losses": losses,
+                "tokens_seen": tokens_seen, "elapsed_s": elapsed_before + time.time() - t_loop,
+            },
+            state_path,
+        )
+
+    model.train()
+    t_loop = time.time()
+    bar = tqdm(total=args.steps, initial=step, desc="training", unit="step", dynamic_ncols=True)
+    while step < args.steps:
+        progress = _progress(step, elapsed_before + time.time() - t_loop, args)
+        if progress >= 1.0:
+            print(f"time budget of {args.max_minutes} min reached at step {step}", file=sys.stderr)
+            break
+        lr = _lr_at(step, progress, args)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x, y = _collate(_sample_windows(rng, train_pieces, tokenizer, args.batch_size, max_len), special.pad)
+        logits = model(x)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        tokens_seen += int((y != IGNORE).sum())
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lr:.1e}")
+        if step % args.eval_every == 0 or step == args.steps or _progress(step, elapsed_before + time.time() - t_loop, args) >= 1.0:
+            valid_loss = evaluate(model, valid_windows, special.pad)
+            recent = losses[-args.eval_every :]
+            log.append({
+                "step": step, "train_loss": sum(recent) / len(recent), "valid_loss": valid_loss, "lr": lr,
+                "elapsed_s": round(elapsed_before + time.time() - t_loop, 1), "tokens_seen": tokens_seen,
+            })
+            bar.write(f"step {step}: train {log[-1]['train_loss']:.3f}  valid {valid_loss:.3f}")
+            save_state()
+    bar.close()
+
+    valid_loss = evaluate(model, valid_windows, special.pad)
+    test_loss = evaluate(model, test_windows, special.pad)
+    window = min(50, len(losses))
+    train_loss = sum(losses[-window:]) / max(1, window)
+    import music21
+
+    summary = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "argv": sys.argv[1:] if argv is None else list(argv),
+        "threads": args.threads,
+        "wall_minutes": (time.time() - t_start) / 60,
+        "config": cfg.to_dict(),
+        "parameters": model.num_parameters(),
+        "music21_version": music21.__version__,
+        "pieces_total": len(records),
+        "split_seed": data.SPLIT_SEED,
+        "splits": {
+            name: {"pieces": len(recs), "sequences": len(pieces), "tokens": sum(len(p.ids) for p in pieces)}
+            for name, recs, pieces in (
+                ("train", train_recs, train_pieces), ("valid", valid_recs, valid_pieces), ("test", test_recs, test_pieces)
+            )
+        },
+        "split_names": {"valid": [r.name for r in valid_recs], "test": [r.name for r in test_recs]},
+        "steps_done": step,
+        "steps_planned": args.steps,
+        "batch_size": args.batch_size,
+        "tokens_seen": tokens_seen,
+        "lr": args.lr,
+        "warmup": args.warmup,
+        "weight_decay": args.weight_decay,
+        "seed": args.seed,
+        "train_loss": train_loss,
+        "train_loss_window": window,
+        "valid_loss": valid_loss,
+        "test_loss": test_loss,
+        "tokenizer_fingerprint": data.tokenizer_fingerprint(tokenizer),
+        "log": log,
+    }
+    meta = {k: summary[k] for k in ("date", "steps_done", "train_loss", "valid_loss", "test_loss", "tokenizer_fingerprint")}
+    save_checkpoint(out / "model.pt", model, special, meta=meta)
+    save_state()
+    (out / "train_log.json").write_text(json.dumps(summary, indent=1))
+    write_model_card(out, summary)
+    print(
+        f"done: {step} steps, train {train_loss:.3f}, valid {valid_loss:.3f}, test {test_loss:.3f}, "
+        f"{summary['wall_minutes']:.1f} min -> {out / 'model.pt'}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
