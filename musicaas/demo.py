@@ -54,6 +54,8 @@ def _fmt(x: float, spec: str) -> str:
 
 def run_demo(*, out: Path, audio_dir: Path | None, state_dir: Path, num_chorales: int = 16, seed: int = 7) -> int:
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)
     out.mkdir(parents=True, exist_ok=True)
     stack = None
     addr = gateway_addr()
