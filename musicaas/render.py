@@ -3,6 +3,14 @@
 The SoundFont is ``TimGM6mb.sf2`` (a small General MIDI bank shipped inside the
 ``pretty_midi`` package), so rendering needs no download. The synthesiser is
 ``symusic``'s (pinned to 0.5.9: 0.6.0's renderer fails with a type-conversion error).
+
+Tuning: with symusic 0.5.9 most of TimGM6mb's multi-sample instruments play out of tune
+(measured with pYIN on single notes: acoustic piano 13 to 23 semitones sharp, choir aahs
+and church organ up to 40 semitones off, varying from note to note), while a few play in
+tune (within 0.3 semitone): programs 5, 10, 14, 44-46, 48, 56, 64-67, 72-74. So that
+rendered audio has the pitches of the score, :func:`render_midi` plays every melodic
+track on an in-tune instrument of the same General MIDI family (:data:`IN_TUNE_PROGRAM`);
+drum tracks are left alone. ``tests/test_render.py`` checks the pitch of rendered notes.
 """
 
 from __future__ import annotations
@@ -24,6 +32,30 @@ def soundfont_path() -> str:
     if not os.path.exists(path):  # pragma: no cover - packaging error
         raise FileNotFoundError(f"General MIDI SoundFont not found at {path}")
     return path
+
+
+#: Programs that TimGM6mb plays in tune under symusic 0.5.9 (see the module docstring).
+IN_TUNE = frozenset({5, 10, 14, 44, 45, 46, 48, 56, 64, 65, 66, 67, 72, 73, 74})
+
+_FAMILY_SUBSTITUTE = {
+    0: 5,    # pianos -> electric piano 2
+    1: 10,   # chromatic percussion -> music box
+    2: 48,   # organs -> string ensemble (sustained)
+    3: 46,   # guitars -> harp
+    4: 45,   # basses -> pizzicato strings
+    5: 48,   # strings -> string ensemble
+    6: 48,   # ensembles and choirs -> string ensemble
+    7: 56,   # brass -> trumpet
+    8: 65,   # reeds -> alto sax
+    9: 73,   # pipes -> flute
+}
+
+
+def in_tune_program(program: int) -> int:
+    """The General MIDI program (0-127) that :func:`render_midi` plays ``program`` with."""
+    if program in IN_TUNE:
+        return program
+    return _FAMILY_SUBSTITUTE.get(program // 8, 48)
 
 
 @functools.lru_cache(maxsize=4)
@@ -74,10 +106,18 @@ def render_midi(midi: bytes, *, sample_rate_hz: int = 22050, peak: float = 0.9) 
     ------
     InvalidArgument
         When the MIDI cannot be parsed or holds no notes.
+
+    Notes
+    -----
+    Melodic tracks are played on an in-tune instrument of their General MIDI family
+    (:func:`in_tune_program`), since symusic 0.5.9 plays most TimGM6mb instruments out of tune.
     """
     score = parse_midi(midi)
     if score.note_num() == 0:
         raise InvalidArgument("MIDI file holds no notes to render")
+    for track in score.tracks:
+        if not track.is_drum:
+            track.program = in_tune_program(int(track.program))
     audio = np.asarray(_synthesizer(int(sample_rate_hz)).render(score, stereo=True), dtype=np.float32)
     y = audio.mean(axis=0) if audio.ndim == 2 else audio
     top = float(np.max(np.abs(y))) if y.size else 0.0

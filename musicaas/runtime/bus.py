@@ -122,6 +122,14 @@ class Bus:
         self.kv = None
         self.obj = None
 
+    @classmethod
+    def from_settings(cls, settings, *, name: str) -> "Bus":
+        """A bus configured from a :class:`~musicaas.runtime.settings.ServiceSettings`."""
+        return cls(
+            settings.nats_url, name=name, replicas=settings.stream_replicas,
+            connect_timeout_s=settings.nats_connect_timeout_s,
+        )
+
     async def __aenter__(self) -> "Bus":
         await self.connect()
         return self

@@ -11,6 +11,7 @@ from musicaas.runtime import bus as busmod
 from musicaas.runtime.bus import Bus
 from musicaas.runtime.logging import configure_logging
 from musicaas.runtime.server import GrpcService, run_service
+from musicaas_analyzer.analysis import warm_up
 from musicaas_analyzer.service import Analyzer, AnalyzerServicer, AnalyzerSettings, UploadConsumer
 
 
@@ -19,9 +20,10 @@ async def main(settings: AnalyzerSettings | None = None, *, stop: asyncio.Event 
     configure_logging(service="analyzer", level=settings.log_level, fmt=settings.log_format)
     async with contextlib.AsyncExitStack() as stack:
         bus = await stack.enter_async_context(
-            Bus(settings.nats_url, name="analyzer", replicas=settings.stream_replicas,
-                connect_timeout_s=settings.nats_connect_timeout_s)
+            Bus.from_settings(settings, name="analyzer")
         )
+        # pay librosa's/numba's first-call compilation before reporting SERVING
+        await asyncio.to_thread(warm_up)
         analyzer = Analyzer(settings)
         consumer = UploadConsumer(bus, analyzer)
         await run_service(

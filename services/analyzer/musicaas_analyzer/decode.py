@@ -4,7 +4,8 @@ The container is identified from the bytes themselves (magic numbers, and for MP
 MPEG frame header), never from the file name alone: a FLAC file named ``song.wav``
 decodes as FLAC, and a text file named ``song.wav`` is rejected with a message that
 says what the bytes look like. Decoding is done by libsndfile (through ``soundfile``),
-whose bundled build reads WAV (RIFF/RIFX/RF64), FLAC, Ogg (Vorbis, Opus, FLAC) and MP3.
+whose bundled build (libsndfile 1.2) reads WAV (RIFF/RIFX/RF64), FLAC, Ogg (Vorbis, Opus)
+and MP3 (through mpg123).
 
 Every problem with the input raises :class:`~musicaas.runtime.errors.InvalidArgument`
 with a message naming the problem: empty data, an unsupported or unrecognised container,
@@ -77,7 +78,9 @@ class DecodedAudio:
         """Mean of the channels, float32 [shape=(n,)]."""
         if self.channels == 1:
             return np.ascontiguousarray(self.samples[:, 0])
-        return self.samples.mean(axis=1, dtype=np.float32)
+        out = self.samples[:, 0] + self.samples[:, 1]  # at most 2 channels
+        out *= np.float32(0.5)
+        return out
 
 
 def _describe(name: str | None) -> str:
@@ -344,27 +347,25 @@ def decode_native(
                 f"audio too long{_describe(filename)}: {frames / rate:.1f} s exceeds the limit "
                 f"of {max_duration_s:g} s"
             )
-        blocks: list[np.ndarray] = []
+        # Preallocated from the header's frame count (libsndfile reads no further than it),
+        # so that a long file is not held twice while blocks are joined.
+        samples = np.empty((frames, channels), dtype=np.float32)
         read = 0
         try:
-            while True:
-                block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
-                if block.shape[0] == 0:
+            while read < frames:
+                count = handle.read(min(_BLOCK_FRAMES, frames - read), dtype="float32", always_2d=True, out=samples[read:])
+                n = count.shape[0]
+                if n == 0:
                     break
-                if not np.isfinite(block).all():
-                    bad = int(np.argmin(np.isfinite(block).all(axis=1)))
+                block = samples[read : read + n]
+                finite = np.isfinite(block)
+                if not finite.all():
+                    bad = int(np.argmin(finite.all(axis=1)))
                     raise InvalidArgument(
                         f"{label} data{_describe(filename)} holds non-finite samples (NaN or "
                         f"infinity), the first at {(read + bad) / rate:.3f} s"
                     )
-                blocks.append(block)
-                read += block.shape[0]
-                if read / rate > max_duration_s:
-                    raise InvalidArgument(
-                        f"audio too long{_describe(filename)}: more than {max_duration_s:g} s"
-                    )
-                if block.shape[0] < _BLOCK_FRAMES:
-                    break
+                read += n
         except InvalidArgument:
             raise
         except Exception as exc:
@@ -389,8 +390,7 @@ def decode_native(
             f"sample{'s' if read != 1 else ''} at {rate} Hz); at least {MIN_DURATION_S:g} s "
             "is needed"
         )
-    samples = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
-    return DecodedAudio(samples=samples, sample_rate_hz=rate, container=container)
+    return DecodedAudio(samples=samples[:read], sample_rate_hz=rate, container=container)
 
 
 def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

@@ -34,8 +34,7 @@ async def main(settings: GatewaySettings | None = None, *, stop: asyncio.Event |
         structlog.get_logger().warning("no_api_keys", hint="set MUSICAAS_API_KEYS; every call will be rejected")
     async with contextlib.AsyncExitStack() as stack:
         bus = await stack.enter_async_context(
-            Bus(settings.nats_url, name="gateway", replicas=settings.stream_replicas,
-                connect_timeout_s=settings.nats_connect_timeout_s)
+            Bus.from_settings(settings, name="gateway")
         )
         generator_channel = _channel(settings.generator_addr, settings.max_message_bytes)
         recommender_channel = _channel(settings.recommender_addr, settings.max_message_bytes)

@@ -22,8 +22,7 @@ async def main(settings: GeneratorSettings | None = None, *, stop: asyncio.Event
     log = structlog.get_logger()
     async with contextlib.AsyncExitStack() as stack:
         bus = await stack.enter_async_context(
-            Bus(settings.nats_url, name="generator", replicas=settings.stream_replicas,
-                connect_timeout_s=settings.nats_connect_timeout_s)
+            Bus.from_settings(settings, name="generator")
         )
         triton = await stack.enter_async_context(TritonGenerator(settings.triton_url, timeout_s=settings.triton_timeout_s))
         try:

@@ -143,8 +143,11 @@ def write_model_card(out: Path, summary: dict) -> None:
     lines = [
         "# musicaas symbolic model (Bach chorales, REMI)",
         "",
-        f"Trained {s['date']} with `python -m musicaas_model.train {' '.join(s['argv'])}`",
-        f"(musicaas_model, torch {torch.__version__}, {s['threads']} CPU threads, {s['wall_minutes']:.1f} min wall time).",
+        f"Trained {s['date']} (musicaas_model, torch {torch.__version__}, {s['threads']} CPU threads, "
+        f"{s['wall_minutes']:.1f} min wall time in all, on a 2-core machine shared with other jobs) with:",
+        "",
+        *[f"- `python -m musicaas_model.train {' '.join(x['argv'])}` (from step {x['start_step']}, "
+          f"{x['wall_minutes']:.1f} min)" for x in s["sessions"]],
         "",
         "## What it is",
         "",
@@ -259,7 +262,8 @@ def main(argv=None) -> int:
     )
 
     state_path = out / "train_state.pt"
-    step, log, losses, tokens_seen, elapsed_before = 0, [], [], 0, 0.0
+    step, log, losses, tokens_seen, elapsed_before, sessions = 0, [], [], 0, 0.0, []
+    this_session = {"argv": sys.argv[1:] if argv is None else list(argv), "start_step": 0, "wall_minutes": 0.0}
     if args.resume and state_path.exists():
         state = torch.load(state_path, weights_only=False)
         if state["config"] != cfg.to_dict():
@@ -270,6 +274,8 @@ def main(argv=None) -> int:
         torch.set_rng_state(state["torch_rng"])
         step, log, losses = state["step"], state["log"], state["losses"]
         tokens_seen, elapsed_before = state["tokens_seen"], state["elapsed_s"]
+        sessions = list(state.get("sessions", []))
+        this_session["start_step"] = step
         print(f"resumed from {state_path} at step {step}", file=sys.stderr)
 
     def save_state() -> None:
@@ -278,6 +284,7 @@ def main(argv=None) -> int:
                 "config": cfg.to_dict(), "model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.getstate(),
                 "torch_rng": torch.get_rng_state(), "step": step, "log": log, "losses": losses,
                 "tokens_seen": tokens_seen, "elapsed_s": elapsed_before + time.time() - t_loop,
+                "sessions": sessions + [dict(this_session, wall_minutes=(time.time() - t_start) / 60)],
             },
             state_path,
         )
@@ -324,9 +331,9 @@ def main(argv=None) -> int:
 
     summary = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "argv": sys.argv[1:] if argv is None else list(argv),
+        "sessions": sessions + [dict(this_session, wall_minutes=(time.time() - t_start) / 60)],
         "threads": args.threads,
-        "wall_minutes": (time.time() - t_start) / 60,
+        "wall_minutes": sum(x["wall_minutes"] for x in sessions) + (time.time() - t_start) / 60,
         "config": cfg.to_dict(),
         "parameters": model.num_parameters(),
         "music21_version": music21.__version__,

@@ -20,8 +20,7 @@ async def main(settings: RecommenderSettings | None = None, *, stop: asyncio.Eve
     configure_logging(service="recommender", level=settings.log_level, fmt=settings.log_format)
     async with contextlib.AsyncExitStack() as stack:
         bus = await stack.enter_async_context(
-            Bus(settings.nats_url, name="recommender", replicas=settings.stream_replicas,
-                connect_timeout_s=settings.nats_connect_timeout_s)
+            Bus.from_settings(settings, name="recommender")
         )
         index = open_index(
             qdrant_url=settings.qdrant_url or None,

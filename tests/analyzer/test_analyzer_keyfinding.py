@@ -1,0 +1,71 @@
+"""Key finding and the blockwise STFT, on synthetic harmonic tones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from musicaas.keys import Key
+from musicaas_analyzer.keyfinding import PROFILES, estimate_key, semitone_chroma
+from musicaas_analyzer.spectral import stft_magnitude_blocks
+
+SR = 22050
+
+
+def harmonic_note(midi: float, seconds: float, cents: float = 0.0) -> np.ndarray:
+    """A note with 6 decaying harmonics, like a simple organ pipe."""
+    f0 = 440.0 * 2 ** ((midi - 69 + cents / 100.0) / 12)
+    t = np.arange(int(seconds * SR)) / SR
+    env = np.minimum(1.0, t / 0.02) * np.exp(-t * 1.5)
+    return sum(0.5**h * np.sin(2 * np.pi * f0 * (h + 1) * t) for h in range(6)) * env
+
+
+def progression(chords: list[list[int]], transpose: int = 0, cents: float = 0.0) -> np.ndarray:
+    """Chords (MIDI pitches) of 0.8 s each, bass doubled an octave down."""
+    parts = []
+    for chord in chords:
+        notes = [p + transpose for p in chord] + [chord[0] + transpose - 12]
+        parts.append(sum(harmonic_note(p, 0.8, cents) for p in notes) / len(notes))
+    return (0.5 * np.concatenate(parts)).astype(np.float32)
+
+
+# I - IV - V7 - I - vi - ii - V - I in C major; i - iv - V - i in A minor (harmonic minor)
+C_MAJOR = [[60, 64, 67], [65, 69, 72], [67, 71, 74, 77], [60, 64, 67], [57, 60, 64], [62, 65, 69], [55, 59, 62], [60, 64, 67]]
+A_MINOR = [[57, 60, 64], [62, 65, 69], [64, 68, 71], [57, 60, 64], [53, 57, 60], [59, 62, 65], [64, 68, 71, 74], [57, 60, 64]]
+
+
+@pytest.mark.parametrize("transpose", range(12))
+def test_cadences_in_every_key(transpose):
+    for chords, home in ((C_MAJOR, Key(0, "major")), (A_MINOR, Key(9, "minor"))):
+        chroma, _ = semitone_chroma(progression(chords, transpose), SR)
+        est = estimate_key(chroma)
+        assert est.key == home.transpose(transpose)
+        assert 0.0 < est.confidence <= 1.0
+
+
+def test_tuning_offset_is_corrected():
+    chroma, tuning = semitone_chroma(progression(C_MAJOR, cents=35.0), SR)
+    assert tuning == pytest.approx(0.35, abs=0.05)
+    assert estimate_key(chroma).key == Key(0, "major")
+
+
+def test_flat_chroma_has_no_key():
+    est = estimate_key(np.ones(12))
+    assert est.key is None and est.confidence == 0.0
+    assert estimate_key(np.zeros(12)).key is None
+
+
+def test_every_profile_finds_a_plain_cadence():
+    chroma, _ = semitone_chroma(progression(C_MAJOR), SR)
+    for name in PROFILES:
+        assert estimate_key(chroma, profile=name).key == Key(0, "major")
+
+
+@pytest.mark.parametrize("n", [11025, 22050 * 3 + 17, 2048 * 512 + 5])
+def test_blockwise_stft_equals_librosa(n):
+    import librosa
+
+    y = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    full = np.abs(librosa.stft(y, n_fft=2048, hop_length=512))
+    blocks = [b for _, b in stft_magnitude_blocks(y, n_fft=2048, hop=512, block_frames=700)]
+    np.testing.assert_allclose(np.concatenate(blocks, axis=1), full, rtol=1e-5, atol=1e-5)
