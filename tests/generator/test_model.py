@@ -12,7 +12,6 @@ from musicaas_model.model import (  # noqa: E402
     GenerationRequest,
     KVCache,
     ModelConfig,
-    MusicTransformer,
     SpecialIds,
     generate,
     load_checkpoint,
@@ -160,3 +159,35 @@ def test_shipped_checkpoint(shipped_checkpoint, vocab):
     assert meta["tokenizer_fingerprint"] == data.tokenizer_fingerprint(data.build_tokenizer())
     out = generate(model, [_req(_prompt(vocab, "G major", 2), 11, bars=2, max_new=300)], special)[0]
     assert out.count(vocab["Bar_None"]) == 2
+
+
+def test_training_command_writes_a_resumable_checkpoint(tmp_path, vocab):
+    """``python -m musicaas_model.train`` end to end on a toy corpus (no music21 parsing)."""
+    import json
+
+    from musicaas_model import train
+
+    records = []
+    for i in range(6):
+        key = Key.from_index((5 * i) % 24)
+        notes = [[float(q), 1.0, 55 + (q * (i + 2)) % 14] for q in range(24)]
+        records.append({"name": f"toy{i}", "group": f"toy{i}", "key_index": key.index, "time_signature": [4, 4],
+                        "notes": notes})
+    cache = tmp_path / "corpus.json"
+    cache.write_text(json.dumps(records))
+    out = tmp_path / "ckpt"
+    common = ["--out", str(out), "--cache", str(cache), "--batch-size", "2", "--block-size", "64", "--d-model", "32",
+              "--layers", "1", "--heads", "2", "--threads", "1", "--max-minutes", "0", "--eval-every", "2"]
+    assert train.main(common + ["--steps", "3"]) == 0
+    for name in ("model.pt", "tokenizer.json", "train_log.json", "MODEL_CARD.md", "train_state.pt"):
+        assert (out / name).exists(), name
+    assert train.main(common + ["--steps", "5", "--resume"]) == 0
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["steps_done"] == 5 and [e["step"] for e in log["log"]] == [2, 3, 4, 5]
+    assert [s["start_step"] for s in log["sessions"]] == [0, 3]
+    assert log["splits"]["train"]["sequences"] == 12 * log["splits"]["train"]["pieces"]
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "valid loss" in card and "Licence" in card
+    model, special, meta = load_checkpoint(out / "model.pt")
+    assert meta["steps_done"] == 5
+    assert generate(model, [_req(_prompt(vocab), 0, max_new=10)], special)[0]

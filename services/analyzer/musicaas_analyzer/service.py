@@ -19,9 +19,9 @@ from musicaas.events.v1 import events_pb2
 from musicaas.runtime import bus as busmod
 from musicaas.runtime.bus import Bus, advance_state
 from musicaas.runtime.errors import InvalidArgument, MusicaasError, ResourceExhausted
-from musicaas.runtime.protoconv import MODE_TO_PROTO
 from musicaas.runtime.settings import ServiceSettings
-from musicaas_analyzer.analysis import AudioAnalysis, analyze_bytes
+from musicaas_analyzer.analysis import analyze_bytes
+from musicaas_analyzer.convert import analysis_to_proto
 
 log = structlog.get_logger()
 
@@ -34,23 +34,6 @@ class AnalyzerSettings(ServiceSettings):
     max_audio_bytes: int = 60 * 1024 * 1024
     #: Analyses that run at once (threads).
     concurrency: int = 2
-
-
-def analysis_to_proto(result: AudioAnalysis) -> common_pb2.TrackAnalysis:
-    """Convert the numeric result to its wire form."""
-    return common_pb2.TrackAnalysis(
-        duration_s=result.duration_s,
-        sample_rate_hz=result.sample_rate_hz,
-        tempo_bpm=result.tempo_bpm,
-        beats_s=list(result.beats_s),
-        key=result.key.tonic if result.key else "",
-        mode=MODE_TO_PROTO[result.key.mode] if result.key else common_pb2.MODE_UNSPECIFIED,
-        key_confidence=result.key_confidence,
-        loudness_lufs=result.loudness_lufs,
-        embedding=[float(v) for v in result.embedding],
-        analyzer_version=result.analyzer_version,
-        is_silent=result.is_silent,
-    )
 
 
 class Analyzer:

@@ -159,8 +159,9 @@ def write_model_card(out: Path, summary: dict) -> None:
         "bars that follow) and `BOS`; the server samples the continuation and stops after the requested number of bars.",
         "All voices are merged into one track; chorale timing is tempo-free (the client writes the tempo into the MIDI file).",
         "",
-        "It is a small model trained for minutes on a CPU: expect plausible four-part textures, key-aware pitch",
-        "content and cadence-like bar endings, not Bach. It is a baseline for the platform, to be replaced by a stronger one.",
+        "It is a small model trained for minutes on a CPU: expect chorale-like four-part textures whose pitch content",
+        "follows the requested key's scale; tonal centre, voice leading and cadences are weak. It is a baseline for the",
+        "platform, to be replaced by a stronger one.",
         "",
         "## Data",
         "",
@@ -197,7 +198,9 @@ def write_model_card(out: Path, summary: dict) -> None:
         f"- steps: {s['steps_done']} (planned {s['steps_planned']}), batch {s['batch_size']} windows of up to "
         f"{cfg['block_size']} tokens, {s['tokens_seen']:,} tokens seen",
         f"- AdamW, peak lr {s['lr']}, {s['warmup']} warm-up steps, cosine decay to 10%, weight decay {s['weight_decay']}, "
-        f"dropout {cfg['dropout']}, grad-norm clip 1.0, seed {s['seed']}",
+        f"dropout {cfg['dropout']}, grad-norm clip 1.0, seed {s['seed']}; the schedule's progress is "
+        "max(step / steps, loop time / --max-minutes), so on a loaded machine the time budget sets the step count "
+        "(and a resumed session with a larger budget re-enters the cosine where that budget puts it)",
         f"- final train loss (mean of the last {s['train_loss_window']} steps): {s['train_loss']:.3f} nats/token",
         f"- valid loss: {s['valid_loss']:.3f} nats/token (perplexity {math.exp(s['valid_loss']):.2f})",
         f"- test loss: {s['test_loss']:.3f} nats/token (perplexity {math.exp(s['test_loss']):.2f})",
