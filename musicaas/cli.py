@@ -77,10 +77,11 @@ def _client(args):
 def cmd_up(args) -> int:
     from rich.console import Console
 
-    from musicaas.stack import LocalStack
+    from musicaas.stack import LocalStack, StackPorts
 
     console = Console(stderr=True)
-    stack = LocalStack(Path(args.state_dir))
+    ports = StackPorts.from_base(args.port_base) if args.port_base else StackPorts()
+    stack = LocalStack(Path(args.state_dir), ports=ports)
     with console.status("starting musicaas") as status:
         stack.start(lambda step: status.update(f"starting {step}"))
     print(f"musicaas is SERVING: gateway {stack.gateway_addr} (API key in {Path(args.state_dir) / 'api_key'})", flush=True)
@@ -217,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="run the whole stack in the foreground")
+    up.add_argument(
+        "--port-base", type=int, default=0,
+        help="use 8 consecutive loopback ports from here (default: gateway 50051, analyzer 50052, "
+        "recommender 50053, generator 50054, NATS 4222, Triton 8001/8000/8002)",
+    )
     up.set_defaults(fn=cmd_up)
 
     demo = sub.add_parser("demo", help="run the main job on Bach chorales (or your audio)")

@@ -87,6 +87,11 @@ class StackPorts:
     triton_metrics: int = 8002
 
     @classmethod
+    def from_base(cls, base: int) -> "StackPorts":
+        """Consecutive ports from ``base``: gateway, analyzer, recommender, generator, NATS, Triton gRPC/HTTP/metrics."""
+        return cls(*range(base, base + len(cls.__dataclass_fields__)))
+
+    @classmethod
     def free(cls) -> "StackPorts":
         return cls(**{name: free_port() for name in cls.__dataclass_fields__})
 

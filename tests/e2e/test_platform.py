@@ -246,3 +246,54 @@ def test_cli_generate_and_similar(stack, uploaded, tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert len(rows) == 2 and all({"track_id", "score", "key", "mode", "tempo_bpm"} <= set(r) for r in rows)
+
+
+def test_analyze_audio_rpc_rejects_corrupt_file_synchronously(stack, chorales):
+    from musicaas.analyzer.v1 import analyzer_pb2, analyzer_pb2_grpc
+
+    with grpc.insecure_channel(stack.addr("analyzer")) as channel:
+        stub = analyzer_pb2_grpc.AnalyzerServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.AnalyzeAudio(analyzer_pb2.AnalyzeAudioRequest(audio=b"RIFF\x00\x00\x00\x00WAVEjunk" * 20, filename="x.wav"), timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        wav = encode_wav(render_midi(chorales[2].midi), sample_rate_hz=22050)
+        resp = stub.AnalyzeAudio(analyzer_pb2.AnalyzeAudioRequest(audio=wav, filename="c.wav"), timeout=60)
+        assert resp.analysis.key and resp.analysis.tempo_bpm > 0
+
+
+def test_musicaas_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
+    import os
+    import signal
+
+    import socket
+
+    from musicaas.runtime.procs import free_port
+
+    def range_is_free(start: int) -> bool:
+        for port in range(start, start + 8):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    return False
+        return True
+
+    base = free_port()
+    while not range_is_free(base):
+        base = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "musicaas.cli", "--state-dir", str(tmp_path / "state"), "up", "--port-base", str(base)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "SERVING" in line and f"127.0.0.1:{base}" in line, line
+        assert health_status(f"127.0.0.1:{base}") == 1
+        assert (tmp_path / "state" / "api_key").exists()
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # nothing is left listening
+    assert health_status(f"127.0.0.1:{base}", timeout_s=0.5) is None
