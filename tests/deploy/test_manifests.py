@@ -219,7 +219,7 @@ def test_triton_requests_a_gpu():
     svc_ports = {p["name"]: p["port"] for p in objects("base+triton-gpu", "Service")["triton"]["spec"]["ports"]}
     assert svc_ports == ports
     model = generated("base+triton-gpu", "ConfigMap", "triton-model-config")["data"]
-    assert model["MUSICAAS_MODEL_DYNAMIC_BATCHING"] == "true"
+    assert int(model["MUSICAAS_MODEL_MAX_QUEUE_DELAY_US"]) > 0
     assert int(model["MUSICAAS_MODEL_MAX_BATCH_SIZE"]) > 1
     assert "triton" not in objects("base", "Deployment")
     assert "triton" not in objects("overlays/dev", "Deployment")

@@ -219,6 +219,8 @@ def start_triton(
     bind_address: str | None = None,
     threads: int | None = None,
     max_queue_delay_us: int = 5000,
+    max_batch_size: int = contract.MAX_BATCH_SIZE,
+    preferred_batch_sizes: tuple[int, ...] = (),
     log_verbose: int = 0,
 ) -> TritonHandle:
     """Load the model, start Triton on the given ports and return once the model is ready.
@@ -237,8 +239,12 @@ def start_triton(
         Address Triton binds to; default ``host`` (use ``"0.0.0.0"`` in a container).
     threads : int, optional
         torch intra-op threads for sampling (default: leave torch's setting).
-    max_queue_delay_us : int
+    max_queue_delay_us : int, microseconds
         How long the dynamic batcher waits to fill a batch.
+    max_batch_size : int > 0
+        Largest batch Triton forms from concurrent requests.
+    preferred_batch_sizes : tuple of int
+        Batch sizes the dynamic batcher prefers to form (empty: none).
     log_verbose : int
         Triton's verbose log level.
 
@@ -286,8 +292,11 @@ def start_triton(
             outputs=outputs,
             config=ModelConfig(
                 batching=True,
-                max_batch_size=contract.MAX_BATCH_SIZE,
-                batcher=DynamicBatcher(max_queue_delay_microseconds=int(max_queue_delay_us)),
+                max_batch_size=int(max_batch_size),
+                batcher=DynamicBatcher(
+                    max_queue_delay_microseconds=int(max_queue_delay_us),
+                    preferred_batch_size=[int(b) for b in preferred_batch_sizes] or None,
+                ),
             ),
             strict=True,
         )
@@ -312,7 +321,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     group.add_argument("--checkpoint", default=None, help=f"model.pt (default: ${CHECKPOINT_ENV} or the shipped one)")
     group.add_argument("--tiny", action="store_true", help="serve a random 1-layer model (tests)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    p.add_argument("--max-queue-delay-us", type=int, default=5000)
+    # Defaults come from the environment so that a Kubernetes ConfigMap carries the model configuration.
+    env = os.environ
+    p.add_argument("--max-queue-delay-us", type=int, default=int(env.get("MUSICAAS_MODEL_MAX_QUEUE_DELAY_US", 5000)),
+                   help="dynamic batcher queue delay, microseconds ($MUSICAAS_MODEL_MAX_QUEUE_DELAY_US)")
+    p.add_argument("--max-batch-size", type=int,
+                   default=int(env.get("MUSICAAS_MODEL_MAX_BATCH_SIZE", contract.MAX_BATCH_SIZE)),
+                   help="largest dynamic batch ($MUSICAAS_MODEL_MAX_BATCH_SIZE)")
+    p.add_argument("--preferred-batch-sizes", default=env.get("MUSICAAS_MODEL_PREFERRED_BATCH_SIZES", ""),
+                   help="comma-separated preferred batch sizes ($MUSICAAS_MODEL_PREFERRED_BATCH_SIZES)")
     p.add_argument("--log-verbose", type=int, default=0)
     return p.parse_args(argv)
 
@@ -338,6 +355,8 @@ def main(argv=None) -> int:
         bind_address=args.address,
         threads=args.threads,
         max_queue_delay_us=args.max_queue_delay_us,
+        max_batch_size=args.max_batch_size,
+        preferred_batch_sizes=tuple(int(b) for b in args.preferred_batch_sizes.split(",") if b.strip()),
         log_verbose=args.log_verbose,
     )
     print(f"ready: {contract.MODEL_NAME} on grpc :{args.grpc_port}, http :{args.http_port} "
