@@ -14,6 +14,37 @@ from musicaas.recommender.v1 import recommender_pb2
 
 CHUNK_BYTES = 512 * 1024
 DONE_STATES = (common_pb2.TRACK_STATE_INDEXED, common_pb2.TRACK_STATE_FAILED)
+GENERATION_DONE_STATES = (generator_pb2.GENERATION_STATE_COMPLETED, generator_pb2.GENERATION_STATE_FAILED)
+
+
+def generation_params(
+    *, key: str, tempo_bpm: float = 100.0, num_bars: int = 8, temperature: float = 1.0, seed: int | None = None,
+    metre: str | None = None, style: str | None = None, instrument: int | None = None, top_k: int | None = None,
+    top_p: float | None = None, num_variations: int | None = None, primer_midi: bytes | None = None,
+    melody_midi: bytes | None = None,
+) -> generator_pb2.GenerationParams:
+    """``GenerationParams`` from keyword arguments; None leaves a control at the server's default
+    (metre "4/4", style "chorale", instrument 0, top_k 0 = off, top_p 1.0, one variation)."""
+    params = generator_pb2.GenerationParams(key=key, tempo_bpm=tempo_bpm, num_bars=num_bars, temperature=temperature)
+    if seed is not None:
+        params.seed = seed
+    if metre is not None:
+        params.metre = metre
+    if style is not None:
+        params.style = style
+    if instrument is not None:
+        params.instrument = instrument
+    if top_k is not None:
+        params.top_k = top_k
+    if top_p is not None:
+        params.top_p = top_p
+    if num_variations is not None:
+        params.num_variations = num_variations
+    if primer_midi is not None:
+        params.primer_midi = primer_midi
+    if melody_midi is not None:
+        params.melody_midi = melody_midi
+    return params
 
 
 class GatewayClient:
@@ -78,15 +109,76 @@ class GatewayClient:
             time.sleep(poll_s)
 
     def generate(
-        self, *, key: str, tempo_bpm: float, num_bars: int, temperature: float = 1.0, seed: int | None = None,
-        timeout_s: float = 300.0,
+        self, *, key: str, tempo_bpm: float = 100.0, num_bars: int = 8, temperature: float = 1.0,
+        seed: int | None = None, timeout_s: float = 300.0, **controls,
     ) -> gateway_pb2.GenerateTrackResponse:
-        params = generator_pb2.GenerationParams(key=key, tempo_bpm=tempo_bpm, num_bars=num_bars, temperature=temperature)
-        if seed is not None:
-            params.seed = seed
+        """Generate synchronously; ``controls`` are the other :func:`generation_params` arguments
+        (``metre``, ``style``, ``instrument``, ``top_k``, ``top_p``, ``num_variations``,
+        ``primer_midi``, ``melody_midi``). The response's ``pieces`` hold every variation."""
+        params = generation_params(
+            key=key, tempo_bpm=tempo_bpm, num_bars=num_bars, temperature=temperature, seed=seed, **controls
+        )
         return self.stub.GenerateTrack(
             gateway_pb2.GenerateTrackRequest(params=params), metadata=self.metadata, timeout=timeout_s
         )
+
+    def generate_stream(
+        self, *, key: str, tempo_bpm: float = 100.0, num_bars: int = 8, temperature: float = 1.0,
+        seed: int | None = None, generation_id: str = "", timeout_s: float = 600.0, **controls,
+    ):
+        """Start ``GenerateTrackStream``: the returned call iterates over progress events
+        (``GenerateTrackStreamResponse``; the last, stage COMPLETED, holds ``result``);
+        ``call.cancel()`` stops the generation."""
+        params = generation_params(
+            key=key, tempo_bpm=tempo_bpm, num_bars=num_bars, temperature=temperature, seed=seed, **controls
+        )
+        return self.stub.GenerateTrackStream(
+            gateway_pb2.GenerateTrackRequest(params=params, generation_id=generation_id),
+            metadata=self.metadata, timeout=timeout_s,
+        )
+
+    def submit_generation(
+        self, *, key: str, tempo_bpm: float = 100.0, num_bars: int = 8, temperature: float = 1.0,
+        seed: int | None = None, generation_id: str = "", **controls,
+    ) -> gateway_pb2.SubmitGenerationResponse:
+        """Start an asynchronous generation; returns its id at once (poll :meth:`wait_generation`)."""
+        params = generation_params(
+            key=key, tempo_bpm=tempo_bpm, num_bars=num_bars, temperature=temperature, seed=seed, **controls
+        )
+        return self.stub.SubmitGeneration(
+            gateway_pb2.SubmitGenerationRequest(params=params, generation_id=generation_id),
+            metadata=self.metadata, timeout=30,
+        )
+
+    def get_generation(self, generation_id: str, *, include_data: bool = False) -> generator_pb2.GenerationJob:
+        return self.stub.GetGeneration(
+            gateway_pb2.GetGenerationRequest(generation_id=generation_id, include_data=include_data),
+            metadata=self.metadata, timeout=60,
+        ).generation
+
+    def wait_generation(
+        self, generation_id: str, *, timeout_s: float = 600.0, poll_s: float = 0.25, include_data: bool = False
+    ) -> generator_pb2.GenerationJob:
+        """Poll GetGeneration until the job is completed or failed (check ``.state`` and ``.error``).
+
+        Raises
+        ------
+        TimeoutError
+            When neither happens within ``timeout_s`` seconds.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.get_generation(generation_id)
+            if job.state in GENERATION_DONE_STATES:
+                if include_data and job.state == generator_pb2.GENERATION_STATE_COMPLETED:
+                    job = self.get_generation(generation_id, include_data=True)
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"generation {generation_id} still {generator_pb2.GenerationState.Name(job.state)} "
+                    f"after {timeout_s:.0f} s"
+                )
+            time.sleep(poll_s)
 
     def similar(self, track_id: str, *, limit: int = 10, flt: recommender_pb2.TrackFilter | None = None):
         request = gateway_pb2.SimilarTracksRequest(track_id=track_id, limit=limit)

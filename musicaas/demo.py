@@ -48,6 +48,31 @@ def _key_of(track: common_pb2.Track) -> Key | None:
     return Key.parse(f"{a.key} {'major' if a.mode == common_pb2.MODE_MAJOR else 'minor'}")
 
 
+#: Fields of the analysis record the report keeps (the full tree is in GetTrack / analyze --json).
+_REPORT_KEYS = (
+    "track_id", "key", "mode", "key_confidence", "tempo_bpm", "duration_s", "loudness_lufs",
+    "time_signature", "features", "scores",
+)
+SCORE_NAMES = ("tonal_clarity", "rhythmic_stability", "dynamic_range", "repetition")
+
+
+def _summary_record(track: common_pb2.Track) -> dict:
+    record = analysis_record(track)
+    return {k: record.get(k) for k in _REPORT_KEYS}
+
+
+def _score_comparison(rows: list[dict]) -> dict[str, dict[str, float | None]]:
+    """Mean evaluation score per kind of piece (human chorales or uploads vs generated)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for kind in sorted({r["kind"] for r in rows}):
+        scored = [r["scores"] for r in rows if r["kind"] == kind and r.get("scores")]
+        out[kind] = {
+            name: (sum(sc[name] for sc in scored if sc.get(name) is not None) / len(scored)) if scored else None
+            for name in SCORE_NAMES
+        }
+    return out
+
+
 def _fmt(x: float, spec: str) -> str:
     return format(x, spec) if math.isfinite(x) else "-"
 
@@ -115,8 +140,7 @@ def _run(console: Console, client: GatewayClient, *, out: Path, audio_dir: Path 
                 if track.state == common_pb2.TRACK_STATE_FAILED:
                     row["error"] = track.error
                 else:
-                    row.update(analysis_record(track))
-                    row.pop("beats_s")
+                    row.update(_summary_record(track))
                     if item["written_key"] is not None:
                         row["written_key"] = str(item["written_key"])
                         row["key_match"] = _key_of(track) == item["written_key"]
@@ -140,8 +164,7 @@ def _run(console: Console, client: GatewayClient, *, out: Path, audio_dir: Path 
                 if track.state == common_pb2.TRACK_STATE_FAILED:
                     row["error"] = track.error
                 else:
-                    row.update(analysis_record(track))
-                    row.pop("beats_s")
+                    row.update(_summary_record(track))
                     row["key_match"] = _key_of(track) == Key.parse(key)
             except grpc.RpcError as exc:
                 row["error"] = rpc_error_text(exc)
@@ -199,7 +222,18 @@ def _run(console: Console, client: GatewayClient, *, out: Path, audio_dir: Path 
         for s in similar:
             sim.add_row(f"{s['score']:.3f}", s["title"], f"{s['key']} {s['mode']}", f"{s['tempo_bpm']:.1f}")
         console.print(sim)
-    report = {"tracks": rows, "summary": summary, "similar": {"query": query, "results": similar}}
+    comparison = _score_comparison(rows)
+    cmp_table = Table(title="music evaluation scores, mean per kind of piece (0-1; see musicaas_analyzer docs)")
+    cmp_table.add_column("kind")
+    for name in SCORE_NAMES:
+        cmp_table.add_column(name.replace("_", " "))
+    for kind, means in comparison.items():
+        cmp_table.add_row(kind, *[_fmt(means[n], ".2f") if means[n] is not None else "-" for n in SCORE_NAMES])
+    console.print(cmp_table)
+    report = {
+        "tracks": rows, "summary": summary, "score_comparison": comparison,
+        "similar": {"query": query, "results": similar},
+    }
     (out / "report.json").write_text(json.dumps(report, indent=2))
     console.print(f"wrote MIDI, WAV and report.json to {out}{os.sep}")
     return 0 if summary["errors"] == 0 else 1

@@ -43,6 +43,7 @@ TRACKS_ANALYZED = "music.tracks.analyzed"
 TRACKS_FAILED = "music.tracks.failed"
 GENERATIONS_REQUESTED = "music.generations.requested"
 GENERATIONS_COMPLETED = "music.generations.completed"
+GENERATIONS_FAILED = "music.generations.failed"
 
 #: CloudEvents ``type`` of each subject (reverse-DNS, versioned like the proto package).
 EVENT_TYPES = {
@@ -51,6 +52,7 @@ EVENT_TYPES = {
     TRACKS_FAILED: "io.musicaas.tracks.failed.v1",
     GENERATIONS_REQUESTED: "io.musicaas.generations.requested.v1",
     GENERATIONS_COMPLETED: "io.musicaas.generations.completed.v1",
+    GENERATIONS_FAILED: "io.musicaas.generations.failed.v1",
 }
 
 BLOB_BUCKET = "blobs"

@@ -156,3 +156,28 @@ def test_bad_parameters():
     data = audio_bytes(tone(1.0, 44100), 44100)
     _invalid(data, r"requested sample rate 100 Hz is out of range", sample_rate_hz=100)
     _invalid(data, r"max_duration_s must be a positive number of seconds", max_duration_s=0)
+
+
+@pytest.mark.parametrize("fmt, sr", [("WAV", 44100), ("FLAC", 48000), ("WAV", 8000), ("WAV", 22050)])
+def test_streaming_decode_gives_the_same_mix_and_loudness(fmt, sr):
+    """analyze_bytes decodes block by block, measuring loudness on the way and resampling the
+    mono mix as a stream; that must give the samples and the loudness of the one-shot path."""
+    from musicaas_analyzer.decode import decode_mono_streaming
+    from musicaas_analyzer.loudness import LoudnessAccumulator, integrated_loudness
+
+    rng = np.random.default_rng(8)
+    seconds = 2.0 + 600_000 / sr  # longer than two 2^18-frame decoding blocks
+    y = np.stack([tone(seconds, sr, 330.0), 0.3 * rng.standard_normal(int(round(seconds * sr))).astype(np.float32)], axis=1)
+    data = audio_bytes(y, sr, fmt=fmt)
+    acc = []
+
+    def measure(block, rate):
+        if not acc:
+            acc.append(LoudnessAccumulator(rate, block.shape[1]))
+        acc[0].add(block)
+
+    mix, rate, frames, container = decode_mono_streaming(data, on_block=measure, target_rate_hz=SR)
+    one_shot, _ = decode_audio(data, sample_rate_hz=SR)
+    assert rate == sr and frames == decode_native(data).samples.shape[0]
+    np.testing.assert_array_equal(mix, one_shot)
+    assert acc[0].profile().integrated() == pytest.approx(integrated_loudness(decode_native(data).samples, sr), abs=1e-9)

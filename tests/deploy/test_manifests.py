@@ -137,7 +137,7 @@ def test_service_deployment(service, port):
 def test_gateway_settings():
     (c,) = objects("base", "Deployment")["gateway"]["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in c["env"]}
-    assert env["MUSICAAS_ANALYZER_ADDR"]["value"] == "analyzer.musicaas.svc:50052"
+    assert "MUSICAAS_ANALYZER_ADDR" not in env  # the gateway reaches the analyzer only through NATS
     assert env["MUSICAAS_RECOMMENDER_ADDR"]["value"] == "recommender.musicaas.svc:50053"
     assert env["MUSICAAS_GENERATOR_ADDR"]["value"] == "generator.musicaas.svc:50054"
     assert int(env["MUSICAAS_MAX_UPLOAD_BYTES"]["value"]) > 0

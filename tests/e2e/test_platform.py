@@ -15,30 +15,13 @@ import pytest
 import soundfile as sf
 
 from musicaas.chorales import iter_chorales
-from musicaas.client import GatewayClient
 from musicaas.common.v1 import common_pb2
 from musicaas.events.v1 import events_pb2
 from musicaas.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from musicaas.render import encode_wav, render_midi
-from musicaas.stack import LocalStack, StackPorts, health_status
+from musicaas.stack import health_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    s = LocalStack(tmp_path_factory.mktemp("stack"), ports=StackPorts.free(), tiny_model=True)
-    s.start()
-    yield s
-    codes = s.stop()
-    # every service exits cleanly on SIGTERM (graceful shutdown path)
-    assert all(code == 0 for name, code in codes.items() if name != "triton"), codes
-
-
-@pytest.fixture(scope="module")
-def client(stack):
-    with GatewayClient(stack.gateway_addr, stack.api_key) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

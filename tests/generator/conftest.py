@@ -12,14 +12,14 @@ from musicaas.runtime.procs import free_port
 
 @pytest.fixture(scope="session")
 def tokenizer_path(tmp_path_factory) -> Path:
-    """The shipped ``tokenizer.json`` when present, else one written from the project config."""
-    from musicaas_generator.tokens import default_tokenizer_path
-
-    shipped = default_tokenizer_path()
-    if shipped.exists():
-        return shipped
+    """The shipped ``tokenizer.json`` when it matches the training configuration (what ``--tiny`` serves),
+    else one written from that configuration (``test_shipped_tokenizer_matches_training_config`` checks the pair)."""
+    from musicaas_generator.tokens import default_tokenizer_path, load_tokenizer
     from musicaas_model import data
 
+    shipped = default_tokenizer_path()
+    if shipped.exists() and dict(load_tokenizer(shipped).vocab) == dict(data.build_tokenizer().vocab):
+        return shipped
     path = tmp_path_factory.mktemp("tokenizer") / "tokenizer.json"
     data.build_tokenizer().save(path)
     return path

@@ -15,7 +15,10 @@ def test_tensor_names_are_unique_and_typed():
     assert len(names) == len(set(names))
     assert {n for n, *_ in contract.INPUTS} == {
         contract.PROMPT_TOKENS, contract.TEMPERATURE, contract.SEED, contract.NUM_BARS, contract.MAX_NEW_TOKENS,
+        contract.TOP_K, contract.TOP_P, contract.MELODY, contract.KEY_GUIDANCE,
     }
+    assert contract.OPTIONAL_INPUTS == {contract.TOP_K, contract.TOP_P, contract.MELODY, contract.KEY_GUIDANCE}
+    assert contract.MAX_PROMPT_TOKENS >= 1024
     dtypes = {name: (np_dtype, triton_dtype) for name, np_dtype, triton_dtype, _ in contract.INPUTS + contract.OUTPUTS}
     assert dtypes[contract.PROMPT_TOKENS] == ("int64", "INT64")
     assert dtypes[contract.TEMPERATURE] == ("float32", "FP32")
@@ -73,3 +76,51 @@ def test_strip_padding():
     assert contract.strip_padding([5, 6, contract.TOKENS_PAD, contract.TOKENS_PAD]) == [5, 6]
     assert contract.strip_padding([contract.TOKENS_PAD]) == []
     assert contract.strip_padding([]) == []
+
+
+@pytest.mark.parametrize("bad", [-1, 1001, 2.0, True, "5", None])
+def test_top_k_range(bad):
+    with pytest.raises(InvalidArgument, match="top_k"):
+        contract.validate_top_k(bad)
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -0.5, 1.01, math.nan, "x", None, True])
+def test_top_p_range(bad):
+    with pytest.raises(InvalidArgument, match="top_p"):
+        contract.validate_top_p(bad)
+
+
+def test_top_k_top_p_ok():
+    assert contract.validate_top_k(0) == 0 and contract.validate_top_k(1000) == 1000
+    assert contract.validate_top_p(1) == 1.0 and contract.validate_top_p(0.9) == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("bad", ["6/8", "2/4", "", None, "four"])
+def test_metre_must_be_supported(bad):
+    with pytest.raises(InvalidArgument, match="metre"):
+        contract.validate_metre(bad)
+
+
+@pytest.mark.parametrize("bad", ["jazz", "", None])
+def test_style_must_be_known(bad):
+    with pytest.raises(InvalidArgument, match="style"):
+        contract.validate_style(bad)
+
+
+def test_metre_style_ok():
+    assert [contract.validate_metre(m) for m in contract.SUPPORTED_METRES] == ["4/4", "3/4"]
+    assert contract.validate_metre(" 3/4 ") == "3/4"
+    assert contract.validate_style("Folk") == "folk"
+    assert contract.validate_instrument(None) is None and contract.validate_instrument(73) == 73
+    with pytest.raises(InvalidArgument, match="instrument"):
+        contract.validate_instrument(128)
+
+
+def test_validate_melody():
+    assert contract.validate_melody([(1, 1, 62), (0, 1, 60)]) == [(0.0, 1.0, 60), (1.0, 1.0, 62)]
+    with pytest.raises(InvalidArgument, match="melody: no notes"):
+        contract.validate_melody([])
+    with pytest.raises(InvalidArgument, match="overlap"):
+        contract.validate_melody([(0, 2, 60), (1, 1, 62)])
+    with pytest.raises(InvalidArgument, match="melody"):
+        contract.validate_melody([(0, 0, 60)])

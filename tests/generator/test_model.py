@@ -145,7 +145,8 @@ def test_training_windows_start_on_bars(vocab):
     assert piece.num_bars == 4 and piece.key_index == Key.parse("A major").index
     window = data.make_window(tok, piece, 1, 200)
     names = [tok[i] for i in window]
-    assert names[:4] == ["Key_A-major", "Bars_3", "BOS_None", "Bar_None"]
+    assert names[:8] == ["Style_chorale", "Key_A-major", "Metre_4-4", "TempoBin_2", "Inst_6", "Bars_3", "BOS_None",
+                         "Bar_None"]
     assert names[-1] == "EOS_None"
     short = data.make_window(tok, piece, 0, 20)
     assert len(short) <= 20 and tok[short[-1]] != "EOS_None"
@@ -177,9 +178,9 @@ def test_training_command_writes_a_resumable_checkpoint(tmp_path, vocab):
     cache.write_text(json.dumps(records))
     out = tmp_path / "ckpt"
     common = ["--out", str(out), "--cache", str(cache), "--batch-size", "2", "--block-size", "64", "--d-model", "32",
-              "--layers", "1", "--heads", "2", "--threads", "1", "--max-minutes", "0", "--eval-every", "2"]
+              "--layers", "1", "--heads", "2", "--threads", "1", "--max-minutes", "0", "--eval-every", "2", "--no-folk"]
     assert train.main(common + ["--steps", "3"]) == 0
-    for name in ("model.pt", "tokenizer.json", "train_log.json", "MODEL_CARD.md", "train_state.pt"):
+    for name in ("model.pt", "tokenizer.json", "train_log.json", "MODEL_CARD.md", "train_state.pt", "loss.png"):
         assert (out / name).exists(), name
     assert train.main(common + ["--steps", "5", "--resume"]) == 0
     log = json.loads((out / "train_log.json").read_text())

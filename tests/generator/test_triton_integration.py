@@ -78,8 +78,101 @@ def test_contract_matches_the_served_model(tiny_triton):
         config = client.get_model_config(contract.MODEL_NAME)
     finally:
         client.close()
-    served = {t["name"]: (t["datatype"], t["shape"][1:]) for t in meta["inputs"] + meta["outputs"]}
+    served = {t["name"]: (t["datatype"], [int(x) for x in t["shape"][1:]]) for t in meta["inputs"] + meta["outputs"]}
     expected = {name: (dt, list(shape)) for name, _, dt, shape in contract.INPUTS + contract.OUTPUTS}
     assert served == expected
     assert config["max_batch_size"] == contract.MAX_BATCH_SIZE
     assert "dynamic_batching" in config
+
+
+# ----------------------------------------------------------------------------- new controls through Triton
+
+
+@pytest.fixture(scope="module")
+def tiny_tok():
+    """The vocabulary the tiny server is built with (the current training configuration)."""
+    from musicaas_model import data
+
+    return data.build_tokenizer()
+
+
+def _melody_midi(notes):
+    import symusic
+
+    score = symusic.Score(480)
+    track = symusic.Track(program=0, is_drum=False, name="melody")
+    for start, duration, pitch in notes:
+        track.notes.append(symusic.Note(int(start * 480), int(duration * 480), pitch, 80))
+    score.tracks.append(track)
+    return bytes(score.dumps_midi())
+
+
+async def test_top_k_top_p_metre_and_seed_through_triton(tiny_triton, tiny_tok):
+    prompt = tokens.build_prompt(Key.parse("A minor"), 2, metre="3/4", style="folk", tempo_bpm=120, tokenizer=tiny_tok)
+    async with TritonGenerator(tiny_triton.grpc_url, timeout_s=30) as g:
+        await g.wait_ready(timeout_s=10)
+        a, b = await asyncio.gather(*[
+            g.generate(prompt, temperature=0.9, seed=11, num_bars=2, max_new_tokens=400, top_k=8, top_p=0.9)
+            for _ in range(2)
+        ])
+        c = await g.generate(prompt, temperature=0.9, seed=12, num_bars=2, max_new_tokens=400, top_k=8, top_p=0.9)
+        with pytest.raises(InvalidArgument, match="top_p"):
+            await g.generate(prompt, temperature=1.0, seed=1, num_bars=2, top_p=0.0)
+        with pytest.raises(InvalidArgument, match="top_k"):
+            await g.generate(prompt, temperature=1.0, seed=1, num_bars=2, top_k=-1)
+    assert a == b and a != c
+    names = tokens.token_names(a, tokenizer=tiny_tok)
+    assert {n for n in names if n.startswith("TimeSig_")} == {"TimeSig_3/4"}
+    assert names.count("Bar_None") == 2
+
+
+async def test_harmonisation_through_triton_keeps_the_melody(tiny_triton, tiny_tok):
+    melody = tokens.parse_melody(_melody_midi([(0, 1, 67), (1, 1, 69), (2, 2, 71), (4, 1, 72), (5, 3, 74), (8, 4, 67)]))
+    bars = tokens.melody_bars(melody)
+    prompt = tokens.build_prompt(Key.parse("G major"), bars, tokenizer=tiny_tok)
+    async with TritonGenerator(tiny_triton.grpc_url, timeout_s=60) as g:
+        await g.wait_ready(timeout_s=10)
+        outs = await asyncio.gather(*[
+            g.generate(prompt, temperature=1.0, seed=s, num_bars=bars, max_new_tokens=1200, melody=melody)
+            for s in range(3)
+        ])
+        with pytest.raises(InvalidArgument, match="MELODY"):  # the server checks that the melody fits
+            await g.generate(prompt, temperature=1.0, seed=0, num_bars=1, melody=melody)
+    for out in outs:
+        midi = tokens.tokens_to_midi(out, tempo_bpm=90, tokenizer=tiny_tok)
+        assert tokens.soprano_kept(midi, melody) == 1.0
+
+
+async def test_primer_continuation_through_triton(tiny_triton, tiny_tok):
+    primer = tokens.midi_to_primer_tokens(_melody_midi([(q, 1, 60 + q % 5) for q in range(8)]), tokenizer=tiny_tok)
+    prompt = tokens.build_prompt(Key.parse("C major"), 2, primer_tokens=primer, tokenizer=tiny_tok)
+    async with TritonGenerator(tiny_triton.grpc_url, timeout_s=30) as g:
+        await g.wait_ready(timeout_s=10)
+        out = await g.generate(prompt, temperature=1.0, seed=2, num_bars=2, max_new_tokens=300)
+    assert out[: len(primer)] == primer and len(out) > len(primer)
+
+
+def test_old_clients_without_the_optional_inputs_still_work(tiny_triton, tiny_tok):
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    prompt = tokens.build_prompt(Key.parse("D major"), 1, tokenizer=tiny_tok)
+    values = {
+        contract.PROMPT_TOKENS: np.asarray([prompt], dtype=np.int64),
+        contract.TEMPERATURE: np.asarray([[1.0]], dtype=np.float32),
+        contract.SEED: np.asarray([[1]], dtype=np.int64),
+        contract.NUM_BARS: np.asarray([[1]], dtype=np.int32),
+        contract.MAX_NEW_TOKENS: np.asarray([[30]], dtype=np.int32),
+    }
+    inputs = []
+    for name, _dtype, triton_dtype, _shape in contract.INPUTS:
+        if name in values:
+            item = grpcclient.InferInput(name, list(values[name].shape), triton_dtype)
+            item.set_data_from_numpy(values[name])
+            inputs.append(item)
+    client = grpcclient.InferenceServerClient(url=tiny_triton.grpc_url)
+    try:
+        result = client.infer(contract.MODEL_NAME, inputs)
+    finally:
+        client.close()
+    assert len(contract.strip_padding(result.as_numpy(contract.TOKENS).reshape(-1).tolist())) > 0

@@ -25,23 +25,39 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmusicaas/common/v1/common.proto\x12\x12musicaas.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x02\n\rTrackAnalysis\x12\x12\n\nduration_s\x18\x01 \x01(\x01\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\x12\x11\n\ttempo_bpm\x18\x03 \x01(\x01\x12\x0f\n\x07\x62\x65\x61ts_s\x18\x04 \x03(\x01\x12\x0b\n\x03key\x18\x05 \x01(\t\x12&\n\x04mode\x18\x06 \x01(\x0e\x32\x18.musicaas.common.v1.Mode\x12\x16\n\x0ekey_confidence\x18\x07 \x01(\x01\x12\x15\n\rloudness_lufs\x18\x08 \x01(\x01\x12\x11\n\tembedding\x18\t \x03(\x02\x12\x18\n\x10\x61nalyzer_version\x18\n \x01(\t\x12\x11\n\tis_silent\x18\x0b \x01(\x08\"Q\n\x07\x42lobRef\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\"\x81\x03\n\x05Track\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12-\n\x05state\x18\x02 \x01(\x0e\x32\x1e.musicaas.common.v1.TrackState\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08\x66ilename\x18\x04 \x01(\t\x12/\n\x06source\x18\x05 \x01(\x0e\x32\x1f.musicaas.common.v1.TrackSource\x12*\n\x05\x61udio\x18\x06 \x01(\x0b\x32\x1b.musicaas.common.v1.BlobRef\x12\x33\n\x08\x61nalysis\x18\x07 \x01(\x0b\x32!.musicaas.common.v1.TrackAnalysis\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rgeneration_id\x18\x0b \x01(\t*<\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0e\n\nMODE_MAJOR\x10\x01\x12\x0e\n\nMODE_MINOR\x10\x02*`\n\x0bTrackSource\x12\x1c\n\x18TRACK_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13TRACK_SOURCE_UPLOAD\x10\x01\x12\x1a\n\x16TRACK_SOURCE_GENERATED\x10\x02*\x8e\x01\n\nTrackState\x12\x1b\n\x17TRACK_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14TRACK_STATE_UPLOADED\x10\x01\x12\x18\n\x14TRACK_STATE_ANALYZED\x10\x02\x12\x17\n\x13TRACK_STATE_INDEXED\x10\x03\x12\x16\n\x12TRACK_STATE_FAILED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmusicaas/common/v1/common.proto\x12\x12musicaas.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x06\n\rTrackAnalysis\x12\x12\n\nduration_s\x18\x01 \x01(\x01\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\x12\x11\n\ttempo_bpm\x18\x03 \x01(\x01\x12\x0f\n\x07\x62\x65\x61ts_s\x18\x04 \x03(\x01\x12\x0b\n\x03key\x18\x05 \x01(\t\x12&\n\x04mode\x18\x06 \x01(\x0e\x32\x18.musicaas.common.v1.Mode\x12\x16\n\x0ekey_confidence\x18\x07 \x01(\x01\x12\x15\n\rloudness_lufs\x18\x08 \x01(\x01\x12\x11\n\tembedding\x18\t \x03(\x02\x12\x18\n\x10\x61nalyzer_version\x18\n \x01(\t\x12\x11\n\tis_silent\x18\x0b \x01(\x08\x12\x16\n\x0etime_signature\x18\x0c \x01(\x05\x12!\n\x19time_signature_confidence\x18\r \x01(\x01\x12\x18\n\x10tempo_confidence\x18\x0e \x01(\x01\x12\x17\n\x0fmode_confidence\x18\x0f \x01(\x01\x12<\n\x10tempo_candidates\x18\x10 \x03(\x0b\x32\".musicaas.common.v1.TempoCandidate\x12\x33\n\x08\x66\x65\x61tures\x18\x11 \x01(\x0b\x32!.musicaas.common.v1.AudioFeatures\x12<\n\x0b\x64\x65scriptors\x18\x12 \x01(\x0b\x32\'.musicaas.common.v1.SpectralDescriptors\x12\x34\n\x06scores\x18\x13 \x01(\x0b\x32$.musicaas.common.v1.EvaluationScores\x12.\n\x04\x62\x61rs\x18\x14 \x03(\x0b\x32 .musicaas.common.v1.TimeInterval\x12/\n\x05\x62\x65\x61ts\x18\x15 \x03(\x0b\x32 .musicaas.common.v1.TimeInterval\x12\x30\n\x06tatums\x18\x16 \x03(\x0b\x32 .musicaas.common.v1.TimeInterval\x12-\n\x08sections\x18\x17 \x03(\x0b\x32\x1b.musicaas.common.v1.Section\x12-\n\x08segments\x18\x18 \x03(\x0b\x32\x1b.musicaas.common.v1.Segment\x12.\n\x04midi\x18\x19 \x01(\x0b\x32 .musicaas.common.v1.MidiFeatures\"3\n\x0eTempoCandidate\x12\x11\n\ttempo_bpm\x18\x01 \x01(\x01\x12\x0e\n\x06weight\x18\x02 \x01(\x01\"G\n\x0cTimeInterval\x12\x0f\n\x07start_s\x18\x01 \x01(\x02\x12\x12\n\nduration_s\x18\x02 \x01(\x02\x12\x12\n\nconfidence\x18\x03 \x01(\x02\"\xa7\x02\n\x07Section\x12\x0f\n\x07start_s\x18\x01 \x01(\x02\x12\x12\n\nduration_s\x18\x02 \x01(\x02\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x15\n\rloudness_lufs\x18\x04 \x01(\x02\x12\x11\n\ttempo_bpm\x18\x05 \x01(\x02\x12\x18\n\x10tempo_confidence\x18\x06 \x01(\x02\x12\x0b\n\x03key\x18\x07 \x01(\t\x12\x16\n\x0ekey_confidence\x18\x08 \x01(\x02\x12&\n\x04mode\x18\t \x01(\x0e\x32\x18.musicaas.common.v1.Mode\x12\x17\n\x0fmode_confidence\x18\n \x01(\x02\x12\x16\n\x0etime_signature\x18\x0b \x01(\x05\x12!\n\x19time_signature_confidence\x18\x0c \x01(\x02\"\xcd\x01\n\x07Segment\x12\x0f\n\x07start_s\x18\x01 \x01(\x02\x12\x12\n\nduration_s\x18\x02 \x01(\x02\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x19\n\x11loudness_start_db\x18\x04 \x01(\x02\x12\x17\n\x0floudness_max_db\x18\x05 \x01(\x02\x12\x1b\n\x13loudness_max_time_s\x18\x06 \x01(\x02\x12\x17\n\x0floudness_end_db\x18\x07 \x01(\x02\x12\x0f\n\x07pitches\x18\x08 \x03(\x02\x12\x0e\n\x06timbre\x18\t \x03(\x02\"\x9d\x01\n\rAudioFeatures\x12\x14\n\x0c\x64\x61nceability\x18\x01 \x01(\x01\x12\x0e\n\x06\x65nergy\x18\x02 \x01(\x01\x12\x0f\n\x07valence\x18\x03 \x01(\x01\x12\x14\n\x0c\x61\x63ousticness\x18\x04 \x01(\x01\x12\x18\n\x10instrumentalness\x18\x05 \x01(\x01\x12\x13\n\x0bspeechiness\x18\x06 \x01(\x01\x12\x10\n\x08liveness\x18\x07 \x01(\x01\"\xfe\x01\n\x13SpectralDescriptors\x12\x11\n\tmfcc_mean\x18\x01 \x03(\x02\x12\x13\n\x0b\x63hroma_mean\x18\x02 \x03(\x02\x12\x1c\n\x14spectral_centroid_hz\x18\x03 \x01(\x01\x12\x1b\n\x13spectral_rolloff_hz\x18\x04 \x01(\x01\x12\x15\n\rspectral_flux\x18\x05 \x01(\x01\x12\x1c\n\x14spectral_contrast_db\x18\x06 \x03(\x02\x12\x1d\n\x15zero_crossing_rate_hz\x18\x07 \x01(\x01\x12\x15\n\ronset_rate_hz\x18\x08 \x01(\x01\x12\x19\n\x11loudness_range_lu\x18\t \x01(\x01\"p\n\x10\x45valuationScores\x12\x15\n\rtonal_clarity\x18\x01 \x01(\x01\x12\x1a\n\x12rhythmic_stability\x18\x02 \x01(\x01\x12\x15\n\rdynamic_range\x18\x03 \x01(\x01\x12\x12\n\nrepetition\x18\x04 \x01(\x01\"\xc7\x02\n\x0cMidiFeatures\x12\x12\n\nnote_count\x18\x01 \x01(\x05\x12\x1a\n\x12note_density_per_s\x18\x02 \x01(\x01\x12\x19\n\x11lowest_pitch_midi\x18\x03 \x01(\x05\x12\x1a\n\x12highest_pitch_midi\x18\x04 \x01(\x05\x12 \n\x18time_signature_numerator\x18\x05 \x01(\x05\x12\"\n\x1atime_signature_denominator\x18\x06 \x01(\x05\x12\x15\n\rtempo_changes\x18\x07 \x01(\x05\x12\x13\n\x0btrack_count\x18\x08 \x01(\x05\x12\x11\n\thas_drums\x18\t \x01(\x08\x12\x15\n\rkey_signature\x18\n \x01(\t\x12\x34\n\x12key_signature_mode\x18\x0b \x01(\x0e\x32\x18.musicaas.common.v1.Mode\"Q\n\x07\x42lobRef\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\"\x81\x03\n\x05Track\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12-\n\x05state\x18\x02 \x01(\x0e\x32\x1e.musicaas.common.v1.TrackState\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08\x66ilename\x18\x04 \x01(\t\x12/\n\x06source\x18\x05 \x01(\x0e\x32\x1f.musicaas.common.v1.TrackSource\x12*\n\x05\x61udio\x18\x06 \x01(\x0b\x32\x1b.musicaas.common.v1.BlobRef\x12\x33\n\x08\x61nalysis\x18\x07 \x01(\x0b\x32!.musicaas.common.v1.TrackAnalysis\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rgeneration_id\x18\x0b \x01(\t*<\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0e\n\nMODE_MAJOR\x10\x01\x12\x0e\n\nMODE_MINOR\x10\x02*`\n\x0bTrackSource\x12\x1c\n\x18TRACK_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13TRACK_SOURCE_UPLOAD\x10\x01\x12\x1a\n\x16TRACK_SOURCE_GENERATED\x10\x02*\x8e\x01\n\nTrackState\x12\x1b\n\x17TRACK_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14TRACK_STATE_UPLOADED\x10\x01\x12\x18\n\x14TRACK_STATE_ANALYZED\x10\x02\x12\x17\n\x13TRACK_STATE_INDEXED\x10\x03\x12\x16\n\x12TRACK_STATE_FAILED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'musicaas.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODE']._serialized_start=821
-  _globals['_MODE']._serialized_end=881
-  _globals['_TRACKSOURCE']._serialized_start=883
-  _globals['_TRACKSOURCE']._serialized_end=979
-  _globals['_TRACKSTATE']._serialized_start=982
-  _globals['_TRACKSTATE']._serialized_end=1124
+  _globals['_MODE']._serialized_start=2944
+  _globals['_MODE']._serialized_end=3004
+  _globals['_TRACKSOURCE']._serialized_start=3006
+  _globals['_TRACKSOURCE']._serialized_end=3102
+  _globals['_TRACKSTATE']._serialized_start=3105
+  _globals['_TRACKSTATE']._serialized_end=3247
   _globals['_TRACKANALYSIS']._serialized_start=89
-  _globals['_TRACKANALYSIS']._serialized_end=348
-  _globals['_BLOBREF']._serialized_start=350
-  _globals['_BLOBREF']._serialized_end=431
-  _globals['_TRACK']._serialized_start=434
-  _globals['_TRACK']._serialized_end=819
+  _globals['_TRACKANALYSIS']._serialized_end=978
+  _globals['_TEMPOCANDIDATE']._serialized_start=980
+  _globals['_TEMPOCANDIDATE']._serialized_end=1031
+  _globals['_TIMEINTERVAL']._serialized_start=1033
+  _globals['_TIMEINTERVAL']._serialized_end=1104
+  _globals['_SECTION']._serialized_start=1107
+  _globals['_SECTION']._serialized_end=1402
+  _globals['_SEGMENT']._serialized_start=1405
+  _globals['_SEGMENT']._serialized_end=1610
+  _globals['_AUDIOFEATURES']._serialized_start=1613
+  _globals['_AUDIOFEATURES']._serialized_end=1770
+  _globals['_SPECTRALDESCRIPTORS']._serialized_start=1773
+  _globals['_SPECTRALDESCRIPTORS']._serialized_end=2027
+  _globals['_EVALUATIONSCORES']._serialized_start=2029
+  _globals['_EVALUATIONSCORES']._serialized_end=2141
+  _globals['_MIDIFEATURES']._serialized_start=2144
+  _globals['_MIDIFEATURES']._serialized_end=2471
+  _globals['_BLOBREF']._serialized_start=2473
+  _globals['_BLOBREF']._serialized_end=2554
+  _globals['_TRACK']._serialized_start=2557
+  _globals['_TRACK']._serialized_end=2942
 # @@protoc_insertion_point(module_scope)

@@ -42,7 +42,7 @@ TRACK_STATE_INDEXED: TrackState
 TRACK_STATE_FAILED: TrackState
 
 class TrackAnalysis(_message.Message):
-    __slots__ = ("duration_s", "sample_rate_hz", "tempo_bpm", "beats_s", "key", "mode", "key_confidence", "loudness_lufs", "embedding", "analyzer_version", "is_silent")
+    __slots__ = ("duration_s", "sample_rate_hz", "tempo_bpm", "beats_s", "key", "mode", "key_confidence", "loudness_lufs", "embedding", "analyzer_version", "is_silent", "time_signature", "time_signature_confidence", "tempo_confidence", "mode_confidence", "tempo_candidates", "features", "descriptors", "scores", "bars", "beats", "tatums", "sections", "segments", "midi")
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
     TEMPO_BPM_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +54,20 @@ class TrackAnalysis(_message.Message):
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     ANALYZER_VERSION_FIELD_NUMBER: _ClassVar[int]
     IS_SILENT_FIELD_NUMBER: _ClassVar[int]
+    TIME_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    TIME_SIGNATURE_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    TEMPO_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    MODE_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    TEMPO_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTORS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    BARS_FIELD_NUMBER: _ClassVar[int]
+    BEATS_FIELD_NUMBER: _ClassVar[int]
+    TATUMS_FIELD_NUMBER: _ClassVar[int]
+    SECTIONS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    MIDI_FIELD_NUMBER: _ClassVar[int]
     duration_s: float
     sample_rate_hz: int
     tempo_bpm: float
@@ -65,7 +79,167 @@ class TrackAnalysis(_message.Message):
     embedding: _containers.RepeatedScalarFieldContainer[float]
     analyzer_version: str
     is_silent: bool
-    def __init__(self, duration_s: _Optional[float] = ..., sample_rate_hz: _Optional[int] = ..., tempo_bpm: _Optional[float] = ..., beats_s: _Optional[_Iterable[float]] = ..., key: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., key_confidence: _Optional[float] = ..., loudness_lufs: _Optional[float] = ..., embedding: _Optional[_Iterable[float]] = ..., analyzer_version: _Optional[str] = ..., is_silent: _Optional[bool] = ...) -> None: ...
+    time_signature: int
+    time_signature_confidence: float
+    tempo_confidence: float
+    mode_confidence: float
+    tempo_candidates: _containers.RepeatedCompositeFieldContainer[TempoCandidate]
+    features: AudioFeatures
+    descriptors: SpectralDescriptors
+    scores: EvaluationScores
+    bars: _containers.RepeatedCompositeFieldContainer[TimeInterval]
+    beats: _containers.RepeatedCompositeFieldContainer[TimeInterval]
+    tatums: _containers.RepeatedCompositeFieldContainer[TimeInterval]
+    sections: _containers.RepeatedCompositeFieldContainer[Section]
+    segments: _containers.RepeatedCompositeFieldContainer[Segment]
+    midi: MidiFeatures
+    def __init__(self, duration_s: _Optional[float] = ..., sample_rate_hz: _Optional[int] = ..., tempo_bpm: _Optional[float] = ..., beats_s: _Optional[_Iterable[float]] = ..., key: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., key_confidence: _Optional[float] = ..., loudness_lufs: _Optional[float] = ..., embedding: _Optional[_Iterable[float]] = ..., analyzer_version: _Optional[str] = ..., is_silent: _Optional[bool] = ..., time_signature: _Optional[int] = ..., time_signature_confidence: _Optional[float] = ..., tempo_confidence: _Optional[float] = ..., mode_confidence: _Optional[float] = ..., tempo_candidates: _Optional[_Iterable[_Union[TempoCandidate, _Mapping]]] = ..., features: _Optional[_Union[AudioFeatures, _Mapping]] = ..., descriptors: _Optional[_Union[SpectralDescriptors, _Mapping]] = ..., scores: _Optional[_Union[EvaluationScores, _Mapping]] = ..., bars: _Optional[_Iterable[_Union[TimeInterval, _Mapping]]] = ..., beats: _Optional[_Iterable[_Union[TimeInterval, _Mapping]]] = ..., tatums: _Optional[_Iterable[_Union[TimeInterval, _Mapping]]] = ..., sections: _Optional[_Iterable[_Union[Section, _Mapping]]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., midi: _Optional[_Union[MidiFeatures, _Mapping]] = ...) -> None: ...
+
+class TempoCandidate(_message.Message):
+    __slots__ = ("tempo_bpm", "weight")
+    TEMPO_BPM_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    tempo_bpm: float
+    weight: float
+    def __init__(self, tempo_bpm: _Optional[float] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class TimeInterval(_message.Message):
+    __slots__ = ("start_s", "duration_s", "confidence")
+    START_S_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    start_s: float
+    duration_s: float
+    confidence: float
+    def __init__(self, start_s: _Optional[float] = ..., duration_s: _Optional[float] = ..., confidence: _Optional[float] = ...) -> None: ...
+
+class Section(_message.Message):
+    __slots__ = ("start_s", "duration_s", "confidence", "loudness_lufs", "tempo_bpm", "tempo_confidence", "key", "key_confidence", "mode", "mode_confidence", "time_signature", "time_signature_confidence")
+    START_S_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    LOUDNESS_LUFS_FIELD_NUMBER: _ClassVar[int]
+    TEMPO_BPM_FIELD_NUMBER: _ClassVar[int]
+    TEMPO_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    KEY_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    MODE_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    TIME_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    TIME_SIGNATURE_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    start_s: float
+    duration_s: float
+    confidence: float
+    loudness_lufs: float
+    tempo_bpm: float
+    tempo_confidence: float
+    key: str
+    key_confidence: float
+    mode: Mode
+    mode_confidence: float
+    time_signature: int
+    time_signature_confidence: float
+    def __init__(self, start_s: _Optional[float] = ..., duration_s: _Optional[float] = ..., confidence: _Optional[float] = ..., loudness_lufs: _Optional[float] = ..., tempo_bpm: _Optional[float] = ..., tempo_confidence: _Optional[float] = ..., key: _Optional[str] = ..., key_confidence: _Optional[float] = ..., mode: _Optional[_Union[Mode, str]] = ..., mode_confidence: _Optional[float] = ..., time_signature: _Optional[int] = ..., time_signature_confidence: _Optional[float] = ...) -> None: ...
+
+class Segment(_message.Message):
+    __slots__ = ("start_s", "duration_s", "confidence", "loudness_start_db", "loudness_max_db", "loudness_max_time_s", "loudness_end_db", "pitches", "timbre")
+    START_S_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    LOUDNESS_START_DB_FIELD_NUMBER: _ClassVar[int]
+    LOUDNESS_MAX_DB_FIELD_NUMBER: _ClassVar[int]
+    LOUDNESS_MAX_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    LOUDNESS_END_DB_FIELD_NUMBER: _ClassVar[int]
+    PITCHES_FIELD_NUMBER: _ClassVar[int]
+    TIMBRE_FIELD_NUMBER: _ClassVar[int]
+    start_s: float
+    duration_s: float
+    confidence: float
+    loudness_start_db: float
+    loudness_max_db: float
+    loudness_max_time_s: float
+    loudness_end_db: float
+    pitches: _containers.RepeatedScalarFieldContainer[float]
+    timbre: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, start_s: _Optional[float] = ..., duration_s: _Optional[float] = ..., confidence: _Optional[float] = ..., loudness_start_db: _Optional[float] = ..., loudness_max_db: _Optional[float] = ..., loudness_max_time_s: _Optional[float] = ..., loudness_end_db: _Optional[float] = ..., pitches: _Optional[_Iterable[float]] = ..., timbre: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class AudioFeatures(_message.Message):
+    __slots__ = ("danceability", "energy", "valence", "acousticness", "instrumentalness", "speechiness", "liveness")
+    DANCEABILITY_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_FIELD_NUMBER: _ClassVar[int]
+    VALENCE_FIELD_NUMBER: _ClassVar[int]
+    ACOUSTICNESS_FIELD_NUMBER: _ClassVar[int]
+    INSTRUMENTALNESS_FIELD_NUMBER: _ClassVar[int]
+    SPEECHINESS_FIELD_NUMBER: _ClassVar[int]
+    LIVENESS_FIELD_NUMBER: _ClassVar[int]
+    danceability: float
+    energy: float
+    valence: float
+    acousticness: float
+    instrumentalness: float
+    speechiness: float
+    liveness: float
+    def __init__(self, danceability: _Optional[float] = ..., energy: _Optional[float] = ..., valence: _Optional[float] = ..., acousticness: _Optional[float] = ..., instrumentalness: _Optional[float] = ..., speechiness: _Optional[float] = ..., liveness: _Optional[float] = ...) -> None: ...
+
+class SpectralDescriptors(_message.Message):
+    __slots__ = ("mfcc_mean", "chroma_mean", "spectral_centroid_hz", "spectral_rolloff_hz", "spectral_flux", "spectral_contrast_db", "zero_crossing_rate_hz", "onset_rate_hz", "loudness_range_lu")
+    MFCC_MEAN_FIELD_NUMBER: _ClassVar[int]
+    CHROMA_MEAN_FIELD_NUMBER: _ClassVar[int]
+    SPECTRAL_CENTROID_HZ_FIELD_NUMBER: _ClassVar[int]
+    SPECTRAL_ROLLOFF_HZ_FIELD_NUMBER: _ClassVar[int]
+    SPECTRAL_FLUX_FIELD_NUMBER: _ClassVar[int]
+    SPECTRAL_CONTRAST_DB_FIELD_NUMBER: _ClassVar[int]
+    ZERO_CROSSING_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    ONSET_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    LOUDNESS_RANGE_LU_FIELD_NUMBER: _ClassVar[int]
+    mfcc_mean: _containers.RepeatedScalarFieldContainer[float]
+    chroma_mean: _containers.RepeatedScalarFieldContainer[float]
+    spectral_centroid_hz: float
+    spectral_rolloff_hz: float
+    spectral_flux: float
+    spectral_contrast_db: _containers.RepeatedScalarFieldContainer[float]
+    zero_crossing_rate_hz: float
+    onset_rate_hz: float
+    loudness_range_lu: float
+    def __init__(self, mfcc_mean: _Optional[_Iterable[float]] = ..., chroma_mean: _Optional[_Iterable[float]] = ..., spectral_centroid_hz: _Optional[float] = ..., spectral_rolloff_hz: _Optional[float] = ..., spectral_flux: _Optional[float] = ..., spectral_contrast_db: _Optional[_Iterable[float]] = ..., zero_crossing_rate_hz: _Optional[float] = ..., onset_rate_hz: _Optional[float] = ..., loudness_range_lu: _Optional[float] = ...) -> None: ...
+
+class EvaluationScores(_message.Message):
+    __slots__ = ("tonal_clarity", "rhythmic_stability", "dynamic_range", "repetition")
+    TONAL_CLARITY_FIELD_NUMBER: _ClassVar[int]
+    RHYTHMIC_STABILITY_FIELD_NUMBER: _ClassVar[int]
+    DYNAMIC_RANGE_FIELD_NUMBER: _ClassVar[int]
+    REPETITION_FIELD_NUMBER: _ClassVar[int]
+    tonal_clarity: float
+    rhythmic_stability: float
+    dynamic_range: float
+    repetition: float
+    def __init__(self, tonal_clarity: _Optional[float] = ..., rhythmic_stability: _Optional[float] = ..., dynamic_range: _Optional[float] = ..., repetition: _Optional[float] = ...) -> None: ...
+
+class MidiFeatures(_message.Message):
+    __slots__ = ("note_count", "note_density_per_s", "lowest_pitch_midi", "highest_pitch_midi", "time_signature_numerator", "time_signature_denominator", "tempo_changes", "track_count", "has_drums", "key_signature", "key_signature_mode")
+    NOTE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    NOTE_DENSITY_PER_S_FIELD_NUMBER: _ClassVar[int]
+    LOWEST_PITCH_MIDI_FIELD_NUMBER: _ClassVar[int]
+    HIGHEST_PITCH_MIDI_FIELD_NUMBER: _ClassVar[int]
+    TIME_SIGNATURE_NUMERATOR_FIELD_NUMBER: _ClassVar[int]
+    TIME_SIGNATURE_DENOMINATOR_FIELD_NUMBER: _ClassVar[int]
+    TEMPO_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    TRACK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    HAS_DRUMS_FIELD_NUMBER: _ClassVar[int]
+    KEY_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    KEY_SIGNATURE_MODE_FIELD_NUMBER: _ClassVar[int]
+    note_count: int
+    note_density_per_s: float
+    lowest_pitch_midi: int
+    highest_pitch_midi: int
+    time_signature_numerator: int
+    time_signature_denominator: int
+    tempo_changes: int
+    track_count: int
+    has_drums: bool
+    key_signature: str
+    key_signature_mode: Mode
+    def __init__(self, note_count: _Optional[int] = ..., note_density_per_s: _Optional[float] = ..., lowest_pitch_midi: _Optional[int] = ..., highest_pitch_midi: _Optional[int] = ..., time_signature_numerator: _Optional[int] = ..., time_signature_denominator: _Optional[int] = ..., tempo_changes: _Optional[int] = ..., track_count: _Optional[int] = ..., has_drums: _Optional[bool] = ..., key_signature: _Optional[str] = ..., key_signature_mode: _Optional[_Union[Mode, str]] = ...) -> None: ...
 
 class BlobRef(_message.Message):
     __slots__ = ("bucket", "name", "size_bytes", "content_type")

@@ -1,8 +1,9 @@
 from musicaas.common.v1 import common_pb2 as _common_pb2
 from musicaas.generator.v1 import generator_pb2 as _generator_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -58,17 +59,29 @@ class GenerationRequested(_message.Message):
     def __init__(self, generation_id: _Optional[str] = ..., params: _Optional[_Union[_generator_pb2.GenerationParams, _Mapping]] = ...) -> None: ...
 
 class GenerationCompleted(_message.Message):
-    __slots__ = ("generation_id", "track_id", "params", "midi", "audio", "duration_s")
+    __slots__ = ("generation_id", "track_id", "params", "midi", "audio", "duration_s", "pieces")
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     MIDI_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    PIECES_FIELD_NUMBER: _ClassVar[int]
     generation_id: str
     track_id: str
     params: _generator_pb2.GenerationParams
     midi: _common_pb2.BlobRef
     audio: _common_pb2.BlobRef
     duration_s: float
-    def __init__(self, generation_id: _Optional[str] = ..., track_id: _Optional[str] = ..., params: _Optional[_Union[_generator_pb2.GenerationParams, _Mapping]] = ..., midi: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., duration_s: _Optional[float] = ...) -> None: ...
+    pieces: _containers.RepeatedCompositeFieldContainer[_generator_pb2.GeneratedPiece]
+    def __init__(self, generation_id: _Optional[str] = ..., track_id: _Optional[str] = ..., params: _Optional[_Union[_generator_pb2.GenerationParams, _Mapping]] = ..., midi: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., duration_s: _Optional[float] = ..., pieces: _Optional[_Iterable[_Union[_generator_pb2.GeneratedPiece, _Mapping]]] = ...) -> None: ...
+
+class GenerationFailed(_message.Message):
+    __slots__ = ("generation_id", "code", "reason")
+    GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    generation_id: str
+    code: str
+    reason: str
+    def __init__(self, generation_id: _Optional[str] = ..., code: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...

@@ -50,6 +50,21 @@ class GatewayServiceStub:
                 request_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GenerateTrackRequest.SerializeToString,
                 response_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GenerateTrackResponse.FromString,
                 _registered_method=True)
+        self.GenerateTrackStream = channel.unary_stream(
+                '/musicaas.gateway.v1.GatewayService/GenerateTrackStream',
+                request_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GenerateTrackRequest.SerializeToString,
+                response_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GenerateTrackStreamResponse.FromString,
+                _registered_method=True)
+        self.SubmitGeneration = channel.unary_unary(
+                '/musicaas.gateway.v1.GatewayService/SubmitGeneration',
+                request_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.SubmitGenerationRequest.SerializeToString,
+                response_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.SubmitGenerationResponse.FromString,
+                _registered_method=True)
+        self.GetGeneration = channel.unary_unary(
+                '/musicaas.gateway.v1.GatewayService/GetGeneration',
+                request_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetGenerationRequest.SerializeToString,
+                response_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetGenerationResponse.FromString,
+                _registered_method=True)
         self.SimilarTracks = channel.unary_unary(
                 '/musicaas.gateway.v1.GatewayService/SimilarTracks',
                 request_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.SimilarTracksRequest.SerializeToString,
@@ -89,6 +104,30 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GenerateTrackStream(self, request, context):
+        """Generates like GenerateTrack, streaming progress (queued, sampling variation i/N,
+        rendering, storing); the last event (stage COMPLETED) carries the result. Cancelling the
+        call stops the generation: nothing is stored or announced.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitGeneration(self, request, context):
+        """Starts an asynchronous generation and answers at once with its id (state QUEUED); the
+        job is announced on music.generations.requested. Poll GetGeneration for the result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGeneration(self, request, context):
+        """State and results of a generation (asynchronous or synchronous).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SimilarTracks(self, request, context):
         """Tracks similar to an indexed track.
         """
@@ -120,6 +159,21 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.GenerateTrack,
                     request_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GenerateTrackRequest.FromString,
                     response_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GenerateTrackResponse.SerializeToString,
+            ),
+            'GenerateTrackStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.GenerateTrackStream,
+                    request_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GenerateTrackRequest.FromString,
+                    response_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GenerateTrackStreamResponse.SerializeToString,
+            ),
+            'SubmitGeneration': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitGeneration,
+                    request_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.SubmitGenerationRequest.FromString,
+                    response_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.SubmitGenerationResponse.SerializeToString,
+            ),
+            'GetGeneration': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGeneration,
+                    request_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetGenerationRequest.FromString,
+                    response_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetGenerationResponse.SerializeToString,
             ),
             'SimilarTracks': grpc.unary_unary_rpc_method_handler(
                     servicer.SimilarTracks,
@@ -214,6 +268,87 @@ class GatewayService:
             '/musicaas.gateway.v1.GatewayService/GenerateTrack',
             musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GenerateTrackRequest.SerializeToString,
             musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GenerateTrackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateTrackStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/musicaas.gateway.v1.GatewayService/GenerateTrackStream',
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GenerateTrackRequest.SerializeToString,
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GenerateTrackStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitGeneration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.gateway.v1.GatewayService/SubmitGeneration',
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.SubmitGenerationRequest.SerializeToString,
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.SubmitGenerationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGeneration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.gateway.v1.GatewayService/GetGeneration',
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetGenerationRequest.SerializeToString,
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetGenerationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,22 +22,33 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from musicaas.common.v1 import common_pb2 as musicaas_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%musicaas/generator/v1/generator.proto\x12\x15musicaas.generator.v1\x1a\x1fmusicaas/common/v1/common.proto\"u\n\x10GenerationParams\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\ttempo_bpm\x18\x02 \x01(\x01\x12\x10\n\x08num_bars\x18\x03 \x01(\x05\x12\x13\n\x0btemperature\x18\x04 \x01(\x01\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\x07\n\x05_seed\"f\n\x14GenerateTrackRequest\x12\x37\n\x06params\x18\x01 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x15\n\rgeneration_id\x18\x02 \x01(\t\"\xa3\x02\n\x15GenerateTrackResponse\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x10\n\x08track_id\x18\x02 \x01(\t\x12\x37\n\x06params\x18\x03 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x0c\n\x04midi\x18\x04 \x01(\x0c\x12\x11\n\taudio_wav\x18\x05 \x01(\x0c\x12.\n\tmidi_blob\x18\x06 \x01(\x0b\x32\x1b.musicaas.common.v1.BlobRef\x12/\n\naudio_blob\x18\x07 \x01(\x0b\x32\x1b.musicaas.common.v1.BlobRef\x12\x12\n\nduration_s\x18\x08 \x01(\x01\x12\x12\n\nnum_tokens\x18\t \x01(\x05\x32~\n\x10GeneratorService\x12j\n\rGenerateTrack\x12+.musicaas.generator.v1.GenerateTrackRequest\x1a,.musicaas.generator.v1.GenerateTrackResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%musicaas/generator/v1/generator.proto\x12\x15musicaas.generator.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fmusicaas/common/v1/common.proto\"\xd4\x02\n\x10GenerationParams\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\ttempo_bpm\x18\x02 \x01(\x01\x12\x10\n\x08num_bars\x18\x03 \x01(\x05\x12\x13\n\x0btemperature\x18\x04 \x01(\x01\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\r\n\x05metre\x18\x06 \x01(\t\x12\r\n\x05style\x18\x07 \x01(\t\x12\x17\n\ninstrument\x18\x08 \x01(\x05H\x01\x88\x01\x01\x12\r\n\x05top_k\x18\t \x01(\x05\x12\x12\n\x05top_p\x18\n \x01(\x01H\x02\x88\x01\x01\x12\x16\n\x0enum_variations\x18\x0b \x01(\x05\x12\x18\n\x0bprimer_midi\x18\x0c \x01(\x0cH\x03\x88\x01\x01\x12\x18\n\x0bmelody_midi\x18\r \x01(\x0cH\x04\x88\x01\x01\x42\x07\n\x05_seedB\r\n\x0b_instrumentB\x08\n\x06_top_pB\x0e\n\x0c_primer_midiB\x0e\n\x0c_melody_midi\"\x95\x02\n\x0eGeneratedPiece\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04seed\x18\x02 \x01(\x03\x12\x10\n\x08track_id\x18\x03 \x01(\t\x12\x0c\n\x04midi\x18\x04 \x01(\x0c\x12\x11\n\taudio_wav\x18\x05 \x01(\x0c\x12.\n\tmidi_blob\x18\x06 \x01(\x0b\x32\x1b.musicaas.common.v1.BlobRef\x12/\n\naudio_blob\x18\x07 \x01(\x0b\x32\x1b.musicaas.common.v1.BlobRef\x12\x12\n\nduration_s\x18\x08 \x01(\x01\x12\x12\n\nnum_tokens\x18\t \x01(\x05\x12\x19\n\x0csoprano_kept\x18\n \x01(\x01H\x00\x88\x01\x01\x42\x0f\n\r_soprano_kept\"\xee\x01\n\x12GenerationProgress\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x35\n\x05stage\x18\x02 \x01(\x0e\x32&.musicaas.generator.v1.GenerationStage\x12\x11\n\tvariation\x18\x03 \x01(\x05\x12\x16\n\x0enum_variations\x18\x04 \x01(\x05\x12\x10\n\x08\x66raction\x18\x05 \x01(\x01\x12\x0f\n\x07message\x18\x06 \x01(\t\x12<\n\x06result\x18\x07 \x01(\x0b\x32,.musicaas.generator.v1.GenerateTrackResponse\"\xbc\x02\n\rGenerationJob\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x35\n\x05state\x18\x02 \x01(\x0e\x32&.musicaas.generator.v1.GenerationState\x12\x37\n\x06params\x18\x03 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x35\n\x06pieces\x18\x04 \x03(\x0b\x32%.musicaas.generator.v1.GeneratedPiece\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\x14GenerateTrackRequest\x12\x37\n\x06params\x18\x01 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x15\n\rgeneration_id\x18\x02 \x01(\t\"\xda\x02\n\x15GenerateTrackResponse\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x10\n\x08track_id\x18\x02 \x01(\t\x12\x37\n\x06params\x18\x03 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x0c\n\x04midi\x18\x04 \x01(\x0c\x12\x11\n\taudio_wav\x18\x05 \x01(\x0c\x12.\n\tmidi_blob\x18\x06 \x01(\x0b\x32\x1b.musicaas.common.v1.BlobRef\x12/\n\naudio_blob\x18\x07 \x01(\x0b\x32\x1b.musicaas.common.v1.BlobRef\x12\x12\n\nduration_s\x18\x08 \x01(\x01\x12\x12\n\nnum_tokens\x18\t \x01(\x05\x12\x35\n\x06pieces\x18\n \x03(\x0b\x32%.musicaas.generator.v1.GeneratedPiece*\xcd\x01\n\x0fGenerationStage\x12 \n\x1cGENERATION_STAGE_UNSPECIFIED\x10\x00\x12\x1b\n\x17GENERATION_STAGE_QUEUED\x10\x01\x12\x1d\n\x19GENERATION_STAGE_SAMPLING\x10\x02\x12\x1e\n\x1aGENERATION_STAGE_RENDERING\x10\x03\x12\x1c\n\x18GENERATION_STAGE_STORING\x10\x04\x12\x1e\n\x1aGENERATION_STAGE_COMPLETED\x10\x05*\xab\x01\n\x0fGenerationState\x12 \n\x1cGENERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17GENERATION_STATE_QUEUED\x10\x01\x12\x1c\n\x18GENERATION_STATE_RUNNING\x10\x02\x12\x1e\n\x1aGENERATION_STATE_COMPLETED\x10\x03\x12\x1b\n\x17GENERATION_STATE_FAILED\x10\x04\x32\xef\x01\n\x10GeneratorService\x12j\n\rGenerateTrack\x12+.musicaas.generator.v1.GenerateTrackRequest\x1a,.musicaas.generator.v1.GenerateTrackResponse\x12o\n\x13GenerateTrackStream\x12+.musicaas.generator.v1.GenerateTrackRequest\x1a).musicaas.generator.v1.GenerationProgress0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'musicaas.generator.v1.generator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GENERATIONPARAMS']._serialized_start=97
-  _globals['_GENERATIONPARAMS']._serialized_end=214
-  _globals['_GENERATETRACKREQUEST']._serialized_start=216
-  _globals['_GENERATETRACKREQUEST']._serialized_end=318
-  _globals['_GENERATETRACKRESPONSE']._serialized_start=321
-  _globals['_GENERATETRACKRESPONSE']._serialized_end=612
-  _globals['_GENERATORSERVICE']._serialized_start=614
-  _globals['_GENERATORSERVICE']._serialized_end=740
+  _globals['_GENERATIONSTAGE']._serialized_start=1767
+  _globals['_GENERATIONSTAGE']._serialized_end=1972
+  _globals['_GENERATIONSTATE']._serialized_start=1975
+  _globals['_GENERATIONSTATE']._serialized_end=2146
+  _globals['_GENERATIONPARAMS']._serialized_start=131
+  _globals['_GENERATIONPARAMS']._serialized_end=471
+  _globals['_GENERATEDPIECE']._serialized_start=474
+  _globals['_GENERATEDPIECE']._serialized_end=751
+  _globals['_GENERATIONPROGRESS']._serialized_start=754
+  _globals['_GENERATIONPROGRESS']._serialized_end=992
+  _globals['_GENERATIONJOB']._serialized_start=995
+  _globals['_GENERATIONJOB']._serialized_end=1311
+  _globals['_GENERATETRACKREQUEST']._serialized_start=1313
+  _globals['_GENERATETRACKREQUEST']._serialized_end=1415
+  _globals['_GENERATETRACKRESPONSE']._serialized_start=1418
+  _globals['_GENERATETRACKRESPONSE']._serialized_end=1764
+  _globals['_GENERATORSERVICE']._serialized_start=2149
+  _globals['_GENERATORSERVICE']._serialized_end=2388
 # @@protoc_insertion_point(module_scope)

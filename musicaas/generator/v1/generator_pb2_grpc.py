@@ -40,6 +40,11 @@ class GeneratorServiceStub:
                 request_serializer=musicaas_dot_generator_dot_v1_dot_generator__pb2.GenerateTrackRequest.SerializeToString,
                 response_deserializer=musicaas_dot_generator_dot_v1_dot_generator__pb2.GenerateTrackResponse.FromString,
                 _registered_method=True)
+        self.GenerateTrackStream = channel.unary_stream(
+                '/musicaas.generator.v1.GeneratorService/GenerateTrackStream',
+                request_serializer=musicaas_dot_generator_dot_v1_dot_generator__pb2.GenerateTrackRequest.SerializeToString,
+                response_deserializer=musicaas_dot_generator_dot_v1_dot_generator__pb2.GenerationProgress.FromString,
+                _registered_method=True)
 
 
 class GeneratorServiceServicer:
@@ -53,6 +58,14 @@ class GeneratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GenerateTrackStream(self, request, context):
+        """The same as GenerateTrack, streaming progress events; the last one (stage COMPLETED)
+        carries the result. Cancelling the call stops the work: nothing is stored or announced.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GeneratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -60,6 +73,11 @@ def add_GeneratorServiceServicer_to_server(servicer, server):
                     servicer.GenerateTrack,
                     request_deserializer=musicaas_dot_generator_dot_v1_dot_generator__pb2.GenerateTrackRequest.FromString,
                     response_serializer=musicaas_dot_generator_dot_v1_dot_generator__pb2.GenerateTrackResponse.SerializeToString,
+            ),
+            'GenerateTrackStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.GenerateTrackStream,
+                    request_deserializer=musicaas_dot_generator_dot_v1_dot_generator__pb2.GenerateTrackRequest.FromString,
+                    response_serializer=musicaas_dot_generator_dot_v1_dot_generator__pb2.GenerationProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +108,33 @@ class GeneratorService:
             '/musicaas.generator.v1.GeneratorService/GenerateTrack',
             musicaas_dot_generator_dot_v1_dot_generator__pb2.GenerateTrackRequest.SerializeToString,
             musicaas_dot_generator_dot_v1_dot_generator__pb2.GenerateTrackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateTrackStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/musicaas.generator.v1.GeneratorService/GenerateTrackStream',
+            musicaas_dot_generator_dot_v1_dot_generator__pb2.GenerateTrackRequest.SerializeToString,
+            musicaas_dot_generator_dot_v1_dot_generator__pb2.GenerationProgress.FromString,
             options,
             channel_credentials,
             insecure,

@@ -11,7 +11,6 @@ from musicaas.runtime import bus as busmod
 from musicaas.runtime.bus import Bus
 from musicaas.runtime.logging import configure_logging
 from musicaas.runtime.server import GrpcService, run_service
-from musicaas_analyzer.analysis import warm_up
 from musicaas_analyzer.service import Analyzer, AnalyzerServicer, AnalyzerSettings, UploadConsumer
 
 
@@ -22,9 +21,8 @@ async def main(settings: AnalyzerSettings | None = None, *, stop: asyncio.Event 
         bus = await stack.enter_async_context(
             Bus.from_settings(settings, name="analyzer")
         )
-        # pay librosa's/numba's first-call compilation before reporting SERVING
-        await asyncio.to_thread(warm_up)
-        analyzer = Analyzer(settings)
+        # starts and warms the worker processes before SERVING; closed after the server stops
+        analyzer = await stack.enter_async_context(Analyzer(settings))
         consumer = UploadConsumer(bus, analyzer)
         await run_service(
             name="analyzer",
@@ -32,6 +30,7 @@ async def main(settings: AnalyzerSettings | None = None, *, stop: asyncio.Event 
             port=settings.grpc_port,
             services=[GrpcService(AnalyzerServicer(analyzer), analyzer_pb2_grpc.add_AnalyzerServiceServicer_to_server,
                                   "musicaas.analyzer.v1.AnalyzerService")],
+            # one pull loop per worker process, so uploads are analysed on every core
             background=[
                 lambda: bus.consume(
                     durable=consumer.durable,
@@ -40,7 +39,7 @@ async def main(settings: AnalyzerSettings | None = None, *, stop: asyncio.Event 
                     handler=consumer.handle,
                     on_permanent_failure=consumer.failed,
                 )
-            ],
+            ] * max(1, settings.workers),
             grace_s=settings.shutdown_grace_s,
             max_message_bytes=settings.max_message_bytes,
             stop=stop,

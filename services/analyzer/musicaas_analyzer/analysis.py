@@ -1,33 +1,44 @@
-"""Whole-track analysis: tempo, beats, key, loudness and the similarity embedding.
+"""Whole-track analysis: the audio features, the audio-analysis tree and the embedding.
 
-:func:`analyze_bytes` decodes an upload and analyses it as :func:`analyze_signal` analyses
-a mono array; both return an :class:`AudioAnalysis`. All features except loudness are computed on a mono signal at
-:data:`ANALYSIS_SAMPLE_RATE_HZ` (22050 Hz), so results do not depend on the file's rate.
+:func:`analyze_bytes` decodes an upload (or reads a Standard MIDI File, see
+:mod:`musicaas_analyzer.midi`) and analyses it as :func:`analyze_signal` analyses a mono
+array; both return an :class:`~musicaas_analyzer.results.AudioAnalysis`. All features
+except loudness are computed on a mono signal at :data:`ANALYSIS_SAMPLE_RATE_HZ`
+(22050 Hz), so results do not depend on the file's rate.
 
-Pipeline (one pass, one short STFT shared by everything but key finding):
+Pipeline (one pass over one short STFT shared by everything but key finding):
 
-* **STFT**: 2048-point Hann window, hop 512 (93 ms / 23 ms), magnitudes; the spectral
-  features use it up to :data:`FMAX_HZ` (10 kHz) only, so that a file's original sample
-  rate or codec low-pass does not leak into them.
-* **Tempo and beats**: onset strength = mean positive spectral flux of the 128-band mel
-  spectrogram in dB (librosa ``onset_strength``); dynamic-programming beat tracking,
-  Ellis, D. P. W. (2007), "Beat tracking by dynamic programming", *J. New Music Research*
-  36(1), 51-60 (librosa ``beat_track``, tempo prior centred on 120 BPM). The reported tempo
-  is then refined from the tracked beats: 60 s over the mean of the inter-beat intervals
-  that lie within 10 % of their median (librosa's own estimate is quantised to whole hops,
-  about 2 % at 120 BPM). Like any beat tracker it can lock to half or double the notated
-  tempo ("octave errors"), most often for slow pieces.
-* **Key**: :mod:`musicaas_analyzer.keyfinding` (its own long-window STFT).
-* **Loudness**: :mod:`musicaas_analyzer.loudness` (BS.1770-4 integrated, LUFS). For
-  :func:`analyze_bytes` it is measured on the file's own channels and sample rate, as a
-  loudness meter would; :func:`analyze_signal` measures the signal it is given.
-* **Embedding**: :mod:`musicaas_analyzer.embedding`.
+* **STFT**: 2048-point Hann window, hop 512 (93 ms / 23 ms), magnitudes, walked in blocks
+  (:mod:`musicaas_analyzer.spectral`) so that memory stays bounded; the spectral features
+  use it up to :data:`FMAX_HZ` (10 kHz) only, so that a file's original sample rate or
+  codec low-pass does not leak into them. Per frame: the 128-band mel spectrum, power,
+  centroid, 85 % roll-off, octave-band contrast, a 12-bin chroma (librosa's chroma filter
+  bank) and the spectral flux.
+* **Tempo, beats, metre, bars, tatums**: :mod:`musicaas_analyzer.rhythm` on the onset
+  strength (mean positive flux of the mel spectrum in dB, librosa ``onset_strength``).
+* **Key and mode**: :mod:`musicaas_analyzer.keyfinding` (its own long-window STFT).
+* **Loudness**: :mod:`musicaas_analyzer.loudness` (BS.1770-4 integrated, LUFS; EBU Tech
+  3342 loudness range). For :func:`analyze_bytes` it is measured on the file's own
+  channels and sample rate, as a loudness meter would; :func:`analyze_signal` measures the
+  signal it is given. Section loudness comes from the same measurement.
+* **Audio features and evaluation scores**: :mod:`musicaas_analyzer.descriptors`
+  (documented heuristics in [0, 1], not trained models).
+* **Segments and sections**: :mod:`musicaas_analyzer.structure` (only with
+  ``detail=True``, the default).
+* **Embedding**: :mod:`musicaas_analyzer.embedding` (unchanged recipe, 64 dimensions).
+
+**Tiers.** ``detail=False`` computes the tier-one fields (tempo, beats, key, loudness,
+embedding) plus the cheap ones (confidences, tempo candidates, metre, audio features,
+descriptors, the tonal-clarity, rhythmic-stability and dynamic-range scores) and leaves
+the tree (bars, beats with confidences, tatums, sections, segments) and the repetition
+score empty. ``bench/analyzer_speed.py`` measures both tiers.
 
 **Silence.** Audio is silent when no 400 ms block reaches the BS.1770 absolute gate of
 -70 LUFS (digital silence, or near-silence such as dither alone), measured like the
 reported loudness (on a file's own channels for :func:`analyze_bytes`), or when its
 mono mix is exactly zero (a stereo file whose channels cancel). A silent result has
-``is_silent=True``, ``tempo_bpm=0.0``, no beats, ``key=None``, ``key_confidence=0.0``,
+``is_silent=True``, ``tempo_bpm=0.0``, no beats, ``key=None`` and every confidence 0,
+``time_signature=0``, every audio feature and score 0, zero descriptors, an empty tree,
 the silence embedding (:func:`~musicaas_analyzer.embedding.silence_embedding`) and
 ``loudness_lufs`` = -70.0 (:data:`~musicaas_analyzer.loudness.LOUDNESS_FLOOR_LUFS`; the
 cancelling-stereo case keeps its measured loudness). ``tempo_bpm`` is also 0.0 for a
@@ -37,16 +48,25 @@ non-silent signal in which no beat could be tracked.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from musicaas.keys import Key
 from musicaas.runtime.errors import InvalidArgument
 from musicaas_analyzer import decode as _decode
+from musicaas_analyzer import descriptors as _desc
 from musicaas_analyzer import keyfinding
+from musicaas_analyzer import rhythm as _rhythm
+from musicaas_analyzer import structure as _structure
 from musicaas_analyzer.embedding import EMBEDDING_DIM, embed, raw_features, silence_embedding
-from musicaas_analyzer.loudness import LOUDNESS_FLOOR_LUFS, integrated_loudness
+from musicaas_analyzer.loudness import LOUDNESS_FLOOR_LUFS, LoudnessAccumulator, LoudnessProfile, loudness_profile
+from musicaas_analyzer.results import (
+    AudioAnalysis,
+    Section,
+    Segment,
+    SpectralDescriptors,
+    TempoCandidate,
+    TimeInterval,
+)
 
 __all__ = [
     "ANALYZER_VERSION",
@@ -59,7 +79,7 @@ __all__ = [
 ]
 
 #: Version of the analysis recipe; bump it when any output for the same audio changes.
-ANALYZER_VERSION = "0.1.0"
+ANALYZER_VERSION = "0.2.0"
 #: Every feature but loudness is computed at this rate.
 ANALYSIS_SAMPLE_RATE_HZ = 22050
 
@@ -74,51 +94,10 @@ FMAX_HZ = 10000.0
 #: Magnitudes are floored at this level relative to the frame's peak (-100 dB) before the
 #: spectral contrast, so that digitally empty bins do not make it unbounded.
 CONTRAST_FLOOR = 1e-5
-#: Stride, in onset frames, of the autocorrelation windows behind the global tempo estimate.
-TEMPOGRAM_STRIDE = 4
 #: Frames more than this far below the loudest frame are left out of the timbre statistics.
 ACTIVE_FRAME_DB = 60.0
-
-
-@dataclass(frozen=True)
-class AudioAnalysis:
-    """What the analyzer reports about one track.
-
-    Attributes
-    ----------
-    duration_s : float
-        Length of the audio, seconds.
-    sample_rate_hz : int
-        Sample rate of the audio as given (the file's own rate for :func:`analyze_bytes`);
-        features are computed at :data:`ANALYSIS_SAMPLE_RATE_HZ` regardless.
-    tempo_bpm : float
-        Beats per minute; 0.0 when silent or when no beat was tracked.
-    beats_s : tuple of float
-        Beat times, seconds, strictly increasing, within [0, duration_s].
-    key : Key or None
-        None for silence or audio without tonal content (flat chroma).
-    key_confidence : float in [0, 1]
-        See :mod:`musicaas_analyzer.keyfinding`; 0.0 when ``key`` is None.
-    loudness_lufs : float
-        Integrated loudness (ITU-R BS.1770-4), LUFS; never below -70.0, the value reported
-        when nothing passes the BS.1770 absolute gate (silence).
-    embedding : np.ndarray [shape=(EMBEDDING_DIM,)], float32, read-only
-        Unit L2 norm; see :mod:`musicaas_analyzer.embedding`. Equality and hashing of an
-        ``AudioAnalysis`` ignore it (numpy arrays have no single truth value).
-    analyzer_version : str
-    is_silent : bool
-    """
-
-    duration_s: float
-    sample_rate_hz: int
-    tempo_bpm: float
-    beats_s: tuple[float, ...]
-    key: Key | None
-    key_confidence: float
-    loudness_lufs: float
-    embedding: np.ndarray = field(compare=False)
-    analyzer_version: str
-    is_silent: bool
+#: Mean square of a periodic Hann window (the frame-level RMS is corrected by it).
+_HANN_MEAN_SQUARE = 0.375
 
 
 @functools.lru_cache(maxsize=1)
@@ -133,6 +112,25 @@ def _fft_freqs() -> np.ndarray:
     """Frequencies of the STFT bins up to :data:`FMAX_HZ` (the bins the features use)."""
     freqs = np.fft.rfftfreq(N_FFT, 1.0 / ANALYSIS_SAMPLE_RATE_HZ)
     return freqs[freqs <= FMAX_HZ]
+
+
+@functools.lru_cache(maxsize=1)
+def _chroma_basis() -> np.ndarray:
+    """librosa's chroma filter bank (12 x bins up to FMAX_HZ), bins below 55 Hz zeroed."""
+    import librosa
+
+    fb = librosa.filters.chroma(sr=ANALYSIS_SAMPLE_RATE_HZ, n_fft=N_FFT, tuning=0.0)[:, : _fft_freqs().size]
+    fb[:, _fft_freqs() < 55.0] = 0.0
+    return fb.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _speech_bands() -> np.ndarray:
+    """Indices of the mel bands centred between 300 and 3400 Hz (telephone band)."""
+    import librosa
+
+    centres = librosa.mel_frequencies(n_mels=N_MELS + 2, fmax=FMAX_HZ)[1:-1]
+    return np.nonzero((centres >= 300.0) & (centres <= 3400.0))[0]
 
 
 def _validate_signal(y: np.ndarray, sample_rate_hz: int) -> np.ndarray:
@@ -162,37 +160,6 @@ def _validate_signal(y: np.ndarray, sample_rate_hz: int) -> np.ndarray:
             f"{first / sample_rate_hz:.3f} s"
         )
     return np.ascontiguousarray(y, dtype=np.float32)
-
-
-def _global_tempo(oenv: np.ndarray) -> float:
-    """librosa's global tempo estimate (``librosa.feature.tempo``: mean of the windowed
-    onset autocorrelations over 8 s windows, log-normal prior around 120 BPM), with the
-    autocorrelation windows taken every :data:`TEMPOGRAM_STRIDE` frames instead of every
-    frame. ``beat_track`` computes the per-frame version, which was 40 % of the analysis
-    time on long tracks; the mean over a 93 ms stride gave the identical tempo on all 70
-    benchmark chorales, at a quarter of the cost."""
-    import librosa
-
-    sr = ANALYSIS_SAMPLE_RATE_HZ
-    win = int(librosa.time_to_frames(8.0, sr=sr, hop_length=HOP))
-    padded = np.pad(oenv, (win // 2, win // 2), mode="linear_ramp", end_values=(0, 0))
-    frames = librosa.util.frame(padded, frame_length=win, hop_length=TEMPOGRAM_STRIDE)
-    frames = frames[:, : int(np.ceil(oenv.size / TEMPOGRAM_STRIDE))]
-    window = np.hanning(win + 1)[:-1][:, None]  # periodic Hann, as librosa's tempogram
-    tg = librosa.util.normalize(librosa.autocorrelate(frames * window, axis=0), norm=np.inf, axis=0)
-    tg = np.nan_to_num(tg).mean(axis=1, keepdims=True)
-    return float(librosa.feature.tempo(sr=sr, hop_length=HOP, tg=tg, aggregate=None)[0])
-
-
-def _refined_tempo(beat_times: np.ndarray, fallback_bpm: float) -> float:
-    if beat_times.size < 4:
-        return float(fallback_bpm)
-    ibi = np.diff(beat_times)
-    median = float(np.median(ibi))
-    if median <= 0:
-        return float(fallback_bpm)
-    steady = ibi[np.abs(ibi - median) <= 0.1 * median]
-    return float(60.0 / steady.mean()) if steady.size else float(60.0 / median)
 
 
 @functools.lru_cache(maxsize=1)
@@ -230,7 +197,8 @@ def _spectral_contrast(S: np.ndarray, quantile: float = 0.02) -> np.ndarray:
     return out
 
 
-def _rhythm_features(oenv: np.ndarray, beats: np.ndarray, tempo_bpm: float, rms: np.ndarray, duration_s: float) -> np.ndarray:
+def _rhythm_features(oenv: np.ndarray, beats: np.ndarray, tempo_bpm: float, rms: np.ndarray, duration_s: float, onset_count: int) -> np.ndarray:
+    """The six rhythm dimensions of the embedding (see :mod:`musicaas_analyzer.embedding`)."""
     import librosa
 
     frame_rate = ANALYSIS_SAMPLE_RATE_HZ / HOP
@@ -239,8 +207,7 @@ def _rhythm_features(oenv: np.ndarray, beats: np.ndarray, tempo_bpm: float, rms:
     lo, hi = int(round(0.25 * frame_rate)), int(round(2.0 * frame_rate))
     ac = librosa.autocorrelate(centred, max_size=hi + 1)
     clarity = float(ac[lo : hi + 1].max() / ac[0]) if ac.size > lo and ac[0] > 0 else 0.0
-    onsets = librosa.onset.onset_detect(onset_envelope=oenv, sr=ANALYSIS_SAMPLE_RATE_HZ, hop_length=HOP)
-    onset_rate = onsets.size / max(duration_s, 1e-9)
+    onset_rate = onset_count / max(duration_s, 1e-9)
     cv = float(oenv.std() / mean) if mean > 0 else 0.0
     salience = float(oenv[beats].mean() / mean) if beats.size and mean > 0 else 1.0
     salience = float(np.log2(max(salience, 1e-3)))
@@ -258,13 +225,17 @@ def _spectral_frames(y: np.ndarray) -> dict[str, np.ndarray | float]:
     n_band = _fft_freqs().size  # bins up to FMAX_HZ
     n_low = _low_bins()
     mel_basis = _mel_basis()[:, :n_band]  # the mel filters are zero above FMAX_HZ
+    chroma_basis = _chroma_basis()
     freqs = _fft_freqs()
     mel = np.empty((N_MELS, total), dtype=np.float32)
+    chroma = np.empty((12, total), dtype=np.float32)
     frame_power = np.empty(total)
     centroid = np.empty(total)
     rolloff = np.empty(total)
+    flux = np.zeros(total)
     contrast = np.empty((len(_contrast_bands()), total))
     in_band = low = 0.0
+    previous = None  # the last L1-normalised spectrum of the previous block
     for f0, S in stft_magnitude_blocks(y, n_fft=N_FFT, hop=HOP):
         f1 = f0 + S.shape[1]
         power = np.square(S)
@@ -272,6 +243,7 @@ def _spectral_frames(y: np.ndarray) -> dict[str, np.ndarray | float]:
         band = S[:n_band]
         band_power = power[:n_band]
         mel[:, f0:f1] = mel_basis @ band_power
+        chroma[:, f0:f1] = chroma_basis @ band
         in_band += float(band_power.sum())
         low += float(band_power[:n_low].sum())
         mag_sum = band.sum(axis=0)
@@ -280,54 +252,88 @@ def _spectral_frames(y: np.ndarray) -> dict[str, np.ndarray | float]:
         rolloff[f0:f1] = freqs[np.argmax(cumulative >= 0.85 * cumulative[-1:], axis=0)]
         floor = CONTRAST_FLOOR * band.max(axis=0, keepdims=True)
         contrast[:, f0:f1] = _spectral_contrast(np.maximum(band, np.maximum(floor, 1e-10)))
+        unit = band / np.maximum(mag_sum, 1e-12)
+        joined = unit if previous is None else np.concatenate([previous, unit], axis=1)
+        diffs = 0.5 * np.abs(np.diff(joined, axis=1)).sum(axis=0)
+        flux[f0 + (1 if previous is None else 0) : f1] = diffs
+        previous = unit[:, -1:]
     return {
         "mel": mel,
+        "chroma": chroma,
         "frame_power": frame_power,
         "centroid": centroid,
         "rolloff": rolloff,
         "contrast": contrast,
+        "flux": flux,
         "low_share_db": 10.0 * np.log10(max(low, 1e-20) / max(in_band, 1e-20)),
     }
 
 
-def _analyse_mono(y: np.ndarray) -> tuple[float, tuple[float, ...], keyfinding.KeyEstimate, np.ndarray]:
-    """Tempo, beats, key estimate and raw (unstandardised) embedding features of non-silent
-    mono audio at 22050 Hz."""
+def _zero_crossing_rate_hz(y: np.ndarray) -> float:
+    """Sign changes per second of the 22050 Hz signal, counted in blocks (bounded memory)."""
+    block = 1 << 20
+    count = 0
+    for start in range(0, max(1, y.size - 1), block):
+        seg = np.signbit(y[start : start + block + 1])
+        count += int(np.count_nonzero(seg[1:] != seg[:-1]))
+    return count / (y.size / ANALYSIS_SAMPLE_RATE_HZ)
+
+
+def _intervals(starts_s: np.ndarray, ends_s: np.ndarray, confidence: np.ndarray) -> tuple[TimeInterval, ...]:
+    return tuple(
+        TimeInterval(float(a), float(max(b - a, 0.0)), float(c)) for a, b, c in zip(starts_s, ends_s, confidence)
+    )
+
+
+def _analyse_mono(y: np.ndarray, profile: LoudnessProfile, loudness_lufs: float, detail: bool) -> dict:
+    """Everything but the silence handling, for non-silent mono audio at 22050 Hz."""
     import librosa
     from scipy.fft import dct
 
     sr = ANALYSIS_SAMPLE_RATE_HZ
+    frame_rate = sr / HOP
     duration_s = y.size / sr
     frames = _spectral_frames(y)
     mel = frames["mel"]
     mel_db = librosa.power_to_db(mel, ref=float(mel.max()) or 1.0, top_db=TOP_DB)
+    chroma_short = frames["chroma"]
 
-    # Tempo and beats (Ellis 2007).
+    # Tempo and beats (rhythm module, steps 1-4).
     oenv = librosa.onset.onset_strength(S=mel_db, sr=sr, hop_length=HOP)
-    raw_tempo = _global_tempo(oenv)
-    _, beats = librosa.beat.beat_track(onset_envelope=oenv, sr=sr, hop_length=HOP, bpm=raw_tempo, units="frames")
-    beats = np.asarray(beats, dtype=np.int64)
-    if beats.size < 2:  # one beat or none: no tempo to speak of
-        beats = beats[:0]
+    tg = _rhythm.tempogram(_rhythm.detrended(oenv))
+    start_bpm = _rhythm.global_tempo(tg)
+    beats = _rhythm.track_beats(_rhythm.beat_envelope(oenv, chroma_short), start_bpm)
     beat_times = librosa.frames_to_time(beats, sr=sr, hop_length=HOP)
     keep = (beat_times >= 0) & (beat_times <= duration_s)
     beats, beat_times = beats[keep], beat_times[keep]
-    tempo = _refined_tempo(beat_times, raw_tempo) if beat_times.size else 0.0
+    tempo = _rhythm.refined_tempo(beat_times, start_bpm) if beat_times.size else 0.0
+    candidates = _rhythm.tempo_candidates(tg)
+    clarity = _rhythm.pulse_clarity(oenv, tempo)
+    tempo_conf = _rhythm.tempo_confidence(clarity, beat_times, tempo)
+    meter = _rhythm.estimate_meter(oenv, chroma_short, mel_db, beats, tempo_conf)
 
     # Key.
-    chroma_frames, _tuning = keyfinding.chromagram(y, sr)
-    key_est = keyfinding.estimate_key(chroma_frames.mean(axis=1))
+    chroma_frames, bass_frames, _tuning = keyfinding.chromagram_with_bass(y, sr)
+    key_est = keyfinding.estimate_key(chroma_frames.mean(axis=1), bass=bass_frames.mean(axis=1))
+    key_rate = sr / (keyfinding.N_FFT // 2)  # the key finder's frame rate at 22050 Hz
 
     # Timbre over the active frames.
     frame_power = frames["frame_power"]
     active = frame_power >= frame_power.max() * 10 ** (-ACTIVE_FRAME_DB / 10)
     if active.sum() < 2:
         active[:] = True
-    mfcc = dct(mel_db[:, active], type=2, axis=0, norm="ortho")[1:14]
+    mfcc_full = dct(mel_db, type=2, axis=0, norm="ortho")[:14].copy()  # MFCC 0-13 of every frame
+    mfcc_all = mfcc_full[:13]  # 0-12: descriptors and structure
+    mfcc = mfcc_full[1:14][:, active]  # 1-13 of the active frames: the embedding
     mel_active = np.maximum(mel[:, active], 1e-10)
     flatness = np.exp(np.mean(np.log(mel_active), axis=0)) / np.mean(mel_active, axis=0)
     rms = np.sqrt(frame_power / N_FFT)
-    rhythm = _rhythm_features(oenv, beats[beats < oenv.size], tempo, rms, duration_s)
+    level_db = np.maximum(
+        10.0 * np.log10(np.maximum(2.0 * frame_power / (_HANN_MEAN_SQUARE * N_FFT**2), 1e-30)),
+        _structure.LEVEL_FLOOR_DB,
+    )
+    onset_peaks = librosa.onset.onset_detect(onset_envelope=oenv, sr=sr, hop_length=HOP)
+    rhythm = _rhythm_features(oenv, beats[beats < oenv.size], tempo, rms, duration_s, int(onset_peaks.size))
     frame_db = 10.0 * np.log10(np.maximum(frame_power[active], 1e-20))
 
     signed = 0.0
@@ -347,7 +353,145 @@ def _analyse_mono(y: np.ndarray) -> tuple[float, tuple[float, ...], keyfinding.K
         tonality=key_est.tonality,
         signed_confidence=signed,
     )
-    return tempo, tuple(float(t) for t in beat_times), key_est, raw
+
+    # Descriptors and audio features.
+    mode_conf = key_est.mode_confidence
+    mean_chroma = chroma_frames.mean(axis=1) if chroma_frames.shape[1] else np.zeros(12)
+    chroma_norm = mean_chroma / mean_chroma.sum() if mean_chroma.sum() > 0 else np.zeros(12)
+    onset_rate = onset_peaks.size / duration_s
+    lra = profile.loudness_range_lu()
+    descriptors = SpectralDescriptors(
+        mfcc_mean=tuple(float(v) for v in mfcc_all[:, active].mean(axis=1)),
+        chroma_mean=tuple(float(v) for v in chroma_norm),
+        spectral_centroid_hz=float(frames["centroid"][active].mean()),
+        spectral_rolloff_hz=float(frames["rolloff"][active].mean()),
+        spectral_flux=float(frames["flux"][active].mean()),
+        spectral_contrast_db=tuple(float(v) for v in frames["contrast"][:, active].mean(axis=1)),
+        zero_crossing_rate_hz=_zero_crossing_rate_hz(y),
+        onset_rate_hz=float(onset_rate),
+        loudness_range_lu=float(lra),
+    )
+    level_active = level_db[active]
+    floor_flatness, floor_level = _desc.floor_measures(level_active, flatness)
+    summary = _desc.SignalSummary(
+        loudness_lufs=loudness_lufs,
+        tempo_bpm=tempo,
+        clarity=clarity,
+        regularity=_rhythm.regularity(beat_times),
+        onset_rate_hz=float(onset_rate),
+        onset_peakiness=float(np.percentile(oenv, 99) / max(float(np.median(oenv)), 1e-9)),
+        flux=descriptors.spectral_flux,
+        centroid_hz=descriptors.spectral_centroid_hz,
+        rolloff_hz=descriptors.spectral_rolloff_hz,
+        log10_flatness=float(np.log10(np.maximum(flatness, 1e-10)).mean()),
+        level_std_db=float(np.std(level_active)),
+        signed_mode=(mode_conf if key_est.key is not None and key_est.key.mode == "major" else -mode_conf) if key_est.key else 0.0,
+        tonality=key_est.tonality,
+        modulation_4hz=_desc.modulation_4hz(mel[_speech_bands()].sum(axis=0), frame_rate),
+        pause_share=_desc.low_energy_share(frame_power, frame_rate),
+        floor_flatness=floor_flatness,
+        floor_level_db=floor_level,
+    )
+    features = _desc.audio_features(summary)
+    beat_salience = _rhythm.onset_salience(oenv, beats)
+
+    out = {
+        "tempo": tempo,
+        "beat_times": beat_times,
+        "key_est": key_est,
+        "raw": raw,
+        "tempo_confidence": tempo_conf,
+        "candidates": candidates,
+        "meter": meter,
+        "descriptors": descriptors,
+        "features": features,
+        "tonal_clarity": _desc.tonal_clarity(chroma_frames, key_rate),
+        "rhythmic_stability": _desc.rhythmic_stability(clarity, beat_times, beat_salience),
+        "dynamic_range": _desc.dynamic_range(lra),
+        "repetition": 0.0,
+        "bars": (),
+        "beats": (),
+        "tatums": (),
+        "sections": (),
+        "segments": (),
+    }
+    if not detail:
+        return out
+
+    # The tree: beats, bars, tatums.
+    n_frames = oenv.size
+    period_s = float(np.median(np.diff(beat_times))) if beat_times.size >= 2 else 0.0
+    if beat_times.size:
+        ends = np.concatenate([beat_times[1:], [min(duration_s, beat_times[-1] + period_s)]])
+        out["beats"] = _intervals(beat_times, ends, _rhythm.beat_confidences(oenv, beats))
+    downbeat_frames = None
+    if meter.beats_per_bar:
+        idx = np.arange(meter.first_downbeat, beats.size, meter.beats_per_bar)
+        bar_starts = beat_times[idx]
+        bar_ends = np.concatenate([bar_starts[1:], [min(duration_s, bar_starts[-1] + meter.beats_per_bar * period_s)]])
+        beat_conf = _rhythm.beat_confidences(oenv, beats)[idx]
+        out["bars"] = _intervals(bar_starts, bar_ends, meter.confidence * beat_conf)
+        downbeat_frames = beats[idx]
+    if beats.size >= 2:
+        tatum_pos, _sub = _rhythm.tatum_frames(oenv, beats)
+        tatum_s = tatum_pos / frame_rate
+        tatum_ends = np.concatenate([tatum_s[1:], [min(duration_s, tatum_s[-1] + period_s / max(_sub, 1))]])
+        tatum_conf = _rhythm.onset_salience(oenv, np.clip(np.round(tatum_pos).astype(np.int64), 0, n_frames - 1))
+        out["tatums"] = _intervals(tatum_s, tatum_ends, tatum_conf)
+
+    # Segments.
+    seg = _structure.segments(oenv=oenv, level_db=level_db, chroma=chroma_short, mel_db=mel_db, duration_s=duration_s)
+    out["segments"] = tuple(
+        Segment(
+            start_s=float(seg.start_s[i]),
+            duration_s=float(seg.duration_s[i]),
+            confidence=float(seg.confidence[i]),
+            loudness_start_db=float(seg.loudness_start_db[i]),
+            loudness_max_db=float(seg.loudness_max_db[i]),
+            loudness_max_time_s=float(seg.loudness_max_time_s[i]),
+            loudness_end_db=float(seg.loudness_end_db[i]),
+            pitches=tuple(float(v) for v in seg.pitches[i]),
+            timbre=tuple(float(v) for v in seg.timbre[i]),
+        )
+        for i in range(seg.start_s.size)
+    )
+
+    # Sections (Foote novelty) and repetition.
+    units = _structure.structure_units(mfcc_all, chroma_short, beats, n_frames)
+    starts, confs = _structure.section_boundaries(units, downbeat_frames)
+    out["repetition"] = _structure.repetition(units)
+    start_s = starts / frame_rate
+    end_s = np.concatenate([start_s[1:], [duration_s]])
+    clarity_factor = min(1.0, clarity / 0.5)
+    key_frame_s = np.arange(chroma_frames.shape[1]) / key_rate
+    sections = []
+    for a, b, c in zip(start_s, end_s, confs):
+        inside = beat_times[(beat_times >= a) & (beat_times < b)]
+        sec_tempo = _rhythm.refined_tempo(inside, 0.0) if inside.size >= 4 else 0.0
+        inside_key = (key_frame_s >= a) & (key_frame_s < b)
+        if inside_key.any():
+            est = keyfinding.estimate_key(
+                chroma_frames[:, inside_key].mean(axis=1), bass=bass_frames[:, inside_key].mean(axis=1)
+            )
+        else:
+            est = keyfinding.estimate_key(np.zeros(12))
+        sections.append(
+            Section(
+                start_s=float(a),
+                duration_s=float(b - a),
+                confidence=float(np.clip(c, 0.0, 1.0)),
+                loudness_lufs=profile.integrated(float(a), float(b)) if len(start_s) > 1 else loudness_lufs,
+                tempo_bpm=float(sec_tempo),
+                tempo_confidence=float(_rhythm.regularity(inside) * clarity_factor) if sec_tempo > 0 else 0.0,
+                key=est.key,
+                key_confidence=est.confidence if est.key is not None else 0.0,
+                mode_confidence=est.mode_confidence,
+                time_signature=meter.beats_per_bar,
+                time_signature_confidence=meter.confidence,
+            )
+        )
+    out["sections"] = tuple(sections)
+    return out
 
 
 def _read_only(vec: np.ndarray) -> np.ndarray:
@@ -355,39 +499,82 @@ def _read_only(vec: np.ndarray) -> np.ndarray:
     return vec
 
 
-def _analyse(y: np.ndarray, sample_rate_hz: int, loudness_lufs: float) -> AudioAnalysis:
-    """Analyse validated mono audio whose loudness has already been measured."""
+def _silent(duration_s: float, sample_rate_hz: int, loudness_lufs: float) -> AudioAnalysis:
+    return AudioAnalysis(
+        duration_s=duration_s,
+        sample_rate_hz=sample_rate_hz,
+        tempo_bpm=0.0,
+        beats_s=(),
+        key=None,
+        key_confidence=0.0,
+        loudness_lufs=max(loudness_lufs, LOUDNESS_FLOOR_LUFS),
+        embedding=_read_only(silence_embedding()),
+        analyzer_version=ANALYZER_VERSION,
+        is_silent=True,
+    )
+
+
+def _analyse(y: np.ndarray, sample_rate_hz: int, profile: LoudnessProfile, *, detail: bool = True) -> AudioAnalysis:
+    """Analyse validated mono audio whose loudness profile has already been measured."""
     duration_s = y.size / sample_rate_hz
-    if loudness_lufs <= LOUDNESS_FLOOR_LUFS or not np.any(y):
-        return AudioAnalysis(
-            duration_s=duration_s,
-            sample_rate_hz=sample_rate_hz,
-            tempo_bpm=0.0,
-            beats_s=(),
-            key=None,
-            key_confidence=0.0,
-            loudness_lufs=max(loudness_lufs, LOUDNESS_FLOOR_LUFS),
-            embedding=_read_only(silence_embedding()),
-            analyzer_version=ANALYZER_VERSION,
-            is_silent=True,
-        )
+    if profile.integrated() <= LOUDNESS_FLOOR_LUFS or not np.any(y):
+        return _silent(duration_s, sample_rate_hz, profile.integrated())
     y22 = _decode.resample(y, sample_rate_hz, ANALYSIS_SAMPLE_RATE_HZ)
-    tempo, beats_s, key_est, raw = _analyse_mono(y22)
+    return _analyse_resampled(y22, duration_s, sample_rate_hz, profile, detail=detail)
+
+
+def _analyse_resampled(
+    y22: np.ndarray, duration_s: float, sample_rate_hz: int, profile: LoudnessProfile, *, detail: bool
+) -> AudioAnalysis:
+    """Analyse non-silent mono audio already resampled to 22050 Hz."""
+    loudness_lufs = profile.integrated()
+    r = _analyse_mono(y22, profile, loudness_lufs, detail)
+    key_est = r["key_est"]
+    tempo = r["tempo"]
+    candidates = [TempoCandidate(float(bpm), float(w)) for bpm, w in r["candidates"]]
+    if tempo > 0:
+        # The reported tempo first (with the weight of the candidate it matches, if any).
+        match = [c for c in candidates if abs(c.tempo_bpm / tempo - 1.0) <= 0.04]
+        weight = match[0].weight if match else 0.0
+        others = [c for c in candidates if not match or c is not match[0]]
+        candidates = [TempoCandidate(float(tempo), weight)] + others[:2]
+        total = sum(c.weight for c in candidates)
+        if total > 0:
+            candidates = [TempoCandidate(c.tempo_bpm, c.weight / total) for c in candidates]
+    meter = r["meter"]
     return AudioAnalysis(
         duration_s=duration_s,
         sample_rate_hz=sample_rate_hz,
         tempo_bpm=tempo,
-        beats_s=beats_s,
+        beats_s=tuple(float(t) for t in r["beat_times"]),
         key=key_est.key,
         key_confidence=key_est.confidence if key_est.key is not None else 0.0,
         loudness_lufs=loudness_lufs,
-        embedding=_read_only(embed(raw)),
+        embedding=_read_only(embed(r["raw"])),
         analyzer_version=ANALYZER_VERSION,
         is_silent=False,
+        time_signature=meter.beats_per_bar,
+        time_signature_confidence=meter.confidence,
+        tempo_confidence=r["tempo_confidence"],
+        mode_confidence=key_est.mode_confidence,
+        tempo_candidates=tuple(candidates),
+        features=r["features"],
+        descriptors=r["descriptors"],
+        scores=_desc.EvaluationScores(
+            tonal_clarity=r["tonal_clarity"],
+            rhythmic_stability=r["rhythmic_stability"],
+            dynamic_range=r["dynamic_range"],
+            repetition=r["repetition"],
+        ),
+        bars=r["bars"],
+        beats=r["beats"],
+        tatums=r["tatums"],
+        sections=r["sections"],
+        segments=r["segments"],
     )
 
 
-def analyze_signal(y: np.ndarray, *, sample_rate_hz: int) -> AudioAnalysis:
+def analyze_signal(y: np.ndarray, *, sample_rate_hz: int, detail: bool = True) -> AudioAnalysis:
     """Analyse mono audio.
 
     Parameters
@@ -395,6 +582,9 @@ def analyze_signal(y: np.ndarray, *, sample_rate_hz: int) -> AudioAnalysis:
     y : np.ndarray [shape=(n,)], floating point, full scale 1.0
         Finite samples, at least 0.5 s long.
     sample_rate_hz : int in [4000, 384000], Hz
+    detail : bool
+        Also compute the audio-analysis tree (bars, beats, tatums, sections, segments) and
+        the repetition score; False leaves them empty and is faster.
 
     Returns
     -------
@@ -408,33 +598,53 @@ def analyze_signal(y: np.ndarray, *, sample_rate_hz: int) -> AudioAnalysis:
     """
     y = _validate_signal(y, sample_rate_hz)
     sample_rate_hz = int(sample_rate_hz)
-    return _analyse(y, sample_rate_hz, integrated_loudness(y, sample_rate_hz))
+    return _analyse(y, sample_rate_hz, loudness_profile(y, sample_rate_hz), detail=detail)
 
 
-def analyze_bytes(data: bytes, *, filename: str | None = None, max_duration_s: float = 1800.0) -> AudioAnalysis:
-    """Decode an uploaded WAV/FLAC/Ogg/MP3 file and analyse it.
+def analyze_bytes(
+    data: bytes, *, filename: str | None = None, max_duration_s: float = 1800.0, detail: bool = True
+) -> AudioAnalysis:
+    """Decode an uploaded WAV/FLAC/Ogg/MP3 file, or read a Standard MIDI File, and analyse it.
 
     Loudness is measured on the file's own channels and sample rate (a stereo file is
-    measured as stereo, per BS.1770); everything else on the mono mix. ``sample_rate_hz``
-    in the result is the file's rate.
+    measured as stereo, per BS.1770), block by block while the file is decoded, and the mono
+    mix is resampled to 22050 Hz as it is decoded, so that only the 22050 Hz mix is ever
+    held in full (:func:`musicaas_analyzer.decode.decode_mono_streaming`); everything but
+    loudness is computed on it. ``sample_rate_hz``
+    in the result is the file's rate. Bytes starting with ``MThd`` go to
+    :func:`musicaas_analyzer.midi.analyze_midi`.
 
     Raises
     ------
     InvalidArgument
-        See :func:`musicaas_analyzer.decode.decode_native`.
+        See :func:`musicaas_analyzer.decode.decode_native` and
+        :func:`musicaas_analyzer.midi.analyze_midi`.
     """
-    decoded = _decode.decode_native(data, filename=filename, max_duration_s=max_duration_s)
-    rate = decoded.sample_rate_hz
-    loudness = integrated_loudness(decoded.samples, rate)
-    mono = decoded.mono()
-    del decoded  # free the multichannel samples before the features are computed
-    return _analyse(_validate_signal(mono, rate), rate, loudness)
+    if isinstance(data, (bytes, bytearray, memoryview)) and bytes(data[:4]) == b"MThd":
+        from musicaas_analyzer.midi import analyze_midi
+
+        return analyze_midi(bytes(data), filename=filename, max_duration_s=max_duration_s, detail=detail)
+    meter: list[LoudnessAccumulator] = []
+
+    def measure(block: np.ndarray, rate: int) -> None:  # loudness on the file's own channels
+        if not meter:
+            meter.append(LoudnessAccumulator(rate, block.shape[1]))
+        meter[0].add(block)
+
+    y22, rate, frames, _container = _decode.decode_mono_streaming(
+        data, filename=filename, max_duration_s=max_duration_s, on_block=measure, target_rate_hz=ANALYSIS_SAMPLE_RATE_HZ
+    )
+    profile = meter[0].profile()
+    duration_s = frames / rate
+    if profile.integrated() <= LOUDNESS_FLOOR_LUFS or not np.any(y22):
+        return _silent(duration_s, rate, profile.integrated())
+    return _analyse_resampled(y22, duration_s, rate, profile, detail=detail)
 
 
 def warm_up() -> None:
     """Run one small analysis so that lazy imports and librosa's numba kernels are compiled
     before the first request (the first beat tracking otherwise takes a few seconds)."""
     sr = ANALYSIS_SAMPLE_RATE_HZ
-    t = np.arange(2 * sr) / sr
+    t = np.arange(4 * sr) / sr
     y = 0.3 * np.sin(2 * np.pi * 440.0 * t) * (np.sin(2 * np.pi * 2.0 * t) > 0)
     analyze_signal(y.astype(np.float32), sample_rate_hz=sr)

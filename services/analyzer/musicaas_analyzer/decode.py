@@ -287,6 +287,99 @@ def _libsndfile_message(exc: Exception) -> str:
     return text.strip().rstrip(".")
 
 
+def _open(data: bytes, filename: str | None, max_duration_s: float):
+    """Validate the arguments, sniff the container and open it with libsndfile.
+
+    Returns (handle, container, label, rate, channels, frames); the header is checked
+    (channels, sample rate, duration) before any sample is read."""
+    import soundfile as sf
+
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, not {type(data).__name__}")
+    _check_max_duration(max_duration_s)
+    if not data:
+        raise InvalidArgument(f"empty audio data (0 bytes){_describe(filename)}")
+    data = bytes(data) if not isinstance(data, bytes) else data
+    container, offset = sniff_container(data, filename=filename)
+    label = container.upper()
+    if container == "wav":
+        _check_wav_truncation(data, filename)
+    try:
+        handle = sf.SoundFile(io.BytesIO(data[offset:] if offset else data))
+    except Exception as exc:  # LibsndfileError, RuntimeError, ValueError from the parser
+        raise InvalidArgument(
+            f"corrupt {label} data{_describe(filename)}: {_libsndfile_message(exc)}"
+        ) from exc
+    rate, channels, frames = int(handle.samplerate), int(handle.channels), int(handle.frames)
+    try:
+        if channels > MAX_CHANNELS:
+            raise InvalidArgument(
+                f"{channels} audio channels{_describe(filename)}: at most {MAX_CHANNELS} "
+                "(mono or stereo) are supported"
+            )
+        _check_rate(rate, f"{label} sample rate")
+        if frames / rate > max_duration_s:
+            raise InvalidArgument(
+                f"audio too long{_describe(filename)}: {frames / rate:.1f} s exceeds the limit "
+                f"of {max_duration_s:g} s"
+            )
+    except InvalidArgument:
+        handle.close()
+        raise
+    return handle, container, label, rate, channels, frames
+
+
+def _read_blocks(handle, label: str, filename: str | None, rate: int, frames: int, buffer_for, consume) -> int:
+    """Read up to ``frames`` frames block by block: ``buffer_for(read, n)`` gives the
+    (n, channels) float32 array to read into, ``consume(block, read)`` sees each block after
+    its samples were checked to be finite. Returns the number of frames read."""
+    read = 0
+    try:
+        while read < frames:
+            want = min(_BLOCK_FRAMES, frames - read)
+            count = handle.read(want, dtype="float32", always_2d=True, out=buffer_for(read, want))
+            n = count.shape[0]
+            if n == 0:
+                break
+            block = count[:n]
+            finite = np.isfinite(block)
+            if not finite.all():
+                bad = int(np.argmin(finite.all(axis=1)))
+                raise InvalidArgument(
+                    f"{label} data{_describe(filename)} holds non-finite samples (NaN or "
+                    f"infinity), the first at {(read + bad) / rate:.3f} s"
+                )
+            consume(block, read)
+            read += n
+    except InvalidArgument:
+        raise
+    except Exception as exc:
+        raise InvalidArgument(
+            f"corrupt or truncated {label} data{_describe(filename)}: "
+            f"{_libsndfile_message(exc)} after {read / rate:.2f} s"
+        ) from exc
+    return read
+
+
+def _check_read(read: int, frames: int, rate: int, label: str, filename: str | None) -> None:
+    if read == 0:
+        raise InvalidArgument(
+            f"{label} data{_describe(filename)} holds no audio frames (empty or truncated stream)"
+        )
+    missing = frames - read
+    if missing > max(0.01 * frames, 0.05 * rate):
+        raise InvalidArgument(
+            f"truncated {label} data{_describe(filename)}: the header declares {frames / rate:.2f} s "
+            f"of audio but only {read / rate:.2f} s could be decoded"
+        )
+    if read / rate < MIN_DURATION_S:
+        raise InvalidArgument(
+            f"audio too short to analyse{_describe(filename)}: {read / rate:.3f} s ({read} "
+            f"sample{'s' if read != 1 else ''} at {rate} Hz); at least {MIN_DURATION_S:g} s "
+            "is needed"
+        )
+
+
 def decode_native(
     data: bytes, *, filename: str | None = None, max_duration_s: float = 1800.0
 ) -> DecodedAudio:
@@ -315,82 +408,89 @@ def decode_native(
         [:data:`MIN_SAMPLE_RATE_HZ`, :data:`MAX_SAMPLE_RATE_HZ`]; audio longer than
         ``max_duration_s`` or shorter than :data:`MIN_DURATION_S`.
     """
-    import soundfile as sf
-
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"data must be bytes, not {type(data).__name__}")
-    data = bytes(data)
-    _check_max_duration(max_duration_s)
-    if not data:
-        raise InvalidArgument(f"empty audio data (0 bytes){_describe(filename)}")
-    container, offset = sniff_container(data, filename=filename)
-    label = container.upper()
-    if container == "wav":
-        _check_wav_truncation(data, filename)
-
-    try:
-        handle = sf.SoundFile(io.BytesIO(data[offset:] if offset else data))
-    except Exception as exc:  # LibsndfileError, RuntimeError, ValueError from the parser
-        raise InvalidArgument(
-            f"corrupt {label} data{_describe(filename)}: {_libsndfile_message(exc)}"
-        ) from exc
+    handle, container, label, rate, channels, frames = _open(data, filename, max_duration_s)
     with handle:
-        rate, channels, frames = int(handle.samplerate), int(handle.channels), int(handle.frames)
-        if channels > MAX_CHANNELS:
-            raise InvalidArgument(
-                f"{channels} audio channels{_describe(filename)}: at most {MAX_CHANNELS} "
-                "(mono or stereo) are supported"
-            )
-        _check_rate(rate, f"{label} sample rate")
-        if frames / rate > max_duration_s:
-            raise InvalidArgument(
-                f"audio too long{_describe(filename)}: {frames / rate:.1f} s exceeds the limit "
-                f"of {max_duration_s:g} s"
-            )
         # Preallocated from the header's frame count (libsndfile reads no further than it),
         # so that a long file is not held twice while blocks are joined.
         samples = np.empty((frames, channels), dtype=np.float32)
-        read = 0
-        try:
-            while read < frames:
-                count = handle.read(min(_BLOCK_FRAMES, frames - read), dtype="float32", always_2d=True, out=samples[read:])
-                n = count.shape[0]
-                if n == 0:
-                    break
-                block = samples[read : read + n]
-                finite = np.isfinite(block)
-                if not finite.all():
-                    bad = int(np.argmin(finite.all(axis=1)))
-                    raise InvalidArgument(
-                        f"{label} data{_describe(filename)} holds non-finite samples (NaN or "
-                        f"infinity), the first at {(read + bad) / rate:.3f} s"
-                    )
-                read += n
-        except InvalidArgument:
-            raise
-        except Exception as exc:
-            raise InvalidArgument(
-                f"corrupt or truncated {label} data{_describe(filename)}: "
-                f"{_libsndfile_message(exc)} after {read / rate:.2f} s"
-            ) from exc
-
-    if read == 0:
-        raise InvalidArgument(
-            f"{label} data{_describe(filename)} holds no audio frames (empty or truncated stream)"
+        read = _read_blocks(
+            handle, label, filename, rate, frames,
+            buffer_for=lambda start, n: samples[start : start + n],
+            consume=lambda block, start: None,
         )
-    missing = frames - read
-    if missing > max(0.01 * frames, 0.05 * rate):
-        raise InvalidArgument(
-            f"truncated {label} data{_describe(filename)}: the header declares {frames / rate:.2f} s "
-            f"of audio but only {read / rate:.2f} s could be decoded"
-        )
-    if read / rate < MIN_DURATION_S:
-        raise InvalidArgument(
-            f"audio too short to analyse{_describe(filename)}: {read / rate:.3f} s ({read} "
-            f"sample{'s' if read != 1 else ''} at {rate} Hz); at least {MIN_DURATION_S:g} s "
-            "is needed"
-        )
+    _check_read(read, frames, rate, label, filename)
     return DecodedAudio(samples=samples[:read], sample_rate_hz=rate, container=container)
+
+
+def decode_mono_streaming(
+    data: bytes,
+    *,
+    filename: str | None = None,
+    max_duration_s: float = 1800.0,
+    on_block=None,
+    target_rate_hz: int | None = None,
+) -> tuple[np.ndarray, int, int, str]:
+    """Decode to the mono mix, optionally resampled, without holding all channels at once.
+
+    Like :func:`decode_native` (same checks, same errors), but the samples are read a block
+    of 2^18 frames at a time into one reusable buffer; ``on_block(block, sample_rate_hz)``
+    (block: shape (n, channels), float32, finite) sees every block in order before it is
+    mixed down, so that a measurement on the file's own channels (loudness) needs no copy
+    of them. With ``target_rate_hz`` the mix is resampled as it is decoded (a soxr stream
+    at the ``soxr_hq`` quality :func:`resample` uses: the same samples, the length fixed to
+    ``ceil(n * target / rate)`` as ``librosa.resample`` does), so that the mix is never held
+    at the file's rate either. For a 30-minute 44.1 kHz stereo file that is 160 MB of
+    samples instead of 950 MB.
+
+    Returns
+    -------
+    mono : np.ndarray [shape=(m,)], float32
+        Mean of the channels, at ``target_rate_hz`` when given, else at the file's rate.
+    sample_rate_hz : int
+        The file's rate.
+    frames : int
+        Frames decoded, at the file's rate.
+    container : str
+    """
+    handle, container, label, rate, channels, frames = _open(data, filename, max_duration_s)
+    if target_rate_hz is not None:
+        _check_rate(int(target_rate_hz), "requested sample rate")
+    resampling = target_rate_hz is not None and int(target_rate_hz) != rate
+    ratio = int(target_rate_hz) / rate if resampling else 1.0
+    out = np.zeros(int(np.ceil(frames * ratio)) + 64, dtype=np.float32)
+    buffer = np.empty((min(_BLOCK_FRAMES, max(frames, 1)), channels), dtype=np.float32)
+    mix = np.empty(buffer.shape[0], dtype=np.float32)
+    stream = None
+    if resampling:
+        import soxr
+
+        stream = soxr.ResampleStream(rate, int(target_rate_hz), 1, dtype="float32", quality="HQ")
+    written = [0]
+
+    def emit(samples: np.ndarray) -> None:
+        k = min(samples.size, out.size - written[0])
+        out[written[0] : written[0] + k] = samples[:k]
+        written[0] += k
+
+    def consume(block: np.ndarray, start: int) -> None:
+        if on_block is not None:
+            on_block(block, rate)
+        n = block.shape[0]
+        m = mix[:n]
+        if channels == 1:
+            m[:] = block[:, 0]
+        else:
+            np.add(block[:, 0], block[:, 1], out=m)
+            m *= np.float32(0.5)
+        emit(stream.resample_chunk(m, last=False) if stream is not None else m)
+
+    with handle:
+        read = _read_blocks(handle, label, filename, rate, frames, buffer_for=lambda start, n: buffer[:n], consume=consume)
+    _check_read(read, frames, rate, label, filename)
+    if stream is not None:
+        emit(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    n_out = int(np.ceil(read * ratio)) if resampling else read
+    return out[:n_out], rate, read, container
 
 
 def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

@@ -1,8 +1,9 @@
 """The analyzer service: the ``AnalyzeAudio`` RPC and the ``music.tracks.uploaded`` consumer.
 
 For each uploaded track the consumer reads the bytes from the object store, analyses them
-(in a worker thread, so the gRPC server stays responsive), stores the analysis in the track
-state (state ``analyzed``) and publishes ``music.tracks.analyzed``. Audio that can never be
+(in a worker process, see :class:`Analyzer`, so that the gRPC server stays responsive and
+every core is used), stores the analysis in the track state (state ``analyzed``) and
+publishes ``music.tracks.analyzed``. Audio that can never be
 analysed terminates the message, marks the track ``failed`` and publishes
 ``music.tracks.failed``.
 """
@@ -10,20 +11,37 @@ analysed terminates the message, marks the track ``failed`` and publishes
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import multiprocessing
+import os
+import pickle
+import signal
+import traceback
+from concurrent.futures.process import BrokenProcessPool
 
 import structlog
+from pydantic import Field
 
 from musicaas.analyzer.v1 import analyzer_pb2, analyzer_pb2_grpc
 from musicaas.common.v1 import common_pb2
 from musicaas.events.v1 import events_pb2
 from musicaas.runtime import bus as busmod
 from musicaas.runtime.bus import Bus, advance_state
-from musicaas.runtime.errors import InvalidArgument, MusicaasError, ResourceExhausted
+from musicaas.runtime.errors import InvalidArgument, MusicaasError, ResourceExhausted, Unavailable
 from musicaas.runtime.settings import ServiceSettings
-from musicaas_analyzer.analysis import analyze_bytes
+from musicaas_analyzer.analysis import analyze_bytes, warm_up
 from musicaas_analyzer.convert import analysis_to_proto
 
 log = structlog.get_logger()
+
+
+def _default_workers() -> int:
+    """One worker process per CPU core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class AnalyzerSettings(ServiceSettings):
@@ -32,16 +50,196 @@ class AnalyzerSettings(ServiceSettings):
     max_duration_s: float = 1800.0
     #: Largest encoded file accepted by AnalyzeAudio, in bytes.
     max_audio_bytes: int = 60 * 1024 * 1024
-    #: Analyses that run at once (threads).
-    concurrency: int = 2
+    #: Worker processes that run analyses (``MUSICAAS_WORKERS``); default: one per CPU core
+    #: available to the service. 0 runs analyses on ``concurrency`` threads in the service
+    #: process instead (no process start-up; numpy/librosa release the GIL only in parts).
+    workers: int = Field(default_factory=_default_workers, ge=0)
+    #: Analyses that run at once when ``workers`` is 0 (threads).
+    concurrency: int = Field(default=2, ge=1)
+
+
+# --- worker side -------------------------------------------------------------------------
+#
+# These functions run in the worker processes. The service process has gRPC and NATS threads
+# and must not be forked, so workers are forked from multiprocessing's fork server (a clean
+# single-threaded process started once, which imports the analysis stack and compiles
+# librosa's numba kernels first: a worker then starts in under a second instead of paying
+# ~8 s of imports and compilation each; "spawn" where there is no fork server). Everything
+# crossing the process boundary is picklable: the encoded bytes in, the serialized
+# TrackAnalysis out, and errors as MusicaasError subclasses (message only) or WorkerError.
+
+#: Modules the fork server imports before forking workers (missing ones are skipped). The
+#: librosa submodules compile numba ufuncs at import time.
+_PRELOAD = (
+    "numpy", "scipy.signal", "scipy.fft", "soundfile", "librosa", "librosa.core", "librosa.filters",
+    "librosa.onset", "librosa.beat", "librosa.feature", "librosa.sequence", "librosa.segment",
+    "librosa.util", "pyloudnorm", "musicaas_analyzer.analysis", "musicaas_analyzer.convert",
+)
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(list(_PRELOAD))  # only used when the fork server starts
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+class WorkerError(RuntimeError):
+    """An unexpected (non-domain) error inside an analysis worker; ``remote_traceback`` holds
+    the worker's traceback. Like any unexpected error it becomes INTERNAL at the gRPC
+    boundary and is retried by the event consumer."""
+
+    def __init__(self, message: str, remote_traceback: str = "") -> None:
+        super().__init__(message, remote_traceback)
+        self.message = message
+        self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _init_worker(blas_threads: int) -> None:
+    # Ctrl-C in a terminal signals the whole process group; the service decides when its
+    # workers stop (Analyzer.close), so a worker must not die mid-analysis on SIGINT.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=blas_threads)  # no BLAS/OpenMP oversubscription across workers
+    except Exception:  # noqa: BLE001 - an optimisation only
+        pass
+    warm_up()
+
+
+def _worker_pid() -> int:
+    return os.getpid()
+
+
+def _portable_error(exc: MusicaasError) -> MusicaasError:
+    """``exc``, or the nearest musicaas error class that survives pickling with its message."""
+    for cls in type(exc).__mro__:
+        if not (isinstance(cls, type) and issubclass(cls, MusicaasError)):
+            continue
+        candidate = exc if cls is type(exc) else cls(exc.message)
+        try:
+            pickle.loads(pickle.dumps(candidate))
+            return candidate
+        except Exception:  # noqa: BLE001 - try the parent class
+            continue
+    return MusicaasError(str(exc))
+
+
+def _analyze_to_wire(data: bytes, filename: str, max_duration_s: float) -> bytes:
+    """Analyse encoded audio; the serialized ``TrackAnalysis`` (runs in a worker)."""
+    try:
+        result = analyze_bytes(data, filename=filename or None, max_duration_s=max_duration_s)
+        return analysis_to_proto(result).SerializeToString()
+    except MusicaasError as exc:
+        raise _portable_error(exc) from None
+    except Exception as exc:  # noqa: BLE001 - must cross the process boundary intact
+        raise WorkerError(f"{type(exc).__name__}: {exc}", traceback.format_exc()) from None
+
+
+# --- service side ------------------------------------------------------------------------
 
 
 class Analyzer:
-    """Runs analyses on a bounded number of worker threads."""
+    """Runs analyses on a pool of ``settings.workers`` processes (or ``settings.concurrency``
+    threads when ``workers`` is 0), at most one analysis per worker at a time.
+
+    Use ``async with Analyzer(settings) as analyzer`` (starts and warms the workers, and
+    stops them at the end), or call :meth:`start` and :meth:`close` yourself; without
+    :meth:`start` the workers start on first use. A worker process that dies (killed for
+    memory, a crash in native code) is replaced by a fresh pool, and the analyses it took
+    down are run once more before an error is reported.
+    """
 
     def __init__(self, settings: AnalyzerSettings) -> None:
         self.settings = settings
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        self.workers = int(settings.workers)
+        self._slots = asyncio.Semaphore(self.workers or settings.concurrency)
+        self._closed = False
+        self._pool: concurrent.futures.Executor = self._new_pool()
+
+    def _new_pool(self) -> concurrent.futures.Executor:
+        if not self.workers:
+            return concurrent.futures.ThreadPoolExecutor(
+                max_workers=self.settings.concurrency, thread_name_prefix="analysis"
+            )
+        cpus = _default_workers()
+        return concurrent.futures.ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=_mp_context(),
+            initializer=_init_worker,
+            initargs=(max(1, cpus // self.workers),),
+        )
+
+    @staticmethod
+    async def _submit(pool: concurrent.futures.Executor, fn, *args):
+        if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
+            # submit() may start a worker process, which blocks (the first one until the fork
+            # server has imported everything): keep that off the event loop
+            future = await asyncio.to_thread(pool.submit, fn, *args)
+        else:
+            future = pool.submit(fn, *args)
+        return await asyncio.wrap_future(future)
+
+    async def start(self) -> None:
+        """Start every worker and pay the librosa/numba warm-up before the first request."""
+        if not self.workers:
+            await self._submit(self._pool, warm_up)
+            return
+        # The pool starts a process per submission while none is idle, so this starts them all.
+        await asyncio.gather(*(self._submit(self._pool, _worker_pid) for _ in range(self.workers)))
+
+    async def close(self, *, timeout_s: float | None = None) -> None:
+        """Stop the workers: queued analyses are cancelled, running ones get ``timeout_s``
+        seconds (default ``settings.shutdown_grace_s``) to finish before their processes are
+        terminated. Idempotent; ``analyze`` raises ``Unavailable`` afterwards."""
+        if timeout_s is None:
+            timeout_s = self.settings.shutdown_grace_s
+        if self._closed:
+            return
+        self._closed = True
+        pool = self._pool
+        done = asyncio.ensure_future(asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True))
+        try:
+            await asyncio.wait_for(asyncio.shield(done), timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("analysis_workers_terminated", after_s=timeout_s)
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                with contextlib.suppress(Exception):
+                    proc.terminate()
+            await done
+
+    async def __aenter__(self) -> "Analyzer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def _run(self, data: bytes, filename: str) -> bytes:
+        for attempt in (1, 2):
+            if self._closed:
+                raise Unavailable("the analyzer is shutting down")
+            pool = self._pool
+            try:
+                return await self._submit(pool, _analyze_to_wire, data, filename, self.settings.max_duration_s)
+            except BrokenProcessPool as exc:
+                # A worker died; every analysis it shared the pool with fails with this error.
+                if pool is self._pool and not self._closed:
+                    log.error("analysis_worker_died", attempt=attempt, error=str(exc))
+                    self._pool = self._new_pool()
+                    pool.shutdown(wait=False, cancel_futures=True)
+                if attempt == 2:
+                    raise MusicaasError("the analysis worker process died twice while analysing this file") from exc
+            except WorkerError as exc:
+                log.error("analysis_failed_unexpectedly", filename=filename, error=exc.message,
+                          worker_traceback=exc.remote_traceback)
+                raise
+        raise AssertionError("unreachable")
 
     async def analyze(self, data: bytes, filename: str) -> common_pb2.TrackAnalysis:
         if len(data) > self.settings.max_audio_bytes:
@@ -49,10 +247,8 @@ class Analyzer:
                 f"audio is {len(data)} bytes; the limit is {self.settings.max_audio_bytes} bytes"
             )
         async with self._slots:
-            result = await asyncio.to_thread(
-                analyze_bytes, data, filename=filename or None, max_duration_s=self.settings.max_duration_s
-            )
-        return analysis_to_proto(result)
+            wire = await self._run(data, filename)
+        return common_pb2.TrackAnalysis.FromString(wire)
 
 
 class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):

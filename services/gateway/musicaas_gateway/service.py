@@ -9,7 +9,13 @@
   Track ids are content-derived, so re-uploading the same bytes is idempotent.
 * ``GetTrack`` reads the track state.
 * ``GenerateTrack``, ``SimilarTracks``, ``Recommend`` call the generator and the
-  recommender with a deadline on every call.
+  recommender with a deadline on every call. ``GenerateTrackStream`` relays the generator's
+  progress stream; when the caller cancels, the downstream call is cancelled too, which
+  stops the generation.
+* ``SubmitGeneration`` records the job (state QUEUED) in the ``generations`` key-value
+  bucket and publishes ``music.generations.requested``; the generator consumes it.
+  ``GetGeneration`` reads the job (optionally with the MIDI and WAV bytes from the object
+  store). Submitting an existing generation id returns the existing job (idempotent).
 
 API keys come in ``authorization: Bearer <key>`` metadata and are compared in constant
 time (:func:`hmac.compare_digest`) against every configured key.
@@ -17,10 +23,13 @@ time (:func:`hmac.compare_digest`) against every configured key.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 
 import grpc
+import nats.errors
+import nats.js.errors
 import structlog
 
 from musicaas.common.v1 import common_pb2
@@ -29,12 +38,13 @@ from musicaas.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from musicaas.generator.v1 import generator_pb2, generator_pb2_grpc
 from musicaas.recommender.v1 import recommender_pb2, recommender_pb2_grpc
 from musicaas.runtime import bus as busmod
-from musicaas.runtime.bus import Bus, now_ts
+from musicaas.runtime.bus import Bus, new_id, now_ts
 from musicaas.runtime.errors import (
     InvalidArgument,
     NotFound,
     ResourceExhausted,
     Unauthenticated,
+    Unavailable,
     from_rpc_error,
 )
 from musicaas.runtime.settings import ServiceSettings
@@ -43,6 +53,8 @@ log = structlog.get_logger()
 
 #: Methods that need no API key (Kubernetes probes and tooling).
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+#: Key-value bucket of generation jobs (shared with the generator, which runs them).
+GENERATION_BUCKET = "generations"
 
 
 class GatewaySettings(ServiceSettings):
@@ -57,13 +69,18 @@ class GatewaySettings(ServiceSettings):
     recommend_timeout_s: float = 10.0
     #: Deadline of a generator call, in seconds.
     generate_timeout_s: float = 180.0
+    #: Deadline of a streamed generation (GenerateTrackStream), in seconds.
+    generate_stream_timeout_s: float = 600.0
 
 
 def sniff_audio_container(head: bytes) -> str | None:
     """Name of the audio container that ``head`` (the first bytes) starts with, or None.
 
-    Recognises RIFF/WAVE, FLAC, Ogg, MP3 (ID3 tag or an MPEG audio frame sync), AIFF.
+    Recognises RIFF/WAVE, FLAC, Ogg, MP3 (ID3 tag or an MPEG audio frame sync), AIFF, and
+    Standard MIDI Files (``MThd``; returned as ``"midi"``, which the analyzer reads as notes).
     """
+    if head[:4] == b"MThd":
+        return "midi"
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return "wav"
     if head[:4] == b"fLaC":
@@ -77,6 +94,30 @@ def sniff_audio_container(head: bytes) -> str | None:
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
         return "aiff"
     return None
+
+
+def to_gateway_response(resp: generator_pb2.GenerateTrackResponse) -> gateway_pb2.GenerateTrackResponse:
+    """The public response of a generation: the first piece's fields, then every piece."""
+    return gateway_pb2.GenerateTrackResponse(
+        generation_id=resp.generation_id,
+        track_id=resp.track_id,
+        params=resp.params,
+        midi=resp.midi,
+        audio_wav=resp.audio_wav,
+        duration_s=resp.duration_s,
+        pieces=resp.pieces,
+    )
+
+
+async def generations_bucket(bus: Bus):
+    """The ``generations`` key-value bucket of ``bus``'s JetStream (created when missing)."""
+    try:
+        return await bus.js.key_value(GENERATION_BUCKET)
+    except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
+        try:
+            return await bus.js.create_key_value(bucket=GENERATION_BUCKET, history=5, replicas=bus.replicas)
+        except nats.js.errors.BadRequestError:  # created concurrently by the generator
+            return await bus.js.key_value(GENERATION_BUCKET)
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
@@ -132,6 +173,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self.settings = settings
         self.generator = generator_pb2_grpc.GeneratorServiceStub(generator_channel)
         self.recommender = recommender_pb2_grpc.RecommenderServiceStub(recommender_channel)
+        self._jobs_kv = None
+        self._jobs_lock = asyncio.Lock()
+
+    async def _jobs(self):
+        """The ``generations`` key-value bucket (created when missing)."""
+        if self._jobs_kv is None:
+            async with self._jobs_lock:
+                if self._jobs_kv is None:
+                    self._jobs_kv = await generations_bucket(self.bus)
+        return self._jobs_kv
 
     async def UploadTrack(self, request_iterator, context) -> gateway_pb2.UploadTrackResponse:
         meta = None
@@ -158,7 +209,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         if container is None:
             raise InvalidArgument(
                 f"upload {meta.filename!r} is not a supported audio file: its first bytes are no "
-                "WAV, FLAC, Ogg or MP3 header"
+                "WAV, FLAC, Ogg, MP3 or MIDI header"
             )
         track_id = "trk_" + hashlib.sha256(data).hexdigest()[:24]
         existing = await self.bus.get_track(track_id)
@@ -205,14 +256,76 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc, what="generator.GenerateTrack") from exc
-        return gateway_pb2.GenerateTrackResponse(
-            generation_id=resp.generation_id,
-            track_id=resp.track_id,
-            params=resp.params,
-            midi=resp.midi,
-            audio_wav=resp.audio_wav,
-            duration_s=resp.duration_s,
+        return to_gateway_response(resp)
+
+    async def GenerateTrackStream(self, request, context):
+        call = self.generator.GenerateTrackStream(
+            generator_pb2.GenerateTrackRequest(params=request.params, generation_id=request.generation_id),
+            timeout=self.settings.generate_stream_timeout_s,
         )
+        try:
+            async for event in call:
+                out = gateway_pb2.GenerateTrackStreamResponse(
+                    generation_id=event.generation_id, stage=event.stage, variation=event.variation,
+                    num_variations=event.num_variations, fraction=event.fraction, message=event.message,
+                )
+                if event.HasField("result"):
+                    out.result.CopyFrom(to_gateway_response(event.result))
+                yield out
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc, what="generator.GenerateTrackStream") from exc
+        finally:
+            # the caller went away (or we failed): cancelling the downstream call stops the generation
+            call.cancel()
+
+    async def SubmitGeneration(self, request, context) -> gateway_pb2.SubmitGenerationResponse:
+        if not request.HasField("params"):
+            raise InvalidArgument("params is missing: expected at least params.key")
+        generation_id = request.generation_id or new_id("gen")
+        kv = await self._jobs()
+        job = generator_pb2.GenerationJob(
+            generation_id=generation_id, state=generator_pb2.GENERATION_STATE_QUEUED, params=request.params,
+            created_at=now_ts(), updated_at=now_ts(),
+        )
+        try:
+            await kv.create(generation_id, job.SerializeToString())
+        except nats.js.errors.KeyWrongLastSequenceError:
+            existing = await self._get_job(generation_id)
+            if existing is not None:  # idempotent: the same id was submitted before
+                return gateway_pb2.SubmitGenerationResponse(generation_id=generation_id, state=existing.state)
+        except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError) as exc:
+            raise Unavailable(f"could not record generation {generation_id}: {exc}") from exc
+        await self.bus.publish(
+            busmod.GENERATIONS_REQUESTED,
+            events_pb2.GenerationRequested(generation_id=generation_id, params=request.params),
+            event_id=f"requested:{generation_id}",
+        )
+        log.info("generation_submitted", generation_id=generation_id)
+        return gateway_pb2.SubmitGenerationResponse(generation_id=generation_id, state=generator_pb2.GENERATION_STATE_QUEUED)
+
+    async def _get_job(self, generation_id: str) -> generator_pb2.GenerationJob | None:
+        kv = await self._jobs()
+        try:
+            entry = await kv.get(generation_id)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError) as exc:
+            raise Unavailable(f"could not read generation {generation_id}: {exc}") from exc
+        if not entry.value:
+            return None
+        return generator_pb2.GenerationJob.FromString(entry.value)
+
+    async def GetGeneration(self, request, context) -> gateway_pb2.GetGenerationResponse:
+        if not request.generation_id:
+            raise InvalidArgument("generation_id is empty")
+        job = await self._get_job(request.generation_id)
+        if job is None:
+            raise NotFound(f"generation {request.generation_id!r} not found")
+        if request.include_data and job.state == generator_pb2.GENERATION_STATE_COMPLETED:
+            for piece in job.pieces:
+                piece.midi = await self.bus.get_blob(piece.midi_blob)
+                piece.audio_wav = await self.bus.get_blob(piece.audio_blob)
+        return gateway_pb2.GetGenerationResponse(generation=job)
 
     async def SimilarTracks(self, request, context) -> gateway_pb2.SimilarTracksResponse:
         try:

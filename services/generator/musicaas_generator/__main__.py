@@ -12,7 +12,7 @@ from musicaas.runtime.bus import Bus
 from musicaas.runtime.errors import Unavailable
 from musicaas.runtime.logging import configure_logging
 from musicaas.runtime.server import GrpcService, run_service
-from musicaas_generator.service import Generator, GeneratorServicer, GeneratorSettings
+from musicaas_generator.service import Generator, GeneratorServicer, GeneratorSettings, JobStore
 from musicaas_generator.triton_client import TritonGenerator
 
 
@@ -24,19 +24,22 @@ async def main(settings: GeneratorSettings | None = None, *, stop: asyncio.Event
         bus = await stack.enter_async_context(
             Bus.from_settings(settings, name="generator")
         )
+        jobs = await JobStore.open(bus)
         triton = await stack.enter_async_context(TritonGenerator(settings.triton_url, timeout_s=settings.triton_timeout_s))
         try:
             await triton.wait_ready(settings.triton_wait_s)
         except Unavailable as exc:
             # Serve anyway: calls answer UNAVAILABLE until Triton is back, no restart needed.
             log.warning("model_server_not_ready", url=settings.triton_url, error=exc.message)
-        generator = Generator(bus, triton, settings)
+        generator = Generator(bus, triton, settings, jobs)
         await run_service(
             name="generator",
             host=settings.grpc_host,
             port=settings.grpc_port,
             services=[GrpcService(GeneratorServicer(generator), generator_pb2_grpc.add_GeneratorServiceServicer_to_server,
                                   "musicaas.generator.v1.GeneratorService")],
+            # asynchronous jobs (music.generations.requested), one at a time
+            background=[generator.consume_requests],
             grace_s=settings.shutdown_grace_s,
             max_message_bytes=settings.max_message_bytes,
             stop=stop,

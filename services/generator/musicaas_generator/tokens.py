@@ -2,8 +2,22 @@
 
 The vocabulary is the miditok REMI tokenizer saved next to the checkpoint
 (``musicaas_model/checkpoint/tokenizer.json``, written by ``musicaas_model.train``).
-It holds the control tokens as special tokens, so a prompt is just three lookups:
-``[Key_<tonic>-<mode>, Bars_<n>, BOS_None]``.
+It holds the control tokens as special tokens, so a prompt is a few lookups::
+
+    [Style_<s>, Key_<tonic>-<mode>, Metre_<n>-<d>, TempoBin_<i>, Inst_<family>, Bars_<n>, BOS_None] + primer
+
+(a vocabulary without the style/metre/tempo/instrument tokens, i.e. a checkpoint
+trained before they existed, gets ``[Key, Bars, BOS] + primer``). The controls are
+conditioning tokens in the manner of CTRL (Keskar et al., "CTRL: A Conditional
+Transformer Language Model for Controllable Generation", 2019) and of the
+attribute-controlled music models of Sarmento et al. (2023) and von Rütte et al.
+("FIGARO", ICLR 2023).
+
+Primers (:func:`midi_to_primer_tokens`) are REMI ids of the first bars of a MIDI file;
+the server returns them followed by the continuation. Melodies to harmonise
+(:func:`parse_melody`) are monophonic lines quantised to the 16th-note grid of the
+tokenizer; :func:`soprano_kept` measures how many of them are the top voice of a
+generated piece.
 
 miditok's package ``__init__`` opportunistically imports its PyTorch dataset helpers
 when torch is importable; :func:`_import_miditok` hides torch during that import so
@@ -18,6 +32,7 @@ import importlib.util
 import os
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -32,7 +47,21 @@ DEFAULT_PROGRAM = 0
 #: Resolution of the MIDI files written (the tokenizer's own grid is 4 ticks per quarter).
 MIDI_TICKS_PER_QUARTER = 480
 
-_CONTROL_PREFIXES = ("Key_", "Bars_")
+_CONTROL_PREFIXES = ("Key_", "Bars_", "Style_", "Metre_", "TempoBin_", "Inst_")
+
+SUPPORTED_METRES = contract.SUPPORTED_METRES
+STYLES = contract.STYLES
+#: Upper edges (bpm, exclusive) of the tempo bins 0..6; bin 7 is >= the last edge.
+TEMPO_BIN_EDGES = (60.0, 72.0, 84.0, 96.0, 108.0, 120.0, 144.0)
+#: The 16 General MIDI instrument families (program // 8), the ``Inst_<i>`` control.
+INSTRUMENT_FAMILIES = (
+    "piano", "chromatic-percussion", "organ", "guitar", "bass", "strings", "ensemble", "brass",
+    "reed", "pipe", "synth-lead", "synth-pad", "synth-effects", "ethnic", "percussive", "sound-effects",
+)
+#: Tempo and GM program used for the controls when the request leaves them out.
+STYLE_DEFAULTS = {"chorale": {"tempo_bpm": 80.0, "program": 52}, "folk": {"tempo_bpm": 108.0, "program": 73}}
+#: Sixteenth notes per beat of the tokenizer's position grid.
+GRID_PER_BEAT = 4
 _NON_MUSIC = ("PAD_None", "BOS_None", "EOS_None")
 _import_lock = threading.Lock()
 
@@ -94,18 +123,276 @@ def bars_token(num_bars: int) -> str:
     return f"Bars_{num_bars}"
 
 
-def build_prompt(key: Key, num_bars: int, *, tokenizer=None) -> list[int]:
-    """Prompt ids for a piece of ``num_bars`` bars in ``key``: ``[Key_*, Bars_*, BOS]``.
+def style_token(style: str) -> str:
+    return f"Style_{style}"
+
+
+def metre_token(metre: str) -> str:
+    """``Metre_4-4`` / ``Metre_3-4``."""
+    return "Metre_" + metre.replace("/", "-")
+
+
+def tempo_bin(tempo_bpm: float) -> int:
+    """Index 0..7 of the tempo bin holding ``tempo_bpm`` (:data:`TEMPO_BIN_EDGES`)."""
+    for i, edge in enumerate(TEMPO_BIN_EDGES):
+        if tempo_bpm < edge:
+            return i
+    return len(TEMPO_BIN_EDGES)
+
+
+def tempo_token(tempo_bpm: float) -> str:
+    return f"TempoBin_{tempo_bin(tempo_bpm)}"
+
+
+def instrument_family(program: int) -> int:
+    """General MIDI family (0..15) of a program."""
+    return int(program) // 8
+
+
+def instrument_token(program: int) -> str:
+    return f"Inst_{instrument_family(program)}"
+
+
+def control_token_names(max_bars: int = contract.MAX_BARS) -> list[str]:
+    """Every control token name, in vocabulary order (keys, bar counts, styles, metres, tempo bins, instruments)."""
+    from musicaas.keys import ALL_KEYS
+
+    return (
+        [key_token(k) for k in ALL_KEYS]
+        + [bars_token(n) for n in range(1, max_bars + 1)]
+        + [style_token(s) for s in STYLES]
+        + [metre_token(m) for m in SUPPORTED_METRES]
+        + [f"TempoBin_{i}" for i in range(len(TEMPO_BIN_EDGES) + 1)]
+        + [f"Inst_{i}" for i in range(len(INSTRUMENT_FAMILIES))]
+    )
+
+
+def control_prefix_names(key: Key, num_bars: int, *, metre: str = "4/4", tempo_bpm: float | None = None,
+                         style: str = "chorale", instrument: int | None = None) -> list[str]:
+    """Names of the control prefix (before ``BOS``) for validated controls; shared with training."""
+    defaults = STYLE_DEFAULTS[style]
+    tempo = defaults["tempo_bpm"] if tempo_bpm is None else tempo_bpm
+    program = defaults["program"] if instrument is None else instrument
+    return [style_token(style), key_token(key), metre_token(metre), tempo_token(tempo), instrument_token(program),
+            bars_token(num_bars)]
+
+
+def _time_signature_names(ids: Sequence[int], tok) -> set[str]:
+    inverse = {i: name for name, i in tok.vocab.items()}
+    return {inverse[t][len("TimeSig_"):] for t in ids if inverse.get(t, "").startswith("TimeSig_")}
+
+
+def build_prompt(
+    key: Key,
+    num_bars: int,
+    *,
+    metre: str = "4/4",
+    tempo_bpm: float | None = None,
+    style: str = "chorale",
+    instrument: int | None = None,
+    primer_tokens: Sequence[int] = (),
+    tokenizer=None,
+) -> list[int]:
+    """Prompt ids for ``num_bars`` new bars in ``key`` with the given controls.
+
+    ``[Style, Key, Metre, TempoBin, Inst, Bars, BOS] + primer_tokens``. ``Bars`` states the
+    length of the whole piece (the primer's bars plus ``num_bars``, capped at 32); the
+    server generates ``num_bars`` bars after the primer and returns primer + continuation.
+    ``tempo_bpm``/``instrument`` left out take the style's defaults
+    (:data:`STYLE_DEFAULTS`). With a vocabulary that predates these controls (old
+    checkpoint) they are validated but only ``[Key, Bars, BOS] + primer`` is built.
 
     Raises
     ------
     InvalidArgument
-        When ``num_bars`` is outside [1, 32] (the message names ``num_bars``).
+        Naming the field: ``num_bars`` outside [1, 32], ``metre`` not in
+        :data:`SUPPORTED_METRES`, ``style`` not in :data:`STYLES`, ``tempo_bpm`` outside
+        [20, 300], ``instrument`` outside [0, 127], ``primer_tokens`` with ids outside the
+        vocabulary or a time signature other than ``metre``, or a prompt longer than
+        :data:`contract.MAX_PROMPT_TOKENS`.
     """
     num_bars = contract.validate_num_bars(num_bars)
+    metre = contract.validate_metre(metre)
+    style = contract.validate_style(style)
+    if tempo_bpm is not None:
+        tempo_bpm = contract.validate_tempo(tempo_bpm)
+    instrument = contract.validate_instrument(instrument)
     tok = tokenizer if tokenizer is not None else load_tokenizer()
     vocab = tok.vocab
-    return [vocab[key_token(key)], vocab[bars_token(num_bars)], vocab["BOS_None"]]
+    primer = [int(t) for t in primer_tokens]
+    if primer:
+        if min(primer) < 0 or max(primer) >= len(vocab):
+            raise InvalidArgument(f"primer_tokens: ids outside the vocabulary [0, {len(vocab)})")
+        primer = music_tokens(primer, tokenizer=tok)
+        sigs = _time_signature_names(primer, tok)
+        if sigs and sigs != {metre}:
+            raise InvalidArgument(f"primer_midi: time signature {', '.join(sorted(sigs))} does not match metre {metre}")
+    primer_bars = sum(1 for t in primer if t == vocab["Bar_None"])
+    total_bars = min(contract.MAX_BARS, primer_bars + num_bars)
+    names = control_prefix_names(key, total_bars, metre=metre, tempo_bpm=tempo_bpm, style=style, instrument=instrument)
+    if not all(n in vocab for n in names):  # vocabulary of an older checkpoint
+        names = [key_token(key), bars_token(total_bars)]
+    prompt = [vocab[n] for n in names] + [vocab["BOS_None"]] + primer
+    if len(prompt) > contract.MAX_PROMPT_TOKENS:
+        raise InvalidArgument(
+            f"primer_tokens: the prompt holds {len(prompt)} ids, more than {contract.MAX_PROMPT_TOKENS}; use fewer bars"
+        )
+    return prompt
+
+
+def _parse_midi(midi: bytes, field: str):
+    """``symusic.Score`` (ticks) of MIDI bytes; :class:`InvalidArgument` naming ``field`` when it does not parse."""
+    import symusic
+
+    if not midi:
+        raise InvalidArgument(f"{field}: empty MIDI file")
+    if not bytes(midi[:4]) == b"MThd":
+        raise InvalidArgument(f"{field}: not a Standard MIDI File (no MThd header)")
+    try:
+        return symusic.Score.from_midi(bytes(midi))
+    except Exception as exc:
+        raise InvalidArgument(f"{field}: malformed MIDI file ({exc})") from None
+
+
+def _melodic_notes(score) -> list[tuple[int, int, int]]:
+    return sorted((n.time, n.duration, n.pitch) for t in score.tracks if not t.is_drum for n in t.notes)
+
+
+def midi_to_primer_tokens(midi: bytes, *, max_bars: int = 8, tokenizer=None) -> list[int]:
+    """REMI ids of the first ``max_bars`` bars of a MIDI file (all melodic tracks merged), to continue.
+
+    The file's first time signature sets the bar length (4/4 when it has none); notes
+    starting after ``max_bars`` bars are dropped and the last kept ones are cut at the
+    bar line; pitches outside the tokenizer's range are dropped.
+
+    Raises
+    ------
+    InvalidArgument
+        ``primer_midi: ...`` for empty or malformed MIDI, or a file without notes.
+    """
+    import symusic
+
+    if isinstance(max_bars, bool) or not isinstance(max_bars, int) or not 1 <= max_bars <= contract.MAX_BARS:
+        raise InvalidArgument(f"max_bars must be in [1, {contract.MAX_BARS}], got {max_bars!r}")
+    score = _parse_midi(midi, "primer_midi")
+    notes = _melodic_notes(score)
+    if not notes:
+        raise InvalidArgument("primer_midi: the file holds no notes")
+    tok = tokenizer if tokenizer is not None else load_tokenizer()
+    tpq = score.ticks_per_quarter
+    num, den = 4, 4
+    if score.time_signatures:
+        ts = score.time_signatures[0]
+        num, den = int(ts.numerator), int(ts.denominator)
+    bar_ticks = int(round(tpq * num * 4 / den))
+    end = bar_ticks * max_bars
+    out = symusic.Score(tpq)
+    out.time_signatures.append(symusic.TimeSignature(0, num, den))
+    track = symusic.Track(program=0, is_drum=False, name="primer")
+    lo, hi = tok.config.pitch_range
+    for start, duration, pitch in notes:
+        if start >= end or not lo <= pitch < hi:
+            continue
+        track.notes.append(symusic.Note(int(start), max(1, int(min(duration, end - start))), int(pitch), 80))
+    if not track.notes:
+        raise InvalidArgument(f"primer_midi: no notes in the tokenizer's pitch range within the first {max_bars} bars")
+    out.tracks.append(track)
+    try:
+        seq = tok.encode(out)
+    except Exception as exc:
+        raise InvalidArgument(f"primer_midi: cannot be tokenised ({exc})") from None
+    if isinstance(seq, list):
+        seq = seq[0]
+    ids = music_tokens(seq.ids, tokenizer=tok)
+    if not ids:
+        raise InvalidArgument("primer_midi: the file holds no notes the tokenizer can encode")
+    return ids
+
+
+@dataclass(frozen=True)
+class MelodyNote:
+    """One note of a melody to harmonise, in beats (quarter notes) from the start of the piece."""
+
+    start_beats: float
+    duration_beats: float
+    pitch: int
+
+
+def parse_melody(midi: bytes) -> list[MelodyNote]:
+    """The monophonic melody of a MIDI file, quantised to the 16th-note grid.
+
+    All melodic tracks are merged; onsets and durations are rounded to 1/4 beat (a note
+    is at least 1/4 beat long). Overlaps of up to 1/8 beat (legato playing) are cut.
+
+    Raises
+    ------
+    InvalidArgument
+        ``melody_midi: ...`` for empty or malformed MIDI, a file without notes, more than
+        :data:`contract.MAX_MELODY_NOTES` notes, or notes that overlap (not monophonic;
+        the message gives the time, in beats, of the overlapping notes).
+    """
+    score = _parse_midi(midi, "melody_midi")
+    notes = _melodic_notes(score)
+    if not notes:
+        raise InvalidArgument("melody_midi: the file holds no notes")
+    if len(notes) > contract.MAX_MELODY_NOTES:
+        raise InvalidArgument(f"melody_midi: {len(notes)} notes, more than {contract.MAX_MELODY_NOTES}")
+    tpq = float(score.ticks_per_quarter)
+    tolerance = tpq / 8
+    for (s1, d1, p1), (s2, _d2, p2) in zip(notes, notes[1:]):
+        if s2 < s1 + d1 - tolerance:
+            raise InvalidArgument(
+                f"melody_midi: not monophonic: the notes at beat {s1 / tpq:g} (pitch {p1}) and beat {s2 / tpq:g} "
+                f"(pitch {p2}) overlap"
+            )
+    out: list[MelodyNote] = []
+    for i, (start, duration, pitch) in enumerate(notes):
+        q_start = round(start / tpq * GRID_PER_BEAT) / GRID_PER_BEAT
+        q_end = round((start + duration) / tpq * GRID_PER_BEAT) / GRID_PER_BEAT
+        if i + 1 < len(notes):
+            q_end = min(q_end, round(notes[i + 1][0] / tpq * GRID_PER_BEAT) / GRID_PER_BEAT)
+        if out and q_start <= out[-1].start_beats:
+            raise InvalidArgument(
+                f"melody_midi: not monophonic: two notes start at beat {q_start:g} on the 16th-note grid"
+            )
+        q_dur = max(1.0 / GRID_PER_BEAT, q_end - q_start)
+        out.append(MelodyNote(q_start, q_dur, int(pitch)))
+    for a, b in zip(out, out[1:]):  # a minimum-length note may now reach the next onset
+        if a.start_beats + a.duration_beats > b.start_beats:
+            raise InvalidArgument(f"melody_midi: not monophonic: the notes at beats {a.start_beats:g} and "
+                                  f"{b.start_beats:g} overlap on the 16th-note grid")
+    return out
+
+
+def melody_bars(melody: Sequence[MelodyNote], metre: str = "4/4") -> int:
+    """Number of bars the melody spans in ``metre`` (what ``num_bars`` must at least be)."""
+    num, den = (int(x) for x in contract.validate_metre(metre).split("/"))
+    bar_beats = num * 4 / den
+    end = max(n.start_beats + n.duration_beats for n in melody) if melody else 0.0
+    return max(1, int(-(-round(end * GRID_PER_BEAT) // round(bar_beats * GRID_PER_BEAT))))
+
+
+def soprano_kept(generated_midi: bytes, melody: Sequence[MelodyNote]) -> float:
+    """Share of ``melody`` notes that are the highest voice of ``generated_midi`` at their onset.
+
+    A melody note counts when the piece has a note of the same pitch starting at the same
+    time (within 1/8 beat) and no note sounding at that instant is higher. 0 for an
+    empty melody.
+    """
+    if not melody:
+        return 0.0
+    score = _parse_midi(generated_midi, "generated_midi")
+    tpq = float(score.ticks_per_quarter)
+    notes = [(n[0] / tpq, (n[0] + n[1]) / tpq, n[2]) for n in _melodic_notes(score)]
+    eps = 1.0 / 8
+    kept = 0
+    for m in melody:
+        t = float(m.start_beats)
+        starts_here = any(abs(s - t) < eps and p == m.pitch for s, _e, p in notes)
+        sounding = [p for s, e, p in notes if s <= t + 1e-3 and e > t + 1e-3]
+        if starts_here and sounding and max(sounding) == m.pitch:
+            kept += 1
+    return kept / len(melody)
 
 
 def token_names(tokens: Iterable[int], *, tokenizer=None) -> list[str]:
@@ -128,8 +415,12 @@ def music_tokens(tokens: Iterable[int], *, tokenizer=None) -> list[int]:
     return out
 
 
-def tokens_to_score(tokens: Sequence[int], *, tempo_bpm: float, program: int = DEFAULT_PROGRAM, tokenizer=None):
-    """Decode ids into a one-track ``symusic.Score`` (ticks) with a single tempo of ``tempo_bpm``."""
+def tokens_to_score(tokens: Sequence[int], *, tempo_bpm: float, program: int = DEFAULT_PROGRAM, metre: str = "4/4",
+                    tokenizer=None):
+    """Decode ids into a one-track ``symusic.Score`` (ticks) with a single tempo of ``tempo_bpm``.
+
+    The time signature is the tokens' own (``TimeSig``); ``metre`` is written when they hold none.
+    """
     import symusic
 
     tempo_bpm = contract.validate_tempo(tempo_bpm)
@@ -144,7 +435,8 @@ def tokens_to_score(tokens: Sequence[int], *, tempo_bpm: float, program: int = D
     score.tempos.clear()
     score.tempos.append(symusic.Tempo(0, float(tempo_bpm)))
     if not score.time_signatures:
-        score.time_signatures.append(symusic.TimeSignature(0, 4, 4))
+        num, den = (int(x) for x in contract.validate_metre(metre or "4/4").split("/"))
+        score.time_signatures.append(symusic.TimeSignature(0, num, den))
     if not score.tracks:
         score.tracks.append(symusic.Track(program=int(program), is_drum=False, name="musicaas"))
     for track in score.tracks:
@@ -154,7 +446,8 @@ def tokens_to_score(tokens: Sequence[int], *, tempo_bpm: float, program: int = D
     return score
 
 
-def tokens_to_midi(tokens: Sequence[int], *, tempo_bpm: float, program: int = DEFAULT_PROGRAM, tokenizer=None) -> bytes:
+def tokens_to_midi(tokens: Sequence[int], *, tempo_bpm: float, program: int = DEFAULT_PROGRAM, metre: str = "4/4",
+                   tokenizer=None) -> bytes:
     """Decode generated ids into Standard MIDI File bytes at ``tempo_bpm`` (quarter notes per minute).
 
     Padding, BOS/EOS and control tokens are ignored, so the model's raw output (with
@@ -165,4 +458,5 @@ def tokens_to_midi(tokens: Sequence[int], *, tempo_bpm: float, program: int = DE
     InvalidArgument
         When ``tempo_bpm`` is outside [20, 300] (the message names ``tempo_bpm``).
     """
-    return bytes(tokens_to_score(tokens, tempo_bpm=tempo_bpm, program=program, tokenizer=tokenizer).dumps_midi())
+    score = tokens_to_score(tokens, tempo_bpm=tempo_bpm, program=program, metre=metre, tokenizer=tokenizer)
+    return bytes(score.dumps_midi())

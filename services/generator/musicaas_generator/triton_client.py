@@ -105,6 +105,9 @@ class TritonGenerator:
             return DeadlineExceeded(f"model server at {self.url} did not answer within {timeout_s:g}s")
         if status == "INVALID_ARGUMENT":
             return InvalidArgument(f"model server at {self.url} rejected the request: {detail}")
+        if "ValueError: " in detail:  # the model's own argument checks (PyTriton reports them as INTERNAL)
+            reason = detail.rsplit("ValueError: ", 1)[1].strip().splitlines()[0]
+            return InvalidArgument(f"model server at {self.url} rejected the request: {reason}")
         return self._unavailable(f"{status or type(exc).__name__}: {detail}")
 
     # ------------------------------------------------------------------ health
@@ -139,8 +142,12 @@ class TritonGenerator:
     # ------------------------------------------------------------------ inference
 
     @staticmethod
-    def build_inputs(prompt_tokens: Sequence[int], *, temperature: float, seed: int, num_bars: int, max_new_tokens: int):
-        """``tritonclient.grpc.InferInput`` objects for one request (batch of 1), validated."""
+    def build_inputs(prompt_tokens: Sequence[int], *, temperature: float, seed: int, num_bars: int, max_new_tokens: int,
+                     top_k: int = 0, top_p: float = 1.0, melody: Sequence | None = None, key_guidance: bool = True):
+        """``tritonclient.grpc.InferInput`` objects for one request (batch of 1), validated.
+
+        ``MELODY`` is sent only when a melody is given (it is an optional input).
+        """
         from tritonclient.grpc import InferInput
 
         prompt = contract.validate_prompt(prompt_tokens)
@@ -150,9 +157,17 @@ class TritonGenerator:
             contract.SEED: np.asarray([[contract.validate_seed(seed)]], dtype=np.int64),
             contract.NUM_BARS: np.asarray([[contract.validate_num_bars(num_bars)]], dtype=np.int32),
             contract.MAX_NEW_TOKENS: np.asarray([[contract.validate_max_new_tokens(max_new_tokens)]], dtype=np.int32),
+            contract.TOP_K: np.asarray([[contract.validate_top_k(top_k)]], dtype=np.int32),
+            contract.TOP_P: np.asarray([[contract.validate_top_p(top_p)]], dtype=np.float32),
+            contract.KEY_GUIDANCE: np.asarray([[1 if key_guidance else 0]], dtype=np.int32),
         }
+        if melody is not None:
+            notes = contract.validate_melody(melody)
+            values[contract.MELODY] = np.asarray([[x for note in notes for x in note]], dtype=np.float32)
         inputs = []
         for name, dtype, triton_dtype, _shape in contract.INPUTS:
+            if name not in values:
+                continue
             array = values[name].astype(dtype, copy=False)
             item = InferInput(name, list(array.shape), triton_dtype)
             item.set_data_from_numpy(array)
@@ -168,8 +183,18 @@ class TritonGenerator:
         num_bars: int,
         max_new_tokens: int | None = None,
         timeout_s: float | None = None,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        melody: Sequence | None = None,
+        key_guidance: bool = True,
     ) -> list[int]:
         """Sample a continuation of ``prompt_tokens`` on the server.
+
+        With a primer in the prompt (ids after ``BOS``) the result starts with the primer.
+        With ``melody`` the server harmonises it: it samples the other voices while
+        forcing every melody note to be the top voice at its onset (constrained
+        decoding), so the decoded MIDI keeps 100% of the melody (see
+        :func:`musicaas_generator.tokens.soprano_kept`).
 
         Parameters
         ----------
@@ -183,6 +208,18 @@ class TritonGenerator:
             Default :func:`contract.default_max_new_tokens` of ``num_bars``.
         timeout_s : float, optional
             Deadline of this call (default: the client's ``timeout_s``).
+        top_k : int in [0, 1000]
+            Sample among the ``top_k`` most likely ids (0 = off; Fan et al. 2018).
+        top_p : float in (0, 1]
+            Nucleus sampling: the smallest set of ids holding ``top_p`` of the mass (1.0 = off;
+            Holtzman et al. 2020).
+        melody : sequence of MelodyNote, optional
+            Melody to harmonise (:func:`musicaas_generator.tokens.parse_melody`); it must fit
+            in ``num_bars`` bars and the prompt must hold no primer.
+        key_guidance : bool
+            Key-guided decoding (default): pitches outside the requested key's scale are
+            masked and the first and last bar keep to the tonic triad (melody notes are
+            never masked). False samples the model's own distribution.
 
         Returns
         -------
@@ -201,7 +238,8 @@ class TritonGenerator:
         if max_new_tokens is None:
             max_new_tokens = contract.default_max_new_tokens(contract.validate_num_bars(num_bars))
         inputs = self.build_inputs(
-            prompt_tokens, temperature=temperature, seed=seed, num_bars=num_bars, max_new_tokens=max_new_tokens
+            prompt_tokens, temperature=temperature, seed=seed, num_bars=num_bars, max_new_tokens=max_new_tokens,
+            top_k=top_k, top_p=top_p, melody=melody, key_guidance=key_guidance,
         )
         from tritonclient.grpc import InferRequestedOutput
 

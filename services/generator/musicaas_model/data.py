@@ -68,8 +68,11 @@ def bars_token(num_bars: int) -> str:
 
 
 def control_tokens() -> list[str]:
-    """All control token names, in vocabulary order (24 keys then 32 bar counts)."""
-    return [key_token(k) for k in ALL_KEYS] + [bars_token(n) for n in range(1, MAX_BARS + 1)]
+    """All control token names, in vocabulary order (24 keys, 32 bar counts, 2 styles, 2 metres,
+    8 tempo bins, 16 GM instrument families; see :func:`musicaas_generator.tokens.control_token_names`)."""
+    from musicaas_generator.tokens import control_token_names
+
+    return control_token_names(MAX_BARS)
 
 
 def tokenizer_config_kwargs() -> dict:
@@ -123,6 +126,7 @@ class ChoraleRecord:
     key_index: int
     time_signature: tuple[int, int]
     notes: list[tuple[float, float, int]] = field(default_factory=list)
+    style: str = "chorale"
 
     @property
     def key(self) -> Key:
@@ -176,6 +180,118 @@ def _parse_chorale(path) -> ChoraleRecord | None:
     notes.sort()
     name = Path(str(path)).name.rsplit(".", 1)[0]
     return ChoraleRecord(name, _group_of(name), key.index, time_signature, notes)
+
+
+#: Essen folksong collection files (music21's ``essenFolksong``, ABC) used as the ``folk`` style, in order.
+FOLK_FILES = ("erk20", "boehme10", "kinder0", "altdeu10", "erk10", "fink0", "boehme20", "altdeu20", "erk30")
+#: Cap on the number of folk tunes kept (keeps parsing to a few minutes).
+MAX_FOLK_PIECES = 1200
+
+
+def _folk_key(score, flat) -> Key | None:
+    """Key of an Essen tune: the key signature plus the final note.
+
+    The ABC encodings only carry a key signature (music21 reads every ``K:`` field as
+    major), so the tonic is the last note's pitch class: the tune is major when it
+    ends on the signature's major tonic, minor when it ends on its relative minor
+    tonic, and ``None`` (dropped: modal or incomplete) otherwise.
+    """
+    sigs = list(flat.getElementsByClass("KeySignature"))
+    notes = list(flat.notes)
+    if not sigs or not notes:
+        return None
+    sharps = sigs[0].sharps
+    major_pc = (7 * sharps) % 12
+    last = notes[-1].pitches[-1].pitchClass
+    if last == major_pc:
+        return Key(major_pc, "major")
+    if last == (major_pc + 9) % 12:
+        return Key(last, "minor")
+    return None
+
+
+def _parse_score(score, name: str, group: str, *, key: Key | None = None, style: str = "chorale") -> ChoraleRecord | None:
+    """A parsed music21 score as a record (``None`` when unusable); ``key`` overrides the written key."""
+    flat = score.flatten()
+    if key is None:
+        keys = list(flat.getElementsByClass("Key"))
+        if not keys or keys[0].mode not in ("major", "minor"):
+            return None
+        key = Key(keys[0].tonic.pitchClass, keys[0].mode)
+    sigs = {(ts.numerator, ts.denominator) for ts in flat.getElementsByClass("TimeSignature")}
+    if len(sigs) != 1 or next(iter(sigs)) not in TIME_SIGNATURES:
+        return None
+    time_signature = next(iter(sigs))
+    bar_q = time_signature[0] * 4.0 / time_signature[1]
+    parts = list(score.parts) or [score]
+    measures = list(parts[0].getElementsByClass("Measure"))
+    shift = 0.0
+    if measures:
+        first = measures[0]
+        shift = float(first.paddingLeft or 0.0)
+        if shift == 0.0 and first.number == 0 and first.duration.quarterLength < bar_q:
+            shift = bar_q - float(first.duration.quarterLength)
+    notes: list[tuple[float, float, int]] = []
+    for part in parts:
+        for element in part.stripTies().flatten().notes:
+            duration = float(element.quarterLength)
+            if duration <= 0:
+                continue
+            onset = float(element.offset) + shift
+            for pitch in element.pitches:
+                notes.append((round(onset, 4), round(duration, 4), int(pitch.midi)))
+    if not notes:
+        return None
+    notes.sort()
+    return ChoraleRecord(name, group, key.index, time_signature, notes, style)
+
+
+def load_folk(cache_path: str | os.PathLike | None = None, *, progress: bool = True,
+              max_pieces: int = MAX_FOLK_PIECES) -> list[ChoraleRecord]:
+    """Parse (or read from ``cache_path``) Essen folk tunes in 4/4 or 3/4 with a clear major/minor tonic."""
+    if cache_path is not None and Path(cache_path).exists():
+        return _read_cache(cache_path, "folk")
+    import music21
+
+    records: list[ChoraleRecord] = []
+    files: Iterable = FOLK_FILES
+    if progress:
+        from tqdm import tqdm
+
+        files = tqdm(FOLK_FILES, desc="parsing Essen folk songs", unit="file")
+    for stem in files:
+        if len(records) >= max_pieces:
+            break
+        try:
+            opus = music21.corpus.parse(f"essenFolksong/{stem}.abc")
+        except Exception:
+            continue
+        for i, score in enumerate(getattr(opus, "scores", [opus])):
+            if len(records) >= max_pieces:
+                break
+            try:
+                flat = score.flatten()
+                key = _folk_key(score, flat)
+                record = None if key is None else _parse_score(score, f"essen-{stem}-{i:03d}", f"essen-{stem}-{i:03d}",
+                                                               key=key, style="folk")
+            except Exception:
+                record = None
+            if record is not None:
+                records.append(record)
+    records.sort(key=lambda r: r.name)
+    if cache_path is not None:
+        Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(cache_path).write_text(json.dumps([r.__dict__ for r in records]))
+    return records
+
+
+def _read_cache(cache_path, default_style: str) -> list[ChoraleRecord]:
+    raw = json.loads(Path(cache_path).read_text())
+    return [
+        ChoraleRecord(r["name"], r["group"], r["key_index"], tuple(r["time_signature"]), [tuple(n) for n in r["notes"]],
+                      r.get("style", default_style))
+        for r in raw
+    ]
 
 
 def corpus_paths() -> list:
@@ -266,6 +382,8 @@ class EncodedPiece:
     key_index: int
     ids: list[int]
     bar_starts: list[int]
+    style: str = "chorale"
+    metre: str = "4/4"
 
     @property
     def num_bars(self) -> int:
@@ -281,7 +399,8 @@ def encode_record(tokenizer, record: ChoraleRecord, *, transpose: int = 0) -> En
     bar_id = tokenizer.vocab["Bar_None"]
     bar_starts = [i for i, t in enumerate(ids) if t == bar_id]
     key = record.key.transpose(transpose)
-    return EncodedPiece(f"{record.name}{transpose:+d}", key.index, ids, bar_starts)
+    metre = f"{record.time_signature[0]}/{record.time_signature[1]}"
+    return EncodedPiece(f"{record.name}{transpose:+d}", key.index, ids, bar_starts, record.style, metre)
 
 
 def transpositions_for(record: ChoraleRecord) -> list[int]:
@@ -300,13 +419,34 @@ def encode_records(tokenizer, records: Sequence[ChoraleRecord], *, augment: bool
     return pieces
 
 
-def prompt_ids(tokenizer, key: Key, num_bars: int) -> list[int]:
-    """``[Key_<k>, Bars_<n>, BOS]`` as ids (the server-side twin of the client's ``build_prompt``)."""
+def prompt_ids(tokenizer, key: Key, num_bars: int, *, style: str = "chorale", metre: str = "4/4",
+               tempo_bpm: float | None = None, program: int | None = None) -> list[int]:
+    """Control prefix + ``BOS`` as ids (the twin of the client's ``build_prompt``, same names).
+
+    ``[Style, Key, Metre, TempoBin, Inst, Bars, BOS]``; with a vocabulary lacking the
+    newer controls (tests with an old tokenizer), ``[Key, Bars, BOS]``.
+    """
+    from musicaas_generator.tokens import control_prefix_names
+
     n = max(1, min(MAX_BARS, int(num_bars)))
-    return [tokenizer.vocab[key_token(key)], tokenizer.vocab[bars_token(n)], tokenizer.vocab[BOS]]
+    names = control_prefix_names(key, n, metre=metre, tempo_bpm=tempo_bpm, style=style, instrument=program)
+    if not all(name in tokenizer.vocab for name in names):
+        names = [key_token(key), bars_token(n)]
+    return [tokenizer.vocab[name] for name in names] + [tokenizer.vocab[BOS]]
 
 
-def make_window(tokenizer, piece: EncodedPiece, start_bar: int, max_len: int, *, max_bars: int | None = None) -> list[int]:
+def prefix_length(tokenizer) -> int:
+    """Number of ids of the control prefix including ``BOS``."""
+    return len(prompt_ids(tokenizer, Key(0, "major"), 1))
+
+
+def random_render_controls(rng: random.Random) -> tuple[float, int]:
+    """A tempo (bpm) and GM program drawn uniformly (the corpora carry neither; see the model card)."""
+    return rng.uniform(40.0, 200.0), rng.randrange(128)
+
+
+def make_window(tokenizer, piece: EncodedPiece, start_bar: int, max_len: int, *, max_bars: int | None = None,
+                tempo_bpm: float | None = None, program: int | None = None) -> list[int]:
     """Control prefix + whole bars from ``start_bar`` on, at most ``max_len`` ids in all.
 
     At least one bar is included (cut to ``max_len`` if that single bar is longer).
@@ -314,7 +454,8 @@ def make_window(tokenizer, piece: EncodedPiece, start_bar: int, max_len: int, *,
     """
     key = Key.from_index(piece.key_index)
     starts = piece.bar_starts + [len(piece.ids)]
-    budget = max_len - 3 - 1  # prefix and a possible EOS
+    n_prefix = prefix_length(tokenizer)
+    budget = max_len - n_prefix - 1  # prefix and a possible EOS
     begin = starts[start_bar]
     end_bar = start_bar + 1
     limit = min(piece.num_bars, start_bar + (max_bars or MAX_BARS))
@@ -322,7 +463,8 @@ def make_window(tokenizer, piece: EncodedPiece, start_bar: int, max_len: int, *,
         end_bar += 1
     body = piece.ids[begin : starts[end_bar]][:budget]
     n_bars = end_bar - start_bar
-    out = prompt_ids(tokenizer, key, n_bars) + body
+    out = prompt_ids(tokenizer, key, n_bars, style=piece.style, metre=piece.metre, tempo_bpm=tempo_bpm,
+                     program=program) + body
     if end_bar == piece.num_bars and starts[end_bar] - begin <= budget:
         out.append(tokenizer.vocab[EOS])
     return out

@@ -106,6 +106,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "musicaas" / "bach_chorales.json"))
     p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--no-key-guidance", action="store_true", help="sample without key-guided decoding")
     p.add_argument("--update-card", action="store_true",
                    help="replace the 'Key adherence' section of MODEL_CARD.md next to the checkpoint")
     args = p.parse_args(argv)
@@ -114,20 +115,23 @@ def main(argv=None) -> int:
 
     from musicaas_generator import contract, tokens
     from musicaas_model import data
+    from musicaas_model.constraints import Grammar
     from musicaas_model.model import GenerationRequest, generate, load_checkpoint
 
     torch.set_num_threads(args.threads)
     model, special, _meta = load_checkpoint(args.checkpoint)
     tok = tokens.load_tokenizer(args.tokenizer or Path(args.checkpoint).with_name("tokenizer.json"))
+    grammar = Grammar.from_vocab(dict(tok.vocab))
     started = time.time()
     rows = []
     for key in ALL_KEYS:
         prompt = tokens.build_prompt(key, args.bars, tokenizer=tok)
         reqs = [
-            GenerationRequest(prompt, args.temperature, seed, args.bars, contract.default_max_new_tokens(args.bars))
+            GenerationRequest(prompt, args.temperature, seed, args.bars, contract.default_max_new_tokens(args.bars),
+                              key_guidance=not args.no_key_guidance)
             for seed in range(args.per_key)
         ]
-        for out in generate(model, reqs, special):
+        for out in generate(model, reqs, special, grammar):
             score = tokens.tokens_to_score(out, tempo_bpm=100, tokenizer=tok)
             rows.append(measure(key, _score_notes(score)))
         print(f"{key}: {[r['found'] for r in rows[-args.per_key:]]}", file=sys.stderr)

@@ -9,22 +9,31 @@ event tokens follows Huang et al., "Music Transformer" (ICLR 2019) and Huang & Y
 
 Sampling (:func:`generate`) runs a whole batch of requests at once with a key/value
 cache: prompts are left-padded, every row has its own position ids, attention mask,
-temperature, ``torch.Generator`` (so a seed gives the same tokens for the same inputs)
-and stopping rule (requested number of bars, ``EOS`` or a token budget). When a row's
-context would exceed the model's window, every row is re-encoded from its prompt plus
-the most recent whole bars that fit in half the window (the model was trained on
-windows that start on a bar line after the same control prefix).
+temperature, top-k (Fan et al., ACL 2018), top-p / nucleus (Holtzman et al., ICLR 2020),
+``torch.Generator`` (so a seed gives the same tokens for the same inputs), decoding
+constraints (:mod:`musicaas_model.constraints`: REMI grammar, requested metre, melody
+harmonisation) and stopping rule (requested number of bars, ``EOS`` or a token budget).
+When a row's context would exceed the model's window, every row is re-encoded from its
+control prefix plus the most recent whole bars that fit in half the window (the model
+was trained on windows that start on a bar line after the same control prefix).
+Prompts holding a primer (REMI ids after ``BOS``) are continued, and the primer is
+returned in front of the continuation.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+#: Name prefixes of the control tokens (never sampled).
+CONTROL_PREFIXES = ("Key_", "Bars_", "Style_", "Metre_", "TempoBin_", "Inst_")
 
 
 @dataclass
@@ -71,7 +80,7 @@ class SpecialIds:
     @classmethod
     def from_vocab(cls, vocab: dict[str, int]) -> "SpecialIds":
         never = [vocab["PAD_None"], vocab["BOS_None"]]
-        never += [i for name, i in vocab.items() if name.startswith(("Key_", "Bars_"))]
+        never += [i for name, i in vocab.items() if name.startswith(CONTROL_PREFIXES)]
         return cls(vocab["PAD_None"], vocab["BOS_None"], vocab["EOS_None"], vocab["Bar_None"], tuple(sorted(never)))
 
 
@@ -234,6 +243,15 @@ class GenerationRequest:
         Stop before the ``num_bars + 1``-th ``Bar`` token.
     max_new_tokens : int >= 1
         Hard cap on the number of generated tokens.
+    top_k : int >= 0
+        Keep only the ``top_k`` most likely ids (0 = off).
+    top_p : float in (0, 1]
+        Keep the smallest set of ids whose probability reaches ``top_p`` (1 = off).
+    melody : list of (start_beats, duration_beats, pitch), optional
+        Melody to harmonise (needs a :class:`~musicaas_model.constraints.Grammar`).
+    key_guidance : bool
+        Mask pitches outside the prompt key's scale and keep the first and last bar on
+        the tonic triad (needs a grammar; see :mod:`musicaas_model.constraints`).
     """
 
     prompt: list[int]
@@ -241,6 +259,26 @@ class GenerationRequest:
     seed: int
     num_bars: int
     max_new_tokens: int
+    top_k: int = 0
+    top_p: float = 1.0
+    melody: list | None = None
+    key_guidance: bool = False
+
+
+def filter_logits(row: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """``row`` (1-D logits, already tempered) with everything outside top-k / the top-p nucleus set to ``-inf``."""
+    if top_k and top_k < row.numel():
+        kth = torch.topk(row, int(top_k)).values[-1]
+        row = row.masked_fill(row < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(row, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        cum = torch.cumsum(probs, dim=-1)
+        drop = cum - probs >= top_p  # mass before this id already reaches top_p
+        drop[0] = False
+        row = row.clone()
+        row[order[drop]] = float("-inf")
+    return row
 
 
 def _left_pad(rows: Sequence[Sequence[int]], pad: int):
@@ -263,16 +301,39 @@ def _recent_bars(tokens: list[int], bar: int, budget: int) -> list[int]:
     return tokens[-budget:]
 
 
-@torch.no_grad()
-def generate(model: MusicTransformer, requests: Sequence[GenerationRequest], special: SpecialIds) -> list[list[int]]:
-    """Sample continuations of every request's prompt (the prompt is not included).
+def _split_prompt(prompt: Sequence[int], bos: int) -> tuple[list[int], list[int]]:
+    """(control prefix through ``BOS``, primer after it); no ``BOS``: the whole prompt is the prefix."""
+    prompt = list(prompt)
+    if bos in prompt:
+        i = prompt.index(bos)
+        return prompt[: i + 1], prompt[i + 1 :]
+    return prompt, []
 
-    Every row stops at its own ``EOS``, before its ``num_bars + 1``-th ``Bar`` token or
-    after ``max_new_tokens`` ids, whichever comes first. ``EOS`` is not allowed before
-    the requested number of bars has started.
+
+@torch.no_grad()
+def generate(model: MusicTransformer, requests: Sequence[GenerationRequest], special: SpecialIds,
+             grammar=None, *, step_times: list | None = None) -> list[list[int]]:
+    """Sample continuations of every request's prompt (primer, if any, followed by the new ids).
+
+    Every row stops at its own ``EOS``, before its ``num_bars + 1``-th new ``Bar`` token or
+    after ``max_new_tokens`` new ids, whichever comes first. ``EOS`` is not allowed before
+    the requested number of bars has started. With a ``grammar``
+    (:class:`musicaas_model.constraints.Grammar`) every row follows the REMI grammar and
+    the prompt's metre, and rows with a ``melody`` are harmonised. ``step_times``, when
+    given, receives the wall time of every sampling step (benchmarks).
     """
     if not requests:
         return []
+    from musicaas_model.constraints import RowConstraint, apply_pitch_bias
+
+    if grammar is None and any(r.melody for r in requests):
+        raise ValueError("harmonising a melody needs the vocabulary's grammar")
+    split = [_split_prompt(r.prompt, special.bos) for r in requests]
+    rules = [
+        RowConstraint(grammar, r.prompt, r.melody, key_guidance=r.key_guidance, num_bars=r.num_bars)
+        if grammar is not None else None
+        for r in requests
+    ]
     model.eval()
     device = next(model.parameters()).device
     cfg = model.cfg
@@ -298,33 +359,77 @@ def generate(model: MusicTransformer, requests: Sequence[GenerationRequest], spe
         logits = model(ids.to(device), positions=positions.to(device), mask=mask.unsqueeze(1).to(device), cache=cache)
         return cache, offsets, positions[:, -1] + 1, logits[:, -1].float().cpu()
 
-    rows = [list(r.prompt)[-(cfg.block_size - 1) :] for r in requests]
+    def context(i: int) -> list[int]:
+        prefix, primer = split[i]
+        budget = max(1, min(keep, cfg.block_size - 1 - len(prefix)))
+        return prefix + _recent_bars(primer + out[i], special.bar, budget)
+
+    rows = [context(i) if len(r.prompt) >= cfg.block_size else list(r.prompt) for i, r in enumerate(requests)]
     cache, offsets, next_pos, logits = prefill(rows)
+    tick = time.perf_counter()
     while True:
-        logits = logits / temps
-        logits[:, never] = float("-inf")
+        if step_times is not None:
+            now = time.perf_counter()
+            step_times.append(now - tick)
+            tick = now
         step = torch.full((n,), special.pad, dtype=torch.long)
-        for i, r in enumerate(requests):
-            if done[i]:
-                continue
-            row = logits[i].clone()
+        active = [i for i in range(n) if not done[i]]
+        act = torch.tensor(active, dtype=torch.long)
+        rows_logits = logits[act] / temps[act]
+        rows_logits[:, never] = float("-inf")
+        allow = torch.ones_like(rows_logits, dtype=torch.bool)
+        no_eos, bias_rows, biases = [], [], []
+        for k, i in enumerate(active):
+            r = requests[i]
             if bars[i] < r.num_bars:
-                row[special.eos] = float("-inf")
-            probs = torch.softmax(row, dim=-1)
-            tok = int(torch.multinomial(probs, 1, generator=gens[i]))
+                no_eos.append(k)
+            rule = rules[i]
+            if rule is None:
+                continue
+            allowed = rule.allowed()
+            if allowed is not None:
+                if bars[i] >= r.num_bars:  # the piece is complete: a Bar ends it like EOS
+                    allowed = allowed.clone()
+                    allowed[special.eos] = allowed[special.eos] | allowed[special.bar]
+                allow[k] = allowed
+            bias = rule.bias()
+            if bias is not None:
+                bias_rows.append(k)
+                biases.append(bias)
+        if no_eos:
+            rows_logits[torch.tensor(no_eos), special.eos] = float("-inf")
+        masked = rows_logits.masked_fill(~allow, float("-inf"))
+        rows_logits = torch.where(torch.isfinite(masked).any(dim=1, keepdim=True), masked, rows_logits)
+        if bias_rows:
+            idx = torch.tensor(bias_rows, dtype=torch.long)
+            rows_logits[idx] = apply_pitch_bias(rows_logits[idx], grammar, torch.stack(biases))
+        for k, i in enumerate(active):
+            r = requests[i]
+            if r.top_k or r.top_p < 1.0:
+                rows_logits[k] = filter_logits(rows_logits[k], r.top_k, r.top_p)
+        # inverse-CDF sampling: one uniform draw per row from the row's own generator
+        cdf = torch.cumsum(torch.softmax(rows_logits, dim=-1), dim=-1)
+        u = torch.cat([1.0 - torch.rand(1, generator=gens[i]) for i in active])
+        picks = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1)).squeeze(1).clamp(max=cdf.shape[1] - 1)
+        for k, i in enumerate(active):
+            r = requests[i]
+            rule = rules[i]
+            tok = int(picks[k])
             if tok == special.eos or (tok == special.bar and bars[i] >= r.num_bars):
                 done[i] = True
                 continue
             if tok == special.bar:
                 bars[i] += 1
+            if rule is not None:
+                rule.advance(tok)
             out[i].append(tok)
             step[i] = tok
             if len(out[i]) >= r.max_new_tokens:
                 done[i] = True
         if all(done):
-            return out
+            return [split[i][1] + out[i] for i in range(n)]
         if cache.length >= cache.capacity or int(next_pos.max()) >= cfg.block_size:
-            rows = [list(r.prompt) + _recent_bars(out[i], special.bar, keep) for i, r in enumerate(requests)]
+            rows = [context(i) for i in range(n)]
             cache, offsets, next_pos, logits = prefill(rows)
             continue
         s = cache.length + 1

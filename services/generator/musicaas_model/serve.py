@@ -70,20 +70,34 @@ def ensure_libpython_on_library_path() -> str | None:
 class SymbolicModel:
     """The loaded network plus the request handler Triton calls."""
 
-    def __init__(self, model, special, meta: dict, *, source: str) -> None:
+    def __init__(self, model, special, meta: dict, *, source: str, vocab: dict[str, int] | None = None) -> None:
+        from musicaas_model.constraints import Grammar
+
         self.model = model
         self.special = special
         self.meta = meta
         self.source = source
         self.calls = 0
         self.rows = 0
+        self.grammar = Grammar.from_vocab(dict(vocab)) if vocab else None
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike) -> "SymbolicModel":
+        """Load ``model.pt``; the vocabulary comes from the checkpoint or the ``tokenizer.json`` next to it."""
         from musicaas_model.model import load_checkpoint
 
         model, special, meta = load_checkpoint(path)
-        return cls(model, special, meta, source=str(path))
+        vocab = meta.get("vocab")
+        tokenizer_json = Path(path).with_name("tokenizer.json")
+        if not vocab and tokenizer_json.exists():
+            import miditok
+
+            vocab = dict(miditok.REMI(params=tokenizer_json).vocab)
+        if vocab and len(vocab) != model.cfg.vocab_size:
+            LOGGER.warning("vocabulary (%d ids) does not match the model (%d); decoding constraints off",
+                           len(vocab), model.cfg.vocab_size)
+            vocab = None
+        return cls(model, special, meta, source=str(path), vocab=vocab)
 
     @classmethod
     def tiny(cls, *, seed: int = 0) -> "SymbolicModel":
@@ -91,8 +105,9 @@ class SymbolicModel:
         from musicaas_model import data
         from musicaas_model.model import SpecialIds, tiny_model
 
-        vocab = data.build_tokenizer().vocab
-        return cls(tiny_model(len(vocab), seed=seed), SpecialIds.from_vocab(vocab), {"tiny": True}, source="tiny")
+        vocab = dict(data.build_tokenizer().vocab)
+        return cls(tiny_model(len(vocab), seed=seed), SpecialIds.from_vocab(vocab), {"tiny": True}, source="tiny",
+                   vocab=vocab)
 
     def generate_rows(self, rows: list[dict[str, Any]]) -> list[list[int]]:
         """Validate and sample every row (``prompt, temperature, seed, num_bars, max_new_tokens``)."""
@@ -115,10 +130,48 @@ class SymbolicModel:
             max_new = int(r["max_new_tokens"])
             if not 1 <= max_new <= contract.MAX_NEW_TOKENS_LIMIT:
                 raise ValueError(f"{contract.MAX_NEW_TOKENS} must be in [1, {contract.MAX_NEW_TOKENS_LIMIT}], got {max_new}")
-            requests.append(GenerationRequest(prompt, temperature, int(r["seed"]), num_bars, max_new))
+            top_k = int(r.get("top_k", 0))
+            if not 0 <= top_k <= contract.MAX_TOP_K:
+                raise ValueError(f"{contract.TOP_K} must be in [0, {contract.MAX_TOP_K}], got {top_k}")
+            top_p = float(r.get("top_p", 1.0))
+            if not np.isfinite(top_p) or not 0.0 < top_p <= 1.0:
+                raise ValueError(f"{contract.TOP_P} must be in (0, 1], got {top_p}")
+            melody = self._check_melody(r.get("melody"), prompt, num_bars)
+            key_guidance = bool(int(r.get("key_guidance", 1)))
+            requests.append(GenerationRequest(prompt, temperature, int(r["seed"]), num_bars, max_new, top_k, top_p, melody,
+                                              key_guidance))
         self.calls += 1
         self.rows += len(requests)
-        return generate(self.model, requests, self.special)
+        return generate(self.model, requests, self.special, self.grammar)
+
+    def _check_melody(self, flat, prompt: list[int], num_bars: int) -> list[tuple[float, float, int]] | None:
+        """``MELODY`` (flattened triples) as checked notes; ``None`` when absent or empty."""
+        if flat is None or len(flat) == 0:
+            return None
+        if self.grammar is None:
+            raise ValueError(f"{contract.MELODY}: this model has no vocabulary grammar; harmonisation is unavailable")
+        values = [float(x) for x in flat]
+        if len(values) % 3:
+            raise ValueError(f"{contract.MELODY} must hold (start_beats, duration_beats, pitch) triples")
+        try:
+            notes = contract.validate_melody([values[i : i + 3] for i in range(0, len(values), 3)])
+        except Exception as exc:
+            raise ValueError(f"{contract.MELODY}: {getattr(exc, 'message', exc)}") from None
+        if self.special.bos in prompt and prompt.index(self.special.bos) < len(prompt) - 1:
+            raise ValueError(f"{contract.MELODY}: a melody cannot be combined with a primer")
+        pitches = set(self.grammar.pitch.values())
+        for start, _d, pitch in notes:
+            if pitch not in pitches:
+                raise ValueError(f"{contract.MELODY}: the note at beat {start:g} has pitch {pitch}, outside the "
+                                 f"model's range [{min(pitches)}, {max(pitches)}]")
+        metre = next((self.grammar.metre_ctrl[t] for t in prompt if t in self.grammar.metre_ctrl), "4/4")
+        num, den = (int(x) for x in metre.split("/"))
+        bar_beats = num * 4 / den
+        end = max(s + d for s, d, _ in notes)
+        if end > num_bars * bar_beats + 1e-6:
+            raise ValueError(f"{contract.MELODY}: the melody lasts {end:g} beats, longer than {contract.NUM_BARS} = "
+                             f"{num_bars} bars of {metre}")
+        return notes
 
     def infer(self, requests: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         """PyTriton callable: a list of requests (each ``[b, ...]`` arrays) -> a list of ``{TOKENS: [b, L]}``.
@@ -139,6 +192,11 @@ class SymbolicModel:
                     "seed": int(np.asarray(req[contract.SEED]).reshape(-1)[j]),
                     "num_bars": int(np.asarray(req[contract.NUM_BARS]).reshape(-1)[j]),
                     "max_new_tokens": int(np.asarray(req[contract.MAX_NEW_TOKENS]).reshape(-1)[j]),
+                    "top_k": int(np.asarray(req[contract.TOP_K]).reshape(-1)[j]) if contract.TOP_K in req else 0,
+                    "top_p": float(np.asarray(req[contract.TOP_P]).reshape(-1)[j]) if contract.TOP_P in req else 1.0,
+                    "melody": _row(req[contract.MELODY] if contract.MELODY in req else None, j),
+                    "key_guidance": int(np.asarray(req[contract.KEY_GUIDANCE]).reshape(-1)[j])
+                    if contract.KEY_GUIDANCE in req else 1,
                 })
                 owners.append(i)
         started = time.perf_counter()
@@ -155,10 +213,23 @@ class SymbolicModel:
         return responses
 
 
+def _row(value, j: int):
+    """Row ``j`` of an optional batched input (``None`` when the request left it out)."""
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.ndim == 1:
+        return arr.tolist() if j == 0 else None
+    return arr[j].tolist()
+
+
 def _tensor_specs():
     from pytriton.model_config import Tensor
 
-    inputs = [Tensor(name=name, dtype=np.dtype(dtype), shape=shape) for name, dtype, _, shape in contract.INPUTS]
+    inputs = [
+        Tensor(name=name, dtype=np.dtype(dtype), shape=shape, optional=name in contract.OPTIONAL_INPUTS)
+        for name, dtype, _, shape in contract.INPUTS
+    ]
     outputs = [Tensor(name=name, dtype=np.dtype(dtype), shape=shape) for name, dtype, _, shape in contract.OUTPUTS]
     return inputs, outputs
 

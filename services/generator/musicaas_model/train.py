@@ -60,6 +60,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "first, and training stops when it does (0 = steps only)")
     p.add_argument("--cache", default=os.path.join(Path.home(), ".cache", "musicaas", "bach_chorales.json"),
                    help="JSON cache of the parsed corpus")
+    p.add_argument("--folk-cache", default=os.path.join(Path.home(), ".cache", "musicaas", "essen_folk.json"),
+                   help="JSON cache of the parsed Essen folk tunes (the 'folk' style)")
+    p.add_argument("--no-folk", action="store_true", help="train on the chorales only")
+    p.add_argument("--folk-share", type=float, default=0.35, help="share of training windows drawn from folk tunes")
+    p.add_argument("--init-from", default=None,
+                   help="warm-start from a model.pt with the same layer sizes: weights copied, token embeddings "
+                        "mapped by token name through the tokenizer.json next to it (new tokens keep their init)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/train_state.pt")
     return p.parse_args(argv)
 
@@ -77,8 +84,8 @@ def _lr_at(step: int, progress: float, args) -> float:
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _collate(windows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad windows; targets ignore padding and the ``Bars``/``BOS`` prefix targets."""
+def _collate(windows: list[list[int]], pad: int, n_prefix: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad windows; targets ignore padding and the control prefix (the first ``n_prefix - 1`` targets)."""
     width = max(len(w) for w in windows) - 1
     x = torch.full((len(windows), width), pad, dtype=torch.long)
     y = torch.full((len(windows), width), IGNORE, dtype=torch.long)
@@ -86,16 +93,20 @@ def _collate(windows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Te
         t = torch.tensor(w, dtype=torch.long)
         x[i, : len(w) - 1] = t[:-1]
         y[i, : len(w) - 1] = t[1:]
-        y[i, :2] = IGNORE  # Bars_n and BOS follow from the prompt; not learned
+        y[i, : n_prefix - 1] = IGNORE  # the rest of the prefix and BOS follow from the prompt; not learned
     return x, y
 
 
-def _sample_windows(rng: random.Random, pieces, tokenizer, batch: int, max_len: int) -> list[list[int]]:
+def _sample_windows(rng: random.Random, pieces, tokenizer, batch: int, max_len: int, folk=None,
+                    folk_share: float = 0.0) -> list[list[int]]:
+    """Random windows (30% from a piece's start); tempo and instrument controls drawn uniformly."""
     out = []
     for _ in range(batch):
-        piece = pieces[rng.randrange(len(pieces))]
+        pool = folk if folk and rng.random() < folk_share else pieces
+        piece = pool[rng.randrange(len(pool))]
         start = 0 if rng.random() < 0.3 else rng.randrange(piece.num_bars)
-        out.append(data.make_window(tokenizer, piece, start, max_len))
+        tempo, program = data.random_render_controls(rng)
+        out.append(data.make_window(tokenizer, piece, start, max_len, tempo_bpm=tempo, program=program))
     return out
 
 
@@ -113,12 +124,12 @@ def _eval_windows(pieces, tokenizer, max_len: int) -> list[list[int]]:
 
 
 @torch.no_grad()
-def evaluate(model: MusicTransformer, windows: list[list[int]], pad: int, batch: int = 16) -> float:
+def evaluate(model: MusicTransformer, windows: list[list[int]], pad: int, batch: int = 16, n_prefix: int = 3) -> float:
     """Mean next-token cross-entropy (nats) over all scored tokens of ``windows``."""
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(windows), batch):
-        x, y = _collate(windows[i : i + batch], pad)
+        x, y = _collate(windows[i : i + batch], pad, n_prefix)
         logits = model(x)
         total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE, reduction="sum"))
         count += int((y != IGNORE).sum())
@@ -136,12 +147,70 @@ def _licence_note() -> str:
         return ""
 
 
+def warm_start(model: MusicTransformer, path: str | os.PathLike, vocab: dict[str, int]) -> int:
+    """Copy weights from ``path`` into ``model`` (token rows mapped by name); returns the rows mapped."""
+    import miditok
+
+    from musicaas_model.model import load_checkpoint
+
+    old, _special, _meta = load_checkpoint(path)
+    old_vocab = dict(miditok.REMI(params=Path(path).with_name("tokenizer.json")).vocab)
+    src = old.state_dict()
+    dst = model.state_dict()
+    mapped = 0
+    for name, tensor in dst.items():
+        if name not in src:
+            continue
+        if name in ("tok_emb.weight", "head.weight"):
+            for tok, i in vocab.items():
+                j = old_vocab.get(tok)
+                if j is not None:
+                    tensor[i] = src[name][j]
+                    mapped += name == "tok_emb.weight"
+        elif name == "pos_emb.weight":
+            n = min(tensor.shape[0], src[name].shape[0])
+            tensor[:n] = src[name][:n]
+        elif tensor.shape == src[name].shape:
+            tensor.copy_(src[name])
+        else:
+            raise SystemExit(f"--init-from: {name} has shape {tuple(src[name].shape)}, expected {tuple(tensor.shape)}")
+    model.load_state_dict(dst)
+    return mapped
+
+
+def plot_losses(out: Path, log: list[dict], losses: list[float]) -> None:
+    """``loss.png``: per-step train loss (and its running mean) with the valid loss at each evaluation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if losses:
+        ax.plot(range(1, len(losses) + 1), losses, color="0.75", lw=0.8, label="train (per step)")
+        k = 25
+        if len(losses) >= k:
+            run = [sum(losses[i - k : i]) / k for i in range(k, len(losses) + 1)]
+            ax.plot(range(k, len(losses) + 1), run, color="C0", label=f"train (mean of {k})")
+    if log:
+        ax.plot([e["step"] for e in log], [e["valid_loss"] for e in log], "o-", color="C1", label="valid")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_title("musicaas symbolic model: training")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=110)
+    plt.close(fig)
+
+
 def write_model_card(out: Path, summary: dict) -> None:
-    """``MODEL_CARD.md`` from the training summary."""
+    """``MODEL_CARD.md`` from the training summary (keeps an existing ``## Evaluation`` section)."""
     s = summary
     cfg = s["config"]
+    splits = s["splits"]
     lines = [
-        "# musicaas symbolic model (Bach chorales, REMI)",
+        "# musicaas symbolic model (Bach chorales + Essen folk songs, REMI, with controls)",
         "",
         f"Trained {s['date']} (musicaas_model, torch {torch.__version__}, {s['threads']} CPU threads, "
         f"{s['wall_minutes']:.1f} min wall time in all, on a 2-core machine shared with other jobs) with:",
@@ -149,73 +218,127 @@ def write_model_card(out: Path, summary: dict) -> None:
         *[f"- `python -m musicaas_model.train {' '.join(x['argv'])}` (from step {x['start_step']}, "
           f"{x['wall_minutes']:.1f} min)" for x in s["sessions"]],
         "",
+    ]
+    if s.get("init_from"):
+        lines += [
+            f"Warm-started from `{s['init_from']}` (the previous chorale-only checkpoint of the same size: 403 "
+            "steps, 1.38 M tokens; its token embeddings were mapped by token name, the new control tokens "
+            "started from the usual random init).",
+            "",
+        ]
+    lines += [
         "## What it is",
         "",
-        f"A decoder-only Transformer ({cfg['n_layer']} layers, d_model {cfg['d_model']}, {cfg['n_head']} heads, "
-        f"d_ff {cfg['d_ff']}, context {cfg['block_size']} tokens, {s['parameters']:,} parameters) over REMI tokens "
-        "(Huang & Yang 2020) produced by miditok's `REMI` tokenizer (`tokenizer.json`: Bar, TimeSig (3/4, 4/4), "
-        "Position (16th notes), Pitch (MIDI 21-108), Duration; no velocity, no tempo).",
-        "Each sequence starts with control tokens `Key_<tonic>-<mode>` (24 keys), `Bars_<n>` (1-32, the number of "
-        "bars that follow) and `BOS`; the server samples the continuation and stops after the requested number of bars.",
-        "All voices are merged into one track; chorale timing is tempo-free (the client writes the tempo into the MIDI file).",
+        f"A decoder-only Transformer (GPT-style, Radford et al. 2019; {cfg['n_layer']} layers, d_model "
+        f"{cfg['d_model']}, {cfg['n_head']} heads, d_ff {cfg['d_ff']}, context {cfg['block_size']} tokens, "
+        f"{s['parameters']:,} parameters) over REMI tokens (Huang & Yang 2020) produced by miditok's `REMI` "
+        "tokenizer (`tokenizer.json`: Bar, TimeSig (3/4, 4/4), Position (16th notes), Pitch (MIDI 21-108), "
+        "Duration; no velocity, no tempo).",
         "",
-        "It is a small model trained for minutes on a CPU: expect chorale-like four-part textures whose pitch content",
-        "follows the requested key's scale; tonal centre, voice leading and cadences are weak. It is a baseline for the",
-        "platform, to be replaced by a stronger one.",
+        "Every sequence starts with a control prefix (CTRL-style conditioning tokens, Keskar et al. 2019):",
+        "",
+        "| token | values | learned from |",
+        "|---|---|---|",
+        "| `Style_<s>` | `chorale`, `folk` | the corpus a piece comes from |",
+        "| `Key_<tonic>-<mode>` | 24 keys | the written key (chorales) / key signature + final note (folk) |",
+        "| `Metre_<n>-<d>` | `4-4`, `3-4` | the piece's time signature |",
+        "| `TempoBin_<i>` | 8 bins, edges 60/72/84/96/108/120/144 bpm | nothing: the corpora carry no tempo; drawn "
+        "uniformly in training so the model ignores it; the tempo is written into the MIDI file |",
+        "| `Inst_<f>` | the 16 General MIDI families (program // 8) | nothing: drawn uniformly in training; the "
+        "program is written into the MIDI file (the renderer substitutes an in-tune instrument of the family) |",
+        "| `Bars_<n>` | 1-32 | the number of bars that follow `BOS` |",
+        "",
+        "then `BOS`, then an optional primer (REMI bars to continue). The server (PyTriton) samples with "
+        "temperature, top-k (Fan et al. 2018) and top-p (Holtzman et al. 2020), one seeded `torch.Generator` per "
+        "request (same seed and parameters -> same tokens -> same MIDI), a KV cache, and decoding constraints "
+        "(`musicaas_model/constraints.py`): the REMI grammar with the requested metre (so the MIDI always has the "
+        "requested time signature and bar count), optional key guidance (default on: pitches outside the key's "
+        "scale masked, first and last bar on the tonic triad), and melody harmonisation (the given melody is "
+        "clamped as the top voice, the other voices are sampled below it; Hokamp & Liu 2017; cf. Coconet, Huang "
+        "et al. 2017 and DeepBach, Hadjeres et al. 2017).",
+        "",
+        "All voices are merged into one track. It is a small model trained for minutes on a shared CPU: "
+        "expect chorale-like four-part textures and folk-like melodies whose pitch content follows the key; "
+        "voice leading, cadences and form are weak.",
         "",
         "## Data",
         "",
-        "The Bach chorale encodings bundled with music21 "
-        f"(`music21.corpus.getComposer('bach')`, music21 {s['music21_version']}): scores kept when their time "
-        "signature is 4/4 or 3/4 throughout and their first written `music21.key.Key` is major or minor "
-        f"({s['pieces_total']} pieces). Written key = that first Key; pickup bars are padded to the bar grid.",
+        f"- **Bach chorales** bundled with music21 {s['music21_version']} (`music21.corpus.getComposer('bach')`): "
+        "scores whose time signature is 4/4 or 3/4 throughout and whose first written `music21.key.Key` is major "
+        f"or minor ({s['pieces_total']} pieces); pickup bars padded to the bar grid.",
+        f"- **Essen folk songs** (music21's `essenFolksong` ABC files {', '.join(s.get('folk_files', []))}): tunes "
+        "in 4/4 or 3/4 throughout whose final note is the tonic of the key signature's major key or of its "
+        f"relative minor (modal endings dropped), the first {s.get('folk_pieces_total', 0)} in file order "
+        "(a cap that keeps parsing to a few minutes). Nearly all are major (the collection is mostly major "
+        "German songs), so folk + minor prompts rely on transposition and the chorales.",
         "",
-        f"Split by piece (alternative versions `bwvX.Y-*` stay together), sorted names shuffled with seed {s['split_seed']}:",
+        f"Split by piece (alternative chorale versions `bwvX.Y-*` stay together), per corpus, sorted names shuffled "
+        f"with seed {s['split_seed']}, 80/10/10 (the test/valid names are in `train_log.json`):",
         "",
         "| split | pieces | sequences | tokens |",
         "|---|---|---|---|",
     ]
-    for name in ("train", "valid", "test"):
-        sp = s["splits"][name]
-        lines.append(f"| {name} | {sp['pieces']} | {sp['sequences']} | {sp['tokens']:,} |")
+    for name in ("train", "valid", "test", "folk_train", "folk_valid", "folk_test"):
+        if name in splits:
+            sp = splits[name]
+            lines.append(f"| {name.replace('_', ' ')} | {sp['pieces']} | {sp['sequences']} | {sp['tokens']:,} |")
     lines += [
         "",
-        "Train pieces are transposed by -5..+6 semitones (all 12 tonics of their mode, so every one of the 24 keys is "
-        "covered); valid and test stay in their written keys.",
+        "Train pieces are transposed by -5..+6 semitones (all 12 tonics of their mode, so every key is covered); "
+        f"valid and test stay in their written keys. Training windows: a random piece (folk with probability "
+        f"{s.get('folk_share', 0):.2f}), 30% from its first bar, else from a random bar; the prefix's tempo and "
+        "instrument drawn uniformly.",
         "",
         "### Licence of the data",
         "",
-        "J.S. Bach's chorale harmonisations are in the public domain. The encodings come from the music21 corpus, "
-        "which music21's `corpus/license.txt` describes as distributed with the permission of the encoders and, "
-        "to the best of the music21 authors' knowledge, either out of copyright in the United States or licensed "
-        "for use, with the caveat that some encodings may carry restrictions (possibly on commercial use) stated "
-        "in the individual files or directories; users must use them within the bounds of each licence. The music21 "
-        "software itself is BSD-licensed; the music21 authors assume no copyright or change in licensing for the "
-        "corpus. Check the embedded licences before any commercial use of this checkpoint.",
+        "- Bach's chorale harmonisations are in the public domain. The encodings come from the music21 corpus, which "
+        "music21's `corpus/license.txt` describes as distributed with the permission of the encoders and, to the "
+        "best of the music21 authors' knowledge, either out of copyright in the United States or licensed for use, "
+        "with the caveat that some encodings may carry restrictions (possibly on commercial use) stated in the "
+        "individual files or directories.",
+        "- The Essen folksong collection: music21's `corpus/essenFolksong/license.txt` says its legal status is "
+        "unclear (entered by many people, under Helmut Schaffrath, continued by Ewa Dahlig-Turek, who gave "
+        "permission for **non-commercial** distribution and use in music21); the ABC encodings are by Seymour "
+        "Schlien, distributed with music21 by his permission.",
+        "- The music21 software is BSD-licensed; its authors assume no copyright or change in licensing for the "
+        "corpus. **Because of the Essen data, treat this checkpoint as for non-commercial use** unless that "
+        "permission is extended (or retrain with `--no-folk`).",
         "",
         "## Training",
         "",
-        f"- steps: {s['steps_done']} (planned {s['steps_planned']}), batch {s['batch_size']} windows of up to "
-        f"{cfg['block_size']} tokens, {s['tokens_seen']:,} tokens seen",
-        f"- AdamW, peak lr {s['lr']}, {s['warmup']} warm-up steps, cosine decay to 10%, weight decay {s['weight_decay']}, "
-        f"dropout {cfg['dropout']}, grad-norm clip 1.0, seed {s['seed']}; the schedule's progress is "
-        "max(step / steps, loop time / --max-minutes), so on a loaded machine the time budget sets the step count "
-        "(and a resumed session with a larger budget re-enters the cosine where that budget puts it)",
+        f"- steps: {s['steps_done']} (planned {s['steps_planned']}; the time budget binds first), batch "
+        f"{s['batch_size']} windows of up to {cfg['block_size']} tokens, {s['tokens_seen']:,} tokens seen",
+        f"- AdamW, peak lr {s['lr']}, {s['warmup']} warm-up steps, cosine decay to 10%, weight decay "
+        f"{s['weight_decay']}, dropout {cfg['dropout']}, grad-norm clip 1.0, seed {s['seed']}; the schedule's "
+        "progress is max(step / steps, loop time / --max-minutes)",
         f"- final train loss (mean of the last {s['train_loss_window']} steps): {s['train_loss']:.3f} nats/token",
-        f"- valid loss: {s['valid_loss']:.3f} nats/token (perplexity {math.exp(s['valid_loss']):.2f})",
-        f"- test loss: {s['test_loss']:.3f} nats/token (perplexity {math.exp(s['test_loss']):.2f})",
+        f"- valid loss (chorales + folk): {s['valid_loss']:.3f} nats/token (perplexity {math.exp(s['valid_loss']):.2f})",
+        f"- test loss, chorales: {s['test_loss']:.3f} nats/token (perplexity {math.exp(s['test_loss']):.2f})",
+    ]
+    if s.get("folk_test_loss") is not None:
+        lines.append(f"- test loss, folk: {s['folk_test_loss']:.3f} nats/token "
+                     f"(perplexity {math.exp(s['folk_test_loss']):.2f})")
+    lines += [
         "",
-        "Losses are next-token cross-entropy over all tokens after the control prefix. The full curve is in "
-        "`train_log.json`.",
+        "Losses are next-token cross-entropy over all tokens after the control prefix. Curve: `loss.png`; every "
+        "evaluation: `train_log.json`.",
+        "",
+        "![training loss](loss.png)",
         "",
         "## Intended use and limits",
         "",
-        "Short, key-conditioned chorale-style sketches for demos and tests of the musicaas generation path. "
-        "Outputs reflect one composer's four-part style; long requests are generated in windows (the context is "
-        f"{cfg['block_size']} tokens, roughly {cfg['block_size'] // 42} bars), so large-scale form is not modelled.",
+        "Short, controlled chorale- or folk-style sketches for demos and tests of the musicaas generation path. "
+        "Long requests are generated in windows (the context is "
+        f"{cfg['block_size']} tokens, roughly {cfg['block_size'] // 42} chorale bars), so large-scale form is not "
+        "modelled. Tempo and instrument do not change the notes (no data for them).",
         "",
     ]
-    (out / "MODEL_CARD.md").write_text("\n".join(lines))
+    old = (out / "MODEL_CARD.md").read_text() if (out / "MODEL_CARD.md").exists() else ""
+    _head, sep, tail = old.partition("## Evaluation")
+    text = "\n".join(lines)
+    if sep:
+        text = text.rstrip("\n") + "\n\n" + sep + tail
+    (out / "MODEL_CARD.md").write_text(text)
 
 
 def main(argv=None) -> int:
@@ -230,19 +353,27 @@ def main(argv=None) -> int:
     t_start = time.time()
 
     tokenizer = data.build_tokenizer()
-    tokenizer.save(out / "tokenizer.json")
     records = data.load_chorales(args.cache)
+    folk_records = [] if args.no_folk else data.load_folk(args.folk_cache)
     train_recs, valid_recs, test_recs = data.split_records(records, seed=data.SPLIT_SEED)
+    ftrain_recs, fvalid_recs, ftest_recs = data.split_records(folk_records, seed=data.SPLIT_SEED) if folk_records \
+        else ([], [], [])
     train_pieces = data.encode_records(tokenizer, train_recs, augment=True)
     valid_pieces = data.encode_records(tokenizer, valid_recs, augment=False)
     test_pieces = data.encode_records(tokenizer, test_recs, augment=False)
+    ftrain_pieces = data.encode_records(tokenizer, ftrain_recs, augment=True)
+    fvalid_pieces = data.encode_records(tokenizer, fvalid_recs, augment=False)
+    ftest_pieces = data.encode_records(tokenizer, ftest_recs, augment=False)
     special = SpecialIds.from_vocab(tokenizer.vocab)
+    n_prefix = data.prefix_length(tokenizer)
     max_len = args.block_size + 1
-    valid_windows = _eval_windows(valid_pieces, tokenizer, max_len)
+    valid_windows = _eval_windows(valid_pieces + fvalid_pieces, tokenizer, max_len)
     test_windows = _eval_windows(test_pieces, tokenizer, max_len)
+    ftest_windows = _eval_windows(ftest_pieces, tokenizer, max_len)
     print(
-        f"pieces: train {len(train_recs)} (x12 -> {len(train_pieces)} sequences), valid {len(valid_recs)}, "
-        f"test {len(test_recs)}; vocab {len(tokenizer.vocab)}; prep {time.time() - t_start:.0f}s",
+        f"pieces: chorales train {len(train_recs)} (x12 -> {len(train_pieces)} sequences), valid {len(valid_recs)}, "
+        f"test {len(test_recs)}; folk train {len(ftrain_recs)}, valid {len(fvalid_recs)}, test {len(ftest_recs)}; "
+        f"vocab {len(tokenizer.vocab)}; prep {time.time() - t_start:.0f}s",
         file=sys.stderr,
     )
 
@@ -256,6 +387,9 @@ def main(argv=None) -> int:
         dropout=args.dropout,
     )
     model = MusicTransformer(cfg)
+    if args.init_from and not args.resume:
+        mapped = warm_start(model, args.init_from, dict(tokenizer.vocab))
+        print(f"warm start from {args.init_from}: {mapped} token embeddings mapped", file=sys.stderr)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
@@ -303,7 +437,8 @@ def main(argv=None) -> int:
         lr = _lr_at(step, progress, args)
         for group in opt.param_groups:
             group["lr"] = lr
-        x, y = _collate(_sample_windows(rng, train_pieces, tokenizer, args.batch_size, max_len), special.pad)
+        x, y = _collate(_sample_windows(rng, train_pieces, tokenizer, args.batch_size, max_len, ftrain_pieces,
+                                        args.folk_share), special.pad, n_prefix)
         logits = model(x)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
         opt.zero_grad(set_to_none=True)
@@ -316,7 +451,7 @@ def main(argv=None) -> int:
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lr:.1e}")
         if step % args.eval_every == 0 or step == args.steps or _progress(step, elapsed_before + time.time() - t_loop, args) >= 1.0:
-            valid_loss = evaluate(model, valid_windows, special.pad)
+            valid_loss = evaluate(model, valid_windows, special.pad, n_prefix=n_prefix)
             recent = losses[-args.eval_every :]
             log.append({
                 "step": step, "train_loss": sum(recent) / len(recent), "valid_loss": valid_loss, "lr": lr,
@@ -324,10 +459,12 @@ def main(argv=None) -> int:
             })
             bar.write(f"step {step}: train {log[-1]['train_loss']:.3f}  valid {valid_loss:.3f}")
             save_state()
+            plot_losses(out, log, losses)
     bar.close()
 
-    valid_loss = evaluate(model, valid_windows, special.pad)
-    test_loss = evaluate(model, test_windows, special.pad)
+    valid_loss = evaluate(model, valid_windows, special.pad, n_prefix=n_prefix)
+    test_loss = evaluate(model, test_windows, special.pad, n_prefix=n_prefix)
+    folk_test_loss = evaluate(model, ftest_windows, special.pad, n_prefix=n_prefix) if ftest_windows else None
     window = min(50, len(losses))
     train_loss = sum(losses[-window:]) / max(1, window)
     import music21
@@ -341,14 +478,21 @@ def main(argv=None) -> int:
         "parameters": model.num_parameters(),
         "music21_version": music21.__version__,
         "pieces_total": len(records),
+        "folk_pieces_total": len(folk_records),
+        "folk_files": list(data.FOLK_FILES),
+        "folk_share": 0.0 if not folk_records else args.folk_share,
+        "init_from": args.init_from,
         "split_seed": data.SPLIT_SEED,
         "splits": {
             name: {"pieces": len(recs), "sequences": len(pieces), "tokens": sum(len(p.ids) for p in pieces)}
             for name, recs, pieces in (
-                ("train", train_recs, train_pieces), ("valid", valid_recs, valid_pieces), ("test", test_recs, test_pieces)
+                ("train", train_recs, train_pieces), ("valid", valid_recs, valid_pieces), ("test", test_recs, test_pieces),
+                ("folk_train", ftrain_recs, ftrain_pieces), ("folk_valid", fvalid_recs, fvalid_pieces),
+                ("folk_test", ftest_recs, ftest_pieces),
             )
         },
-        "split_names": {"valid": [r.name for r in valid_recs], "test": [r.name for r in test_recs]},
+        "split_names": {"valid": [r.name for r in valid_recs], "test": [r.name for r in test_recs],
+                        "folk_valid": [r.name for r in fvalid_recs], "folk_test": [r.name for r in ftest_recs]},
         "steps_done": step,
         "steps_planned": args.steps,
         "batch_size": args.batch_size,
@@ -361,13 +505,21 @@ def main(argv=None) -> int:
         "train_loss_window": window,
         "valid_loss": valid_loss,
         "test_loss": test_loss,
+        "folk_test_loss": folk_test_loss,
         "tokenizer_fingerprint": data.tokenizer_fingerprint(tokenizer),
         "log": log,
     }
     meta = {k: summary[k] for k in ("date", "steps_done", "train_loss", "valid_loss", "test_loss", "tokenizer_fingerprint")}
-    save_checkpoint(out / "model.pt", model, special, meta=meta)
+    meta["vocab"] = dict(tokenizer.vocab)
+    # The checkpoint and its tokenizer are written together, last, so that a reader never sees a mismatched pair
+    # for long (write to temporary names, then rename).
+    save_checkpoint(out / "model.pt.tmp", model, special, meta=meta)
+    tokenizer.save(out / "tokenizer.json.tmp")
+    os.replace(out / "tokenizer.json.tmp", out / "tokenizer.json")
+    os.replace(out / "model.pt.tmp", out / "model.pt")
     save_state()
     (out / "train_log.json").write_text(json.dumps(summary, indent=1))
+    plot_losses(out, log, losses)
     write_model_card(out, summary)
     print(
         f"done: {step} steps, train {train_loss:.3f}, valid {valid_loss:.3f}, test {test_loss:.3f}, "

@@ -1,0 +1,285 @@
+"""The analyzer's worker pool: several real files at once on worker processes, with the same
+results and the same errors as an analysis in the service process, and a pool that survives
+bad input and dead workers and shuts down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from musicaas.render import encode_wav
+from musicaas.runtime.errors import InvalidArgument, MusicaasError, ResourceExhausted, Unavailable
+from musicaas_analyzer.analysis import analyze_bytes
+from musicaas_analyzer.convert import analysis_to_proto
+from musicaas_analyzer.service import Analyzer, AnalyzerSettings
+
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def wavs(kit):
+    """Four rendered chorale excerpts (8-10 s), as WAV files."""
+    out = []
+    for name, seconds, transpose in (("bach/bwv66.6", 10, 0), ("bach/bwv66.6", 8, 5), ("bach/bwv1.6", 9, 0),
+                                     ("bach/bwv1.6", 8, -3)):
+        score, _ = kit.chorale_midi(name)
+        y = kit.render_variant(score, seconds=seconds, transpose=transpose)
+        out.append(encode_wav(y, sample_rate_hz=SR))
+    return out
+
+
+@pytest.fixture(scope="module")
+async def analyzer():
+    """Two worker processes, started (and warmed up) before the tests."""
+    a = Analyzer(AnalyzerSettings(workers=2))
+    await a.start()
+    yield a
+    await a.close()
+
+
+def _pool_pids(analyzer: Analyzer) -> list[int]:
+    return [p.pid for p in (getattr(analyzer._pool, "_processes", None) or {}).values()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead too
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_default_workers_is_one_per_core():
+    assert AnalyzerSettings().workers == len(os.sched_getaffinity(0))
+    assert AnalyzerSettings(workers=0).workers == 0
+
+
+async def test_several_files_at_once_give_the_in_process_results(analyzer, wavs):
+    assert len(_pool_pids(analyzer)) == 2
+    results = await asyncio.gather(*(analyzer.analyze(w, f"clip{i}.wav") for i, w in enumerate(wavs)))
+    for wav, result in zip(wavs, results):
+        expected = analysis_to_proto(analyze_bytes(wav, filename="x.wav"))
+        assert result.key == expected.key and result.mode == expected.mode
+        assert result.tempo_bpm == pytest.approx(expected.tempo_bpm)
+        assert list(result.beats_s) == pytest.approx(list(expected.beats_s))
+        assert result.duration_s == pytest.approx(expected.duration_s)
+        assert result.loudness_lufs == pytest.approx(expected.loudness_lufs)
+        assert np.allclose(result.embedding, expected.embedding, atol=1e-6)
+    assert len({r.key + str(r.mode) for r in results}) >= 2  # really different files
+
+
+async def test_corrupt_file_is_invalid_argument_and_the_pool_keeps_working(analyzer, wavs):
+    truncated = wavs[0][: len(wavs[0]) // 3 - 1]
+    with pytest.raises(InvalidArgument, match="truncated"):
+        await analyzer.analyze(truncated, "cut.wav")
+    with pytest.raises(InvalidArgument, match="text.wav"):
+        await analyzer.analyze(b"hello, I am text" * 10, "text.wav")
+    # a bad file among good ones: only it fails
+    outcomes = await asyncio.gather(
+        analyzer.analyze(wavs[1], "a.wav"), analyzer.analyze(truncated, "cut.wav"), analyzer.analyze(wavs[2], "b.wav"),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], InvalidArgument) and outcomes[1].message.startswith("truncated")
+    assert outcomes[0].duration_s > 7 and outcomes[2].duration_s > 7
+    assert len(_pool_pids(analyzer)) == 2
+
+
+async def test_too_large_audio_is_refused_before_the_pool():
+    a = Analyzer(AnalyzerSettings(workers=1, max_audio_bytes=1000))
+    try:
+        with pytest.raises(ResourceExhausted, match="limit is 1000 bytes"):
+            await a.analyze(b"\0" * 2000, "big.wav")
+        assert _pool_pids(a) == []  # no worker was started for it
+    finally:
+        await a.close()
+
+
+async def test_a_dead_worker_is_replaced(analyzer, wavs):
+    before = _pool_pids(analyzer)
+    os.kill(before[0], signal.SIGKILL)  # as the OOM killer would
+    result = await analyzer.analyze(wavs[3], "after.wav")
+    assert result.duration_s > 7
+    after = _pool_pids(analyzer)
+    assert after and not set(after) & set(before)
+    results = await asyncio.gather(*(analyzer.analyze(w, "again.wav") for w in wavs[:2]))
+    assert all(r.duration_s > 7 for r in results)
+
+
+async def test_close_stops_the_workers_and_refuses_new_work(analyzer, wavs):
+    # last user of the module's analyzer (tests run in file order)
+    pids = _pool_pids(analyzer)
+    assert len(pids) == 2 and all(_alive(p) for p in pids)
+    slow = asyncio.ensure_future(analyzer.analyze(wavs[0], "in-flight.wav"))
+    await asyncio.sleep(0.2)
+    await analyzer.close()
+    assert (await slow).duration_s > 7  # a running analysis finishes
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert not any(_alive(p) for p in pids)
+    with pytest.raises(Unavailable, match="shutting down"):
+        await analyzer.analyze(wavs[0], "x.wav")
+    await analyzer.close()  # idempotent
+
+
+async def test_threads_when_workers_is_zero(wavs):
+    async with Analyzer(AnalyzerSettings(workers=0, concurrency=2)) as a:
+        results = await asyncio.gather(*(a.analyze(w, "t.wav") for w in wavs[:2]))
+        assert all(r.duration_s > 7 for r in results)
+        with pytest.raises(InvalidArgument):
+            await a.analyze(wavs[0][:100], "cut.wav")
+
+
+def test_domain_errors_cross_the_process_boundary_unchanged():
+    import pickle
+
+    from musicaas.runtime import errors
+
+    for cls in (errors.InvalidArgument, errors.NotFound, errors.ResourceExhausted, errors.Unavailable, MusicaasError):
+        err = pickle.loads(pickle.dumps(cls("why it failed")))
+        assert type(err) is cls and err.message == "why it failed" and err.code == cls.code
+
+
+# --- the CLI's batch ingestion, against a fake gateway -----------------------------------
+
+
+class FakeGateway:
+    """UploadTrack/GetTrack of the gateway: files whose bytes start with ``b"TEXT"`` are
+    rejected at upload, truncated WAVs end in state FAILED, and every track takes a
+    different time to be "analysed" (so that completion order differs from input order)."""
+
+    def __init__(self, analyses: dict[bytes, object]):
+        import threading
+
+        self.analyses = analyses  # WAV bytes -> TrackAnalysis
+        self.lock = threading.Lock()
+        self.uploading = 0
+        self.max_uploading = 0
+        self.tracks: dict[str, tuple[float, object]] = {}
+
+    def servicer(self):
+        import hashlib
+        import threading
+
+        import grpc
+
+        from musicaas.common.v1 import common_pb2
+        from musicaas.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+
+        fake = self
+
+        class Servicer(gateway_pb2_grpc.GatewayServiceServicer):
+            def UploadTrack(self, request_iterator, context):
+                with fake.lock:
+                    fake.uploading += 1
+                    fake.max_uploading = max(fake.max_uploading, fake.uploading)
+                try:
+                    data = b"".join(r.chunk for r in request_iterator if r.WhichOneof("payload") == "chunk")
+                    threading.Event().wait(0.3)  # uploads overlap when the client runs them at once
+                    if data.startswith(b"TEXT"):
+                        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not an audio file")
+                    track_id = "trk_" + hashlib.sha256(data).hexdigest()[:24]
+                    ready_at = time.monotonic() + 0.2 + 0.6 * (len(fake.tracks) % 3 == 0)
+                    fake.tracks[track_id] = (ready_at, fake.analyses.get(data))
+                    return gateway_pb2.UploadTrackResponse(track_id=track_id, state=common_pb2.TRACK_STATE_UPLOADED)
+                finally:
+                    with fake.lock:
+                        fake.uploading -= 1
+
+            def GetTrack(self, request, context):
+                ready_at, analysis = fake.tracks[request.track_id]
+                track = common_pb2.Track(track_id=request.track_id, state=common_pb2.TRACK_STATE_UPLOADED)
+                if time.monotonic() >= ready_at:
+                    if analysis is None:
+                        track.state = common_pb2.TRACK_STATE_FAILED
+                        track.error = "INVALID_ARGUMENT: truncated WAV data"
+                    else:
+                        track.state = common_pb2.TRACK_STATE_INDEXED
+                        track.analysis.CopyFrom(analysis)
+                return gateway_pb2.GetTrackResponse(track=track)
+
+        return Servicer()
+
+
+@pytest.fixture()
+def fake_gateway(wavs, monkeypatch):
+    from concurrent import futures
+
+    import grpc
+
+    from musicaas.gateway.v1 import gateway_pb2_grpc
+
+    analyses = {w: analysis_to_proto(analyze_bytes(w, filename="x.wav")) for w in wavs[:3]}
+    fake = FakeGateway(analyses)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    gateway_pb2_grpc.add_GatewayServiceServicer_to_server(fake.servicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    monkeypatch.setenv("MUSICAAS_GATEWAY", f"127.0.0.1:{port}")
+    monkeypatch.setenv("MUSICAAS_API_KEY", "test-key")
+    yield fake
+    server.stop(0)
+
+
+def test_cli_batch_keeps_input_order_and_summarises(fake_gateway, wavs, tmp_path, capsys):
+    import json
+
+    from musicaas import cli
+
+    paths = []
+    for i, w in enumerate(wavs[:3]):
+        paths.append(tmp_path / f"good{i}.wav")
+        paths[-1].write_bytes(w)
+    text = tmp_path / "notes.wav"
+    text.write_bytes(b"TEXT, not audio")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(wavs[3][:5000])
+    files = [str(paths[0]), str(text), str(paths[1]), str(cut), str(tmp_path / "missing.wav"), str(paths[2])]
+
+    t0 = time.monotonic()
+    code = cli.main(["analyze", *files, "--json", "--jobs", "3", "--plot", str(tmp_path / "plots")])
+    wall = time.monotonic() - t0
+    out, err = capsys.readouterr()
+    assert code == 1  # some files failed
+
+    records = [json.loads(line) for line in out.splitlines()]  # stdout: JSON lines only
+    assert [r["path"] for r in records] == files
+    assert all(next(iter(r)) == "path" for r in records)
+    ok = [r for r in records if "error" not in r]
+    assert [r["path"] for r in ok] == [str(p) for p in paths]
+    assert records[1]["error"].startswith("INVALID_ARGUMENT")
+    assert records[3]["error"].startswith("INVALID_ARGUMENT: truncated") and records[3]["track_id"].startswith("trk_")
+    assert records[4]["error"].startswith("FileNotFoundError")
+    for r in ok:
+        png = tmp_path / "plots" / (os.path.basename(r["path"])[:-4] + ".png")
+        assert r["plot"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # uploads ran at once (bounded by --jobs), and the summary went to stderr
+    assert 2 <= fake_gateway.max_uploading <= 3
+    assert "6 files: 3 ok, 3 failed" in err
+    audio_s = sum(r["duration_s"] for r in ok)
+    assert f"{audio_s:.1f} s of audio" in err
+    assert wall < 60
+
+
+def test_cli_batch_plain_output_and_summary_on_stdout(fake_gateway, wavs, tmp_path, capsys):
+    from musicaas import cli
+
+    good = tmp_path / "good.wav"
+    good.write_bytes(wavs[0])
+    code = cli.main(["analyze", str(good)])
+    out, err = capsys.readouterr()
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{good}: trk_") and "BPM" in lines[0]
+    assert lines[-1].startswith("1 file: 1 ok, 0 failed;") and "audio s per wall s" in lines[-1]
