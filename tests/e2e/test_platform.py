@@ -280,3 +280,32 @@ def test_musicaas_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
             proc.kill()
     # nothing is left listening
     assert health_status(f"127.0.0.1:{base}", timeout_s=0.5) is None
+
+
+def test_midi_upload_is_analysed_from_its_events_and_indexed(client, chorales, uploaded):
+    chorale = chorales[1]
+    resp = client.upload_bytes(chorale.midi, filename=f"{chorale.name}.mid", title=f"{chorale.name} (MIDI)")
+    track = client.wait_track(resp.track_id, timeout_s=120)
+    assert track.state == common_pb2.TRACK_STATE_INDEXED, track.error
+    a = track.analysis
+    midi = a.midi
+    assert midi.note_count > 50
+    assert 0 < midi.lowest_pitch_midi < midi.highest_pitch_midi < 128
+    assert midi.time_signature_numerator in (3, 4)
+    assert f"{a.key} {'major' if a.mode == common_pb2.MODE_MAJOR else 'minor'}" == str(chorale.key)
+    assert a.tempo_bpm == pytest.approx(chorale.tempo_bpm, rel=0.01)
+    assert len(a.embedding) == 64
+    assert client.similar(resp.track_id, limit=3)
+
+
+def test_full_analysis_tree_is_served(client, uploaded):
+    a = client.get_track(uploaded[0]).analysis
+    assert a.analyzer_version
+    assert a.time_signature in (3, 4)
+    assert len(a.tempo_candidates) == 3 and a.tempo_candidates[0].tempo_bpm == pytest.approx(a.tempo_bpm, rel=0.01)
+    for name in ("danceability", "energy", "valence", "acousticness", "instrumentalness", "speechiness", "liveness"):
+        assert 0.0 <= getattr(a.features, name) <= 1.0, name
+    assert a.bars and a.beats and a.tatums and a.sections and a.segments
+    assert all(s.duration_s > 0 for s in a.sections)
+    assert len(a.segments[0].pitches) == 12 and len(a.segments[0].timbre) == 12
+    assert 0.0 <= a.scores.tonal_clarity <= 1.0
