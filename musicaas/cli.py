@@ -354,7 +354,7 @@ def cmd_generate(args) -> int:
     controls = dict(
         key=args.key, tempo_bpm=args.tempo, num_bars=args.bars, temperature=args.temperature, seed=args.seed,
         metre=args.metre, style=args.style, instrument=args.instrument, top_k=args.top_k, top_p=args.top_p,
-        num_variations=args.variations,
+        num_variations=args.variations, key_guidance=False if args.no_key_guidance else None,
     )
     for flag, name in ((args.primer, "primer_midi"), (args.melody, "melody_midi")):
         if flag is not None:
@@ -532,6 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (> 0, at most 5)")
     gen.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (0: off)")
     gen.add_argument("--top-p", type=float, default=None, help="nucleus sampling probability in (0, 1] (1: off)")
+    gen.add_argument(
+        "--no-key-guidance", action="store_true",
+        help="sample the model's own distribution (no masking of out-of-key pitches; see the model card)",
+    )
     gen.add_argument("--variations", type=int, default=None, help="number of pieces, 1-8, sampled together")
     gen.add_argument("--primer", default=None, metavar="FILE", help="MIDI file whose first bars the pieces continue")
     gen.add_argument("--melody", default=None, metavar="FILE",

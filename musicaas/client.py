@@ -21,7 +21,7 @@ def generation_params(
     *, key: str, tempo_bpm: float = 100.0, num_bars: int = 8, temperature: float = 1.0, seed: int | None = None,
     metre: str | None = None, style: str | None = None, instrument: int | None = None, top_k: int | None = None,
     top_p: float | None = None, num_variations: int | None = None, primer_midi: bytes | None = None,
-    melody_midi: bytes | None = None,
+    melody_midi: bytes | None = None, key_guidance: bool | None = None,
 ) -> generator_pb2.GenerationParams:
     """``GenerationParams`` from keyword arguments; None leaves a control at the server's default
     (metre "4/4", style "chorale", instrument 0, top_k 0 = off, top_p 1.0, one variation)."""
@@ -44,6 +44,8 @@ def generation_params(
         params.primer_midi = primer_midi
     if melody_midi is not None:
         params.melody_midi = melody_midi
+    if key_guidance is not None:
+        params.key_guidance = key_guidance
     return params
 
 

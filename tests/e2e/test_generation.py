@@ -296,3 +296,12 @@ def test_model_server_down_is_unavailable_and_recovers_without_restart(stack, cl
             time.sleep(0.5)
     assert resp.midi.startswith(b"MThd")
     assert stack.procs["generator"].pid == generator_pid and stack.alive()["generator"]
+
+
+def test_key_guidance_can_be_switched_off(client):
+    guided = client.generate(key="E major", tempo_bpm=100, num_bars=2, seed=5)
+    unguided = client.generate(key="E major", tempo_bpm=100, num_bars=2, seed=5, key_guidance=False)
+    assert not guided.params.HasField("key_guidance")  # unset: the default, on
+    assert unguided.params.HasField("key_guidance") and unguided.params.key_guidance is False
+    assert guided.midi.startswith(b"MThd") and unguided.midi.startswith(b"MThd")
+    assert guided.midi != unguided.midi  # the constraint changes what is sampled

@@ -40,7 +40,7 @@ GENERATION_STATE_COMPLETED: GenerationState
 GENERATION_STATE_FAILED: GenerationState
 
 class GenerationParams(_message.Message):
-    __slots__ = ("key", "tempo_bpm", "num_bars", "temperature", "seed", "metre", "style", "instrument", "top_k", "top_p", "num_variations", "primer_midi", "melody_midi")
+    __slots__ = ("key", "tempo_bpm", "num_bars", "temperature", "seed", "metre", "style", "instrument", "top_k", "top_p", "num_variations", "primer_midi", "melody_midi", "key_guidance")
     KEY_FIELD_NUMBER: _ClassVar[int]
     TEMPO_BPM_FIELD_NUMBER: _ClassVar[int]
     NUM_BARS_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +54,7 @@ class GenerationParams(_message.Message):
     NUM_VARIATIONS_FIELD_NUMBER: _ClassVar[int]
     PRIMER_MIDI_FIELD_NUMBER: _ClassVar[int]
     MELODY_MIDI_FIELD_NUMBER: _ClassVar[int]
+    KEY_GUIDANCE_FIELD_NUMBER: _ClassVar[int]
     key: str
     tempo_bpm: float
     num_bars: int
@@ -67,7 +68,8 @@ class GenerationParams(_message.Message):
     num_variations: int
     primer_midi: bytes
     melody_midi: bytes
-    def __init__(self, key: _Optional[str] = ..., tempo_bpm: _Optional[float] = ..., num_bars: _Optional[int] = ..., temperature: _Optional[float] = ..., seed: _Optional[int] = ..., metre: _Optional[str] = ..., style: _Optional[str] = ..., instrument: _Optional[int] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., num_variations: _Optional[int] = ..., primer_midi: _Optional[bytes] = ..., melody_midi: _Optional[bytes] = ...) -> None: ...
+    key_guidance: bool
+    def __init__(self, key: _Optional[str] = ..., tempo_bpm: _Optional[float] = ..., num_bars: _Optional[int] = ..., temperature: _Optional[float] = ..., seed: _Optional[int] = ..., metre: _Optional[str] = ..., style: _Optional[str] = ..., instrument: _Optional[int] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., num_variations: _Optional[int] = ..., primer_midi: _Optional[bytes] = ..., melody_midi: _Optional[bytes] = ..., key_guidance: _Optional[bool] = ...) -> None: ...
 
 class GeneratedPiece(_message.Message):
     __slots__ = ("index", "seed", "track_id", "midi", "audio_wav", "midi_blob", "audio_blob", "duration_s", "num_tokens", "soprano_kept")

@@ -254,6 +254,7 @@ class Generator:
                 top_k=params.top_k,
                 top_p=params.top_p,
                 melody=melody,
+                key_guidance=params.key_guidance if params.HasField("key_guidance") else True,
             )
         except Unavailable:
             # Drop the channel so that the next call reconnects at once when Triton is back
