@@ -53,11 +53,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 import warnings
 
 import numpy as np
+from key_accuracy import krumhansl_baseline, score_to_midi  # bench/ is sys.path[0] when run as a script
 
 SR = 22050
 TRANSPOSITIONS = (0, 3, -4, 5, -2, 1)
@@ -89,12 +89,8 @@ def baseline(y: np.ndarray, sr: int):
     """(tempo_bpm, beat_times_s, key) from plain librosa."""
     import librosa
 
-    from musicaas.keys import Key
-    from musicaas_analyzer.keyfinding import estimate_key
-
     tempo, beats = librosa.beat.beat_track(y=y, sr=sr, units="time")
-    est = estimate_key(librosa.feature.chroma_stft(y=y, sr=sr).mean(axis=1), profile="krumhansl-kessler")
-    key = est.key if est.key is not None else Key.from_index(int(np.argmax(est.correlations)))
+    key = krumhansl_baseline(y, sr)
     return float(np.atleast_1d(tempo)[0]), np.asarray(beats, dtype=np.float64), key
 
 
@@ -159,11 +155,7 @@ def main() -> None:
     rows = []
     analyzer_s = baseline_s = audio_s = 0.0
     for i, (name, score, ref_key, beats_per_bar) in enumerate(chorales):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "chorale.mid")
-            score.write("midi", fp=path)
-            with open(path, "rb") as fh:
-                base = symusic.Score.from_midi(fh.read())
+        base = symusic.Score.from_midi(score_to_midi(score))
         for j in range(args.variants):
             transpose = TRANSPOSITIONS[(i + j) % len(TRANSPOSITIONS)]
             bpm = TEMPI_BPM[(i + j) % len(TEMPI_BPM)]

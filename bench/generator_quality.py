@@ -456,14 +456,9 @@ def update_card(card: Path, r: dict, args) -> None:
         "![pitch classes relative to the tonic](eval_pitch_classes.png)",
         "",
     ]
-    text = card.read_text() if card.exists() else ""
-    head, sep, tail = text.partition("## Evaluation")
-    if sep:
-        rest = tail.split("\n## ", 1)
-        text = head + "\n".join(lines) + (("\n## " + rest[1]) if len(rest) > 1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines)
-    card.write_text(text)
+    from musicaas_model.evaluate import write_card_section
+
+    write_card_section(card, lines)
 
 
 def write_figures(out: Path, rows: list[dict], test_records) -> None:

@@ -62,6 +62,15 @@ def krumhansl_baseline(y: np.ndarray, sr: int, chroma: str = "stft"):
     return Key.from_index(int(np.argmax(est.correlations)))
 
 
+def score_to_midi(score) -> bytes:
+    """A music21 score written as Standard MIDI File bytes (music21 writes only to a path)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "chorale.mid")
+        score.write("midi", fp=path)
+        with open(path, "rb") as fh:
+            return fh.read()
+
+
 def tempo_class(estimate: float, reference: float, tolerance: float = 0.04) -> str:
     if estimate <= 0 or reference <= 0:
         return "wrong"
@@ -109,11 +118,7 @@ def main() -> None:
         if not keys or keys[0].mode not in ("major", "minor"):
             continue
         ref_key = Key.parse(f"{keys[0].tonic.name} {keys[0].mode}")
-        with tempfile.TemporaryDirectory() as tmp:
-            midi_path = os.path.join(tmp, "chorale.mid")
-            score.write("midi", fp=midi_path)
-            with open(midi_path, "rb") as fh:
-                midi = fh.read()
+        midi = score_to_midi(score)
         parsed = symusic.Score.from_midi(midi)
         ref_tempo = float(parsed.tempos[0].qpm) if len(parsed.tempos) else 120.0
         if program is not None:

@@ -26,16 +26,18 @@ from pathlib import Path
 import grpc
 
 from musicaas.common.v1 import common_pb2
-from musicaas.runtime.protoconv import mode_name, source_name, state_name
+from musicaas.runtime.protoconv import mode_name, source_name
 
 DEFAULT_GATEWAY = "127.0.0.1:50051"
 
 
 def gateway_addr() -> str:
+    """The gateway address: ``$MUSICAAS_GATEWAY`` or 127.0.0.1:50051."""
     return os.environ.get("MUSICAAS_GATEWAY", DEFAULT_GATEWAY)
 
 
 def resolve_api_key(state_dir: Path) -> str:
+    """The API key: ``$MUSICAAS_API_KEY``, else ``state_dir/api_key``; exits with a message when neither exists."""
     key = os.environ.get("MUSICAAS_API_KEY")
     if key:
         return key
@@ -158,6 +160,7 @@ def analysis_record(track: common_pb2.Track) -> dict:
 
 
 def rpc_error_text(exc: grpc.RpcError) -> str:
+    """``"<STATUS_NAME>: <details>"`` of a failed call (the CLI's ``error`` field)."""
     return f"{exc.code().name}: {exc.details()}"
 
 
@@ -168,6 +171,7 @@ def _client(args):
 
 
 def cmd_up(args) -> int:
+    """``musicaas up``: run the stack until Ctrl-C or SIGTERM."""
     from rich.console import Console
 
     from musicaas.stack import LocalStack, StackPorts
@@ -438,6 +442,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_similar(args) -> int:
+    """``musicaas similar``: tracks similar to one track."""
     with _client(args) as client:
         try:
             tracks = client.similar(args.track_id, limit=args.limit)
@@ -467,6 +472,7 @@ def cmd_similar(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    """``musicaas demo``."""
     from musicaas.demo import run_demo
 
     return run_demo(
@@ -483,6 +489,7 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
     parser = argparse.ArgumentParser(prog="musicaas", description="Music AI as a service.")
     parser.add_argument(
         "--state-dir", default=os.environ.get("MUSICAAS_STATE_DIR", ".musicaas"),
@@ -557,6 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``musicaas`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
     return args.fn(args)
 

@@ -24,28 +24,16 @@ def generation_params(
     melody_midi: bytes | None = None, key_guidance: bool | None = None,
 ) -> generator_pb2.GenerationParams:
     """``GenerationParams`` from keyword arguments; None leaves a control at the server's default
-    (metre "4/4", style "chorale", instrument 0, top_k 0 = off, top_p 1.0, one variation)."""
+    (metre "4/4", style "chorale", the style's instrument, top_k 0 = off, top_p 1.0, one
+    variation, a random seed, key guidance on). Units: ``tempo_bpm`` in BPM, ``num_bars`` in bars."""
     params = generator_pb2.GenerationParams(key=key, tempo_bpm=tempo_bpm, num_bars=num_bars, temperature=temperature)
-    if seed is not None:
-        params.seed = seed
-    if metre is not None:
-        params.metre = metre
-    if style is not None:
-        params.style = style
-    if instrument is not None:
-        params.instrument = instrument
-    if top_k is not None:
-        params.top_k = top_k
-    if top_p is not None:
-        params.top_p = top_p
-    if num_variations is not None:
-        params.num_variations = num_variations
-    if primer_midi is not None:
-        params.primer_midi = primer_midi
-    if melody_midi is not None:
-        params.melody_midi = melody_midi
-    if key_guidance is not None:
-        params.key_guidance = key_guidance
+    optional = dict(
+        seed=seed, metre=metre, style=style, instrument=instrument, top_k=top_k, top_p=top_p,
+        num_variations=num_variations, primer_midi=primer_midi, melody_midi=melody_midi, key_guidance=key_guidance,
+    )
+    for name, value in optional.items():
+        if value is not None:
+            setattr(params, name, value)
     return params
 
 
@@ -69,6 +57,7 @@ class GatewayClient:
         self.metadata = (("authorization", f"Bearer {api_key}"),)
 
     def close(self) -> None:
+        """Close the channel."""
         self.channel.close()
 
     def __enter__(self) -> "GatewayClient":
@@ -78,6 +67,7 @@ class GatewayClient:
         self.close()
 
     def upload_bytes(self, data: bytes, *, filename: str, title: str = "") -> gateway_pb2.UploadTrackResponse:
+        """Upload ``data`` in 512 KiB chunks after the metadata. Raises ``grpc.RpcError`` (INVALID_ARGUMENT for empty or non-audio data, RESOURCE_EXHAUSTED over the size limit)."""
         def messages():
             yield gateway_pb2.UploadTrackRequest(metadata=gateway_pb2.UploadMetadata(filename=filename, title=title))
             for i in range(0, len(data), CHUNK_BYTES):
@@ -86,9 +76,11 @@ class GatewayClient:
         return self.stub.UploadTrack(messages(), metadata=self.metadata, timeout=self.timeout_s)
 
     def upload_file(self, path: Path, *, title: str = "") -> gateway_pb2.UploadTrackResponse:
+        """Upload the file at ``path`` (its name is the container hint, its stem the default title)."""
         return self.upload_bytes(Path(path).read_bytes(), filename=Path(path).name, title=title or Path(path).stem)
 
     def get_track(self, track_id: str) -> common_pb2.Track:
+        """State and analysis of one track. Raises ``grpc.RpcError`` NOT_FOUND for an unknown id."""
         return self.stub.GetTrack(gateway_pb2.GetTrackRequest(track_id=track_id), metadata=self.metadata, timeout=10).track
 
     def wait_track(self, track_id: str, *, timeout_s: float = 300.0, poll_s: float = 0.25) -> common_pb2.Track:
@@ -153,6 +145,7 @@ class GatewayClient:
         )
 
     def get_generation(self, generation_id: str, *, include_data: bool = False) -> generator_pb2.GenerationJob:
+        """The stored generation job (bytes of the pieces with ``include_data``). Raises ``grpc.RpcError`` NOT_FOUND."""
         return self.stub.GetGeneration(
             gateway_pb2.GetGenerationRequest(generation_id=generation_id, include_data=include_data),
             metadata=self.metadata, timeout=60,
@@ -183,11 +176,13 @@ class GatewayClient:
             time.sleep(poll_s)
 
     def similar(self, track_id: str, *, limit: int = 10, flt: recommender_pb2.TrackFilter | None = None):
+        """Up to ``limit`` (1-100) indexed tracks nearest to ``track_id`` by cosine similarity of embeddings, best first."""
         request = gateway_pb2.SimilarTracksRequest(track_id=track_id, limit=limit)
         if flt is not None:
             request.filter.CopyFrom(flt)
         return self.stub.SimilarTracks(request, metadata=self.metadata, timeout=30).tracks
 
     def recommend(self, *, liked: list[str], disliked: list[str] = (), limit: int = 10):
+        """Up to ``limit`` tracks near the ``liked`` ones and away from the ``disliked`` ones (Qdrant best_score), best first."""
         request = gateway_pb2.RecommendRequest(liked_track_ids=liked, disliked_track_ids=list(disliked), limit=limit)
         return self.stub.Recommend(request, metadata=self.metadata, timeout=30).tracks

@@ -26,7 +26,8 @@ from rich.table import Table
 from musicaas.cli import analysis_record, gateway_addr, resolve_api_key, rpc_error_text
 from musicaas.client import GatewayClient
 from musicaas.common.v1 import common_pb2
-from musicaas.keys import Key
+from musicaas.keys import Key, tonic_pitch_class
+from musicaas.runtime.protoconv import mode_name
 from musicaas.render import encode_wav, render_midi
 from musicaas.stack import LocalStack, health_status
 
@@ -43,9 +44,8 @@ def _progress(console: Console) -> Progress:
 
 def _key_of(track: common_pb2.Track) -> Key | None:
     a = track.analysis
-    if not a.key or a.mode == common_pb2.MODE_UNSPECIFIED:
-        return None
-    return Key.parse(f"{a.key} {'major' if a.mode == common_pb2.MODE_MAJOR else 'minor'}")
+    mode = mode_name(a.mode)
+    return Key(tonic_pitch_class(a.key), mode) if a.key and mode else None
 
 
 #: Fields of the analysis record the report keeps (the full tree is in GetTrack / analyze --json).
@@ -78,6 +78,7 @@ def _fmt(x: float, spec: str) -> str:
 
 
 def run_demo(*, out: Path, audio_dir: Path | None, state_dir: Path, num_chorales: int = 16, seed: int = 7) -> int:
+    """Run the main job (see the module docstring); returns the exit status: 0, or 1 when a track or generation failed."""
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)
@@ -176,7 +177,7 @@ def _run(console: Console, client: GatewayClient, *, out: Path, audio_dir: Path 
     if query is not None:
         similar = [
             {"track_id": t.track_id, "title": t.title, "score": round(t.score, 4), "key": t.key,
-             "mode": "major" if t.mode == common_pb2.MODE_MAJOR else "minor" if t.mode == common_pb2.MODE_MINOR else None,
+             "mode": mode_name(t.mode),
              "tempo_bpm": round(t.tempo_bpm, 1)}
             for t in client.similar(query["track_id"], limit=5)
         ]

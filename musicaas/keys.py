@@ -75,6 +75,7 @@ class Key:
 
     @classmethod
     def from_index(cls, index: int) -> "Key":
+        """The key with :attr:`index` ``index`` (0-11 major C..B, 12-23 minor C..B). Raises InvalidArgument outside [0, 23]."""
         if not 0 <= index < 24:
             raise InvalidArgument(f"key index {index} out of range [0, 23]")
         return cls(index % 12, "major" if index < 12 else "minor")
@@ -110,6 +111,7 @@ class Key:
         raise InvalidArgument(f"unknown key {text!r}: expected '<tonic> major|minor', e.g. 'D minor'")
 
     def transpose(self, semitones: int) -> "Key":
+        """The same mode with the tonic moved by ``semitones`` (any integer, modulo 12)."""
         return Key((self.tonic_pc + semitones) % 12, self.mode)
 
     def __str__(self) -> str:

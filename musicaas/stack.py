@@ -16,7 +16,6 @@ State folder layout (default ``./.musicaas``)::
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -29,8 +28,6 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from musicaas.runtime.procs import free_port, python_env, start_nats_server, stop_process, wait_for_port
-
-SERVICES = ("analyzer", "recommender", "generator", "gateway")
 
 
 def ensure_api_key(state_dir: Path) -> str:
@@ -77,6 +74,7 @@ def wait_serving(addr: str, *, timeout_s: float, proc: subprocess.Popen | None =
 
 @dataclass
 class StackPorts:
+    """Loopback TCP ports of the local stack, one per process."""
     gateway: int = 50051
     analyzer: int = 50052
     recommender: int = 50053
@@ -93,6 +91,7 @@ class StackPorts:
 
     @classmethod
     def free(cls) -> "StackPorts":
+        """Ports that were free a moment ago (tests)."""
         return cls(**{name: free_port() for name in cls.__dataclass_fields__})
 
 
@@ -121,13 +120,16 @@ class LocalStack:
 
     @property
     def gateway_addr(self) -> str:
+        """``host:port`` of the gateway."""
         return f"{self.host}:{self.ports.gateway}"
 
     @property
     def api_key(self) -> str:
+        """The development API key (created in the state folder on first use)."""
         return ensure_api_key(self.state_dir)
 
     def addr(self, service: str) -> str:
+        """``host:port`` of ``service`` (analyzer, recommender, generator, gateway)."""
         return f"{self.host}:{getattr(self.ports, service)}"
 
     def _env(self, service: str) -> dict[str, str]:
@@ -209,6 +211,7 @@ class LocalStack:
         return codes
 
     def alive(self) -> dict[str, bool]:
+        """Whether each started process still runs, by name."""
         return {name: proc.poll() is None for name, proc in self.procs.items()}
 
     def __enter__(self) -> "LocalStack":
@@ -217,7 +220,3 @@ class LocalStack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def default_state_dir() -> Path:
-    return Path(os.environ.get("MUSICAAS_STATE_DIR", ".musicaas"))

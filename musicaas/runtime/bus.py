@@ -57,6 +57,8 @@ EVENT_TYPES = {
 
 BLOB_BUCKET = "blobs"
 TRACK_BUCKET = "tracks"
+#: Generation jobs (``musicaas.generator.v1.GenerationJob``), written by gateway and generator.
+GENERATION_BUCKET = "generations"
 DUPLICATE_WINDOW_S = 120.0
 
 M = TypeVar("M", bound=Message)
@@ -76,6 +78,7 @@ def advance_state(current: int, new: int) -> int:
 
 
 def now_ts() -> Timestamp:
+    """The current UTC time as a protobuf ``Timestamp``."""
     ts = Timestamp()
     ts.FromDatetime(dt.datetime.now(dt.timezone.utc))
     return ts
@@ -122,6 +125,7 @@ class Bus:
         self.nc: nats.NATS | None = None
         self.js = None
         self.kv = None
+        self.jobs_kv = None
         self.obj = None
 
     @classmethod
@@ -187,16 +191,24 @@ class Bus:
             await self.js.add_stream(config)
         except nats.js.errors.BadRequestError:
             await self.js.update_stream(config)
+        self.kv = await self._bucket(self.js.key_value, self.js.create_key_value, TRACK_BUCKET, history=5)
+        self.jobs_kv = await self._bucket(self.js.key_value, self.js.create_key_value, GENERATION_BUCKET, history=5)
+        self.obj = await self._bucket(self.js.object_store, self.js.create_object_store, BLOB_BUCKET)
+
+    async def _bucket(self, open_, create, name: str, **config):
+        """Open the KV bucket or object store ``name``, creating it when missing (also when
+        another service creates it at the same moment)."""
+        missing = (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError)
         try:
-            self.kv = await self.js.key_value(TRACK_BUCKET)
-        except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
-            self.kv = await self.js.create_key_value(bucket=TRACK_BUCKET, history=5, replicas=self.replicas)
-        try:
-            self.obj = await self.js.object_store(BLOB_BUCKET)
-        except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
-            self.obj = await self.js.create_object_store(bucket=BLOB_BUCKET, replicas=self.replicas)
+            return await open_(name)
+        except missing:
+            try:
+                return await create(bucket=name, replicas=self.replicas, **config)
+            except nats.js.errors.BadRequestError:
+                return await open_(name)
 
     async def close(self) -> None:
+        """Drain and close the NATS connection (pending acks and publishes are flushed; at most 5 s)."""
         if self.nc is not None and not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
@@ -340,13 +352,8 @@ class Bus:
     # -- track state ------------------------------------------------------------------------
 
     async def get_track(self, track_id: str) -> common_pb2.Track | None:
-        try:
-            entry = await self.kv.get(track_id)
-        except nats.js.errors.KeyNotFoundError:
-            return None
-        if not entry.value:
-            return None
-        return common_pb2.Track.FromString(entry.value)
+        """The stored track, or None when there is none."""
+        return await get_message(self.kv, track_id, common_pb2.Track)
 
     async def create_track(self, track: common_pb2.Track) -> bool:
         """Store a new track; returns False (and writes nothing) when the id exists."""
@@ -365,28 +372,81 @@ class Bus:
         ------
         NotFound
             When the track does not exist and ``create_if_missing`` is False.
+        Unavailable
+            When concurrent writers keep winning.
         """
-        for _ in range(20):
-            try:
-                entry = await self.kv.get(track_id)
-                track = common_pb2.Track.FromString(entry.value or b"")
-                revision = entry.revision
-            except nats.js.errors.KeyNotFoundError:
-                if not create_if_missing:
-                    raise NotFound(f"track {track_id!r} not found") from None
-                track, revision = common_pb2.Track(track_id=track_id, created_at=now_ts()), None
-            change(track)
-            track.updated_at.CopyFrom(now_ts())
-            try:
-                if revision is None:
-                    await self.kv.create(track_id, track.SerializeToString())
-                else:
-                    await self.kv.update(track_id, track.SerializeToString(), last=revision)
-                return track
-            except nats.js.errors.KeyWrongLastSequenceError:
-                await asyncio.sleep(0.01)
-        raise Unavailable(f"could not update track {track_id!r}: too many concurrent writers")
+        return await update_message(
+            self.kv, track_id, lambda: common_pb2.Track(track_id=track_id), change,
+            create_if_missing=create_if_missing, what="track",
+        )
+
+
+async def get_message(kv, key: str, message_type: type[M]) -> M | None:
+    """The protobuf message stored under ``key`` in a KV bucket, or None when there is none.
+
+    Raises
+    ------
+    Unavailable
+        When NATS does not answer.
+    """
+    try:
+        entry = await kv.get(key)
+    except nats.js.errors.KeyNotFoundError:
+        return None
+    except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError) as exc:
+        raise Unavailable(f"could not read {key!r}: {exc}") from exc
+    if not entry.value:
+        return None
+    return message_type.FromString(entry.value)
+
+
+async def update_message(
+    kv, key: str, new: Callable[[], M], change: Callable[[M], None], *, create_if_missing: bool = True,
+    what: str = "entry",
+) -> M:
+    """Read-modify-write of a protobuf message (with ``created_at``/``updated_at``) in a KV bucket.
+
+    Optimistic concurrency: the write names the revision it read and is retried on conflict,
+    so concurrent writers never lose each other's changes.
+
+    Parameters
+    ----------
+    kv : nats KeyValue
+    key : str
+    new : () -> message
+        The initial message when ``key`` is missing (``created_at`` is set here).
+    change : (message) -> None
+        Mutates the message in place.
+
+    Raises
+    ------
+    NotFound
+        When ``key`` is missing and ``create_if_missing`` is False.
+    Unavailable
+        When 20 attempts in a row lose to concurrent writers.
+    """
+    for _ in range(20):
+        try:
+            entry = await kv.get(key)
+            message, revision = type(new()).FromString(entry.value or b""), entry.revision
+        except nats.js.errors.KeyNotFoundError:
+            if not create_if_missing:
+                raise NotFound(f"{what} {key!r} not found") from None
+            message, revision = new(), None
+            message.created_at.CopyFrom(now_ts())
+        change(message)
+        message.updated_at.CopyFrom(now_ts())
+        try:
+            if revision is None:
+                await kv.create(key, message.SerializeToString())
+            else:
+                await kv.update(key, message.SerializeToString(), last=revision)
+            return message
+        except nats.js.errors.KeyWrongLastSequenceError:
+            await asyncio.sleep(0.01)
+    raise Unavailable(f"could not update {what} {key!r}: too many concurrent writers")
 
 
 def new_id(prefix: str) -> str:
+    """A random id such as ``gen_3f2a…`` (prefix, underscore, 24 hex characters)."""
     return f"{prefix}_{uuid.uuid4().hex[:24]}"

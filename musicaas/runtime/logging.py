@@ -42,6 +42,3 @@ def configure_logging(*, service: str, level: str = "info", fmt: str = "auto") -
     structlog.contextvars.bind_contextvars(service=service)
     return structlog.get_logger()
 
-
-def get_logger(**bind) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger().bind(**bind)

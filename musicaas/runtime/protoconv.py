@@ -17,9 +17,6 @@ def mode_name(mode: int) -> str | None:
 
 
 def source_name(source: int) -> str:
+    """``TRACK_SOURCE_GENERATED`` -> ``"generated"``; unspecified -> ``"unknown"``."""
     return PROTO_TO_SOURCE.get(source, "unknown")
 
-
-def state_name(state: int) -> str:
-    """``TRACK_STATE_INDEXED`` -> ``"indexed"``."""
-    return common_pb2.TrackState.Name(state).removeprefix("TRACK_STATE_").lower()

@@ -42,60 +42,45 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return None
         method = handler_call_details.method
 
-        async def _fail(exc: BaseException, context: grpc.aio.ServicerContext) -> None:
+        async def _fail(exc: Exception, context: grpc.aio.ServicerContext) -> None:
             if isinstance(exc, MusicaasError):
                 log.info("rpc_failed", method=method, code=exc.code.name, error=exc.message)
                 await context.abort(exc.code, exc.message)
             log.error("rpc_internal_error", method=method, exc_info=exc)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
-        def _passthrough(exc: BaseException) -> bool:
-            # context.abort raises a special exception that must reach grpc untouched.
-            return isinstance(exc, (asyncio.CancelledError, grpc.aio.AbortError)) or not isinstance(exc, Exception)
-
-        if handler.unary_unary:
-            inner = handler.unary_unary
-
-            async def unary_unary(request, context):
+        # context.abort() raises AbortError, which must reach grpc untouched; CancelledError
+        # and other BaseExceptions are not caught at all.
+        def awaitable(inner):
+            async def call(request_or_iterator, context):
                 try:
-                    return await inner(request, context)
-                except BaseException as exc:  # noqa: BLE001 - mapped below
-                    if _passthrough(exc):
-                        raise
+                    return await inner(request_or_iterator, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - mapped to a status
                     await _fail(exc, context)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_unary:
-            inner_su = handler.stream_unary
+            return call
 
-            async def stream_unary(request_iterator, context):
+        def streaming(inner):
+            async def call(request, context):
                 try:
-                    return await inner_su(request_iterator, context)
-                except BaseException as exc:  # noqa: BLE001
-                    if _passthrough(exc):
-                        raise
-                    await _fail(exc, context)
-
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            inner_us = handler.unary_stream
-
-            async def unary_stream(request, context):
-                try:
-                    async for item in inner_us(request, context):
+                    async for item in inner(request, context):
                         yield item
-                except BaseException as exc:  # noqa: BLE001
-                    if _passthrough(exc):
-                        raise
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - mapped to a status
                     await _fail(exc, context)
 
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
-            )
+            return call
+
+        codec = (handler.request_deserializer, handler.response_serializer)
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(awaitable(handler.unary_unary), *codec)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(awaitable(handler.stream_unary), *codec)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), *codec)
         return handler
 
 
@@ -109,6 +94,7 @@ class GrpcService:
 
 
 def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """gRPC channel arguments: message size limits in bytes (both directions), no SO_REUSEPORT (a taken port fails)."""
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),

@@ -36,3 +36,13 @@ class ServiceSettings(BaseSettings):
     max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     #: Seconds to wait for NATS at start-up.
     nats_connect_timeout_s: float = Field(default=30.0, gt=0)
+
+    def server_kwargs(self) -> dict:
+        """The :func:`musicaas.runtime.server.run_service` arguments these settings fix:
+        bind address, shutdown grace (seconds) and message size limit (bytes)."""
+        return {
+            "host": self.grpc_host,
+            "port": self.grpc_port,
+            "grace_s": self.shutdown_grace_s,
+            "max_message_bytes": self.max_message_bytes,
+        }

@@ -163,7 +163,7 @@ def test_streaming_decode_gives_the_same_mix_and_loudness(fmt, sr):
     """analyze_bytes decodes block by block, measuring loudness on the way and resampling the
     mono mix as a stream; that must give the samples and the loudness of the one-shot path."""
     from musicaas_analyzer.decode import decode_mono_streaming
-    from musicaas_analyzer.loudness import LoudnessAccumulator, integrated_loudness
+    from musicaas_analyzer.loudness import LoudnessAccumulator, integrated_loudness, loudness_profile
 
     rng = np.random.default_rng(8)
     seconds = 2.0 + 600_000 / sr  # longer than two 2^18-frame decoding blocks
@@ -181,3 +181,8 @@ def test_streaming_decode_gives_the_same_mix_and_loudness(fmt, sr):
     assert rate == sr and frames == decode_native(data).samples.shape[0]
     np.testing.assert_array_equal(mix, one_shot)
     assert acc[0].profile().integrated() == pytest.approx(integrated_loudness(decode_native(data).samples, sr), abs=1e-9)
+    # The whole profile must match, not just its gated mean: same 100 ms edges, same energies.
+    streamed, whole = acc[0].profile(), loudness_profile(decode_native(data).samples, sr)
+    np.testing.assert_array_equal(streamed.edges, whole.edges)
+    np.testing.assert_allclose(streamed.energy, whole.energy, rtol=1e-9, atol=1e-12)
+    assert streamed.loudness_range_lu() == pytest.approx(whole.loudness_range_lu(), abs=1e-9)

@@ -24,3 +24,4 @@ def stack(tmp_path_factory):
 def client(stack):
     with GatewayClient(stack.gateway_addr, stack.api_key) as c:
         yield c
+

@@ -19,24 +19,13 @@ import symusic
 from musicaas.events.v1 import events_pb2
 from musicaas.generator.v1 import generator_pb2
 from musicaas.runtime.procs import python_env, stop_process, wait_for_port
+from e2e_helpers import stream_events  # noqa: E402 - tests/e2e is on sys.path (pytest rootdir-relative import)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 TPQ = 480
 
 
-def _vocabulary_has_controls() -> bool:
-    """Whether the shipped tokenizer holds the control tokens (style, metre, tempo, instrument);
-    one that predates them gets only key and bars, so metre and melody are not enforced."""
-    from musicaas.keys import Key
-    from musicaas_generator import tokens
-
-    tok = tokens.load_tokenizer()
-    names = tokens.control_prefix_names(Key.parse("C major"), 2, metre="3/4", style="folk")
-    return all(n in tok.vocab for n in names)
-
-
-CONTROLS = _vocabulary_has_controls()
 
 
 def _midi(notes: list[tuple[float, float, int]], *, numerator: int = 4) -> bytes:
@@ -60,28 +49,6 @@ def _notes(midi: bytes) -> list[tuple[float, float, int]]:
     return sorted((n.time / tpq, n.duration / tpq, n.pitch) for t in score.tracks for n in t.notes)
 
 
-def _events(stack, subject: str) -> list:
-    """Every event on ``subject`` in the stream (an ephemeral consumer)."""
-    import nats
-
-    async def read():
-        nc = await nats.connect(f"nats://127.0.0.1:{stack.ports.nats}")
-        js = nc.jetstream()
-        sub = await js.pull_subscribe(subject, stream="MUSIC")
-        out = []
-        try:
-            while True:
-                for m in await sub.fetch(batch=50, timeout=1.0):
-                    out.append((dict(m.headers or {}), m.data))
-                    await m.ack()
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
-            pass
-        await nc.close()
-        return out
-
-    return asyncio.run(read())
-
-
 def test_controls_and_variations_in_one_request(client):
     kwargs = dict(key="G major", tempo_bpm=120, num_bars=2, temperature=0.9, seed=5, metre="3/4", style="folk",
                   instrument=40, top_k=20, top_p=0.95, num_variations=3)
@@ -96,8 +63,7 @@ def test_controls_and_variations_in_one_request(client):
     for piece in resp.pieces:
         score = symusic.Score.from_midi(piece.midi)
         assert {t.program for t in score.tracks} == {40}  # the MIDI carries the instrument
-        if CONTROLS:
-            assert (score.time_signatures[0].numerator, score.time_signatures[0].denominator) == (3, 4)
+        assert (score.time_signatures[0].numerator, score.time_signatures[0].denominator) == (3, 4)
         assert piece.audio_wav.startswith(b"RIFF") and piece.duration_s > 0
         assert piece.midi_blob.name and piece.audio_blob.name and piece.track_id.startswith("trk_")
     assert len({p.track_id for p in resp.pieces}) == 3
@@ -124,8 +90,6 @@ def test_harmonisation_keeps_the_melody_as_soprano(client):
     piece = resp.pieces[0]
     assert piece.HasField("soprano_kept") and 0.0 <= piece.soprano_kept <= 1.0
     assert resp.params.num_bars == 2  # as long as the melody
-    if not CONTROLS:
-        pytest.skip("the shipped tokenizer predates the control tokens: the melody is not enforced")
     assert piece.soprano_kept == pytest.approx(1.0)
     notes = _notes(resp.midi)
     for start, _dur, pitch in MELODY:  # each melody note is the top voice at its onset
@@ -180,10 +144,10 @@ def test_async_job_completes_and_is_announced(stack, client):
     # submitting the same id again is idempotent: the job is not run twice
     again = client.submit_generation(key="E minor", num_bars=2, generation_id=submitted.generation_id)
     assert again.state == generator_pb2.GENERATION_STATE_COMPLETED
-    requested = [events_pb2.GenerationRequested.FromString(d) for _, d in _events(stack, "music.generations.requested")]
+    requested = [events_pb2.GenerationRequested.FromString(d) for _, d in stream_events(stack, "music.generations.requested")]
     mine = [r for r in requested if r.generation_id == submitted.generation_id]
     assert len(mine) == 1 and mine[0].params.num_variations == 2
-    completed = [events_pb2.GenerationCompleted.FromString(d) for _, d in _events(stack, "music.generations.completed")]
+    completed = [events_pb2.GenerationCompleted.FromString(d) for _, d in stream_events(stack, "music.generations.completed")]
     done = [c for c in completed if c.generation_id == submitted.generation_id]
     assert len(done) == 1 and [p.track_id for p in done[0].pieces] == [p.track_id for p in job.pieces]
     with pytest.raises(grpc.RpcError) as info:
@@ -196,7 +160,7 @@ def test_async_job_with_bad_controls_fails_with_the_reason(stack, client):
     job = client.wait_generation(submitted.generation_id, timeout_s=60)
     assert job.state == generator_pb2.GENERATION_STATE_FAILED
     assert job.error.startswith("INVALID_ARGUMENT") and "top_p" in job.error
-    failed = [events_pb2.GenerationFailed.FromString(d) for _, d in _events(stack, "music.generations.failed")]
+    failed = [events_pb2.GenerationFailed.FromString(d) for _, d in stream_events(stack, "music.generations.failed")]
     assert any(f.generation_id == submitted.generation_id and f.code == "INVALID_ARGUMENT" for f in failed)
 
 
@@ -228,9 +192,9 @@ def test_cancelling_the_stream_stops_the_generation(stack, client):
     cancelled = [json.loads(line) for line in log.read_text().splitlines() if generation_id in line]
     assert any(r.get("event") == "generation_cancelled" for r in cancelled), cancelled
     time.sleep(3)
-    completed = [events_pb2.GenerationCompleted.FromString(d) for _, d in _events(stack, "music.generations.completed")]
+    completed = [events_pb2.GenerationCompleted.FromString(d) for _, d in stream_events(stack, "music.generations.completed")]
     assert generation_id not in {c.generation_id for c in completed}
-    uploaded = [events_pb2.TrackUploaded.FromString(d) for _, d in _events(stack, "music.tracks.uploaded")]
+    uploaded = [events_pb2.TrackUploaded.FromString(d) for _, d in stream_events(stack, "music.tracks.uploaded")]
     assert generation_id not in {u.generation_id for u in uploaded}
     with pytest.raises(grpc.RpcError) as info:
         client.get_generation(generation_id)

@@ -11,17 +11,34 @@ from musicaas.runtime.procs import free_port
 
 
 @pytest.fixture(scope="session")
-def tokenizer_path(tmp_path_factory) -> Path:
+def train_tokenizer():
+    """The tokenizer of the current training configuration (``data.build_tokenizer()``, all control tokens)."""
+    from musicaas_model import data
+
+    return data.build_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models sample fastest on one thread (and do not fight other processes for cores)."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_path(tmp_path_factory, train_tokenizer) -> Path:
     """The shipped ``tokenizer.json`` when it matches the training configuration (what ``--tiny`` serves),
     else one written from that configuration (``test_shipped_tokenizer_matches_training_config`` checks the pair)."""
     from musicaas_generator.tokens import default_tokenizer_path, load_tokenizer
-    from musicaas_model import data
 
     shipped = default_tokenizer_path()
-    if shipped.exists() and dict(load_tokenizer(shipped).vocab) == dict(data.build_tokenizer().vocab):
+    if shipped.exists() and dict(load_tokenizer(shipped).vocab) == dict(train_tokenizer.vocab):
         return shipped
     path = tmp_path_factory.mktemp("tokenizer") / "tokenizer.json"
-    data.build_tokenizer().save(path)
+    train_tokenizer.save(path)
     return path
 
 

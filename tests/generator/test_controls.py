@@ -15,18 +15,13 @@ from musicaas_model.constraints import Grammar  # noqa: E402
 from musicaas_model.model import GenerationRequest, SpecialIds, filter_logits, generate, tiny_model  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def tok():
+def tok(train_tokenizer):
     """The tokenizer of the current training configuration (all control tokens)."""
-    return data.build_tokenizer()
+    return train_tokenizer
 
 
 @pytest.fixture(scope="module")

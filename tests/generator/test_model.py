@@ -20,18 +20,12 @@ from musicaas_model.model import (  # noqa: E402
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small models sample fastest on one thread (and do not fight other processes for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def vocab():
-    return dict(data.build_tokenizer().vocab)
+def vocab(train_tokenizer):
+    return dict(train_tokenizer.vocab)
 
 
 @pytest.fixture(scope="module")

@@ -18,16 +18,13 @@ async def main(settings: AnalyzerSettings | None = None, *, stop: asyncio.Event 
     settings = settings or AnalyzerSettings()
     configure_logging(service="analyzer", level=settings.log_level, fmt=settings.log_format)
     async with contextlib.AsyncExitStack() as stack:
-        bus = await stack.enter_async_context(
-            Bus.from_settings(settings, name="analyzer")
-        )
+        bus = await stack.enter_async_context(Bus.from_settings(settings, name="analyzer"))
         # starts and warms the worker processes before SERVING; closed after the server stops
         analyzer = await stack.enter_async_context(Analyzer(settings))
         consumer = UploadConsumer(bus, analyzer)
         await run_service(
             name="analyzer",
-            host=settings.grpc_host,
-            port=settings.grpc_port,
+            **settings.server_kwargs(),
             services=[GrpcService(AnalyzerServicer(analyzer), analyzer_pb2_grpc.add_AnalyzerServiceServicer_to_server,
                                   "musicaas.analyzer.v1.AnalyzerService")],
             # one pull loop per worker process, so uploads are analysed on every core
@@ -40,8 +37,6 @@ async def main(settings: AnalyzerSettings | None = None, *, stop: asyncio.Event 
                     on_permanent_failure=consumer.failed,
                 )
             ] * max(1, settings.workers),
-            grace_s=settings.shutdown_grace_s,
-            max_message_bytes=settings.max_message_bytes,
             stop=stop,
         )
 

@@ -517,17 +517,24 @@ def _silent(duration_s: float, sample_rate_hz: int, loudness_lufs: float) -> Aud
 def _analyse(y: np.ndarray, sample_rate_hz: int, profile: LoudnessProfile, *, detail: bool = True) -> AudioAnalysis:
     """Analyse validated mono audio whose loudness profile has already been measured."""
     duration_s = y.size / sample_rate_hz
-    if profile.integrated() <= LOUDNESS_FLOOR_LUFS or not np.any(y):
-        return _silent(duration_s, sample_rate_hz, profile.integrated())
+    loudness_lufs = profile.integrated()
+    if loudness_lufs <= LOUDNESS_FLOOR_LUFS or not np.any(y):
+        return _silent(duration_s, sample_rate_hz, loudness_lufs)
     y22 = _decode.resample(y, sample_rate_hz, ANALYSIS_SAMPLE_RATE_HZ)
-    return _analyse_resampled(y22, duration_s, sample_rate_hz, profile, detail=detail)
+    return _analyse_resampled(y22, duration_s, sample_rate_hz, profile, loudness_lufs, detail=detail)
 
 
 def _analyse_resampled(
-    y22: np.ndarray, duration_s: float, sample_rate_hz: int, profile: LoudnessProfile, *, detail: bool
+    y22: np.ndarray,
+    duration_s: float,
+    sample_rate_hz: int,
+    profile: LoudnessProfile,
+    loudness_lufs: float,
+    *,
+    detail: bool,
 ) -> AudioAnalysis:
-    """Analyse non-silent mono audio already resampled to 22050 Hz."""
-    loudness_lufs = profile.integrated()
+    """Analyse non-silent mono audio already resampled to 22050 Hz (``loudness_lufs`` is
+    ``profile.integrated()``, passed in so that the gating is not run again)."""
     r = _analyse_mono(y22, profile, loudness_lufs, detail)
     key_est = r["key_est"]
     tempo = r["tempo"]
@@ -614,6 +621,21 @@ def analyze_bytes(
     in the result is the file's rate. Bytes starting with ``MThd`` go to
     :func:`musicaas_analyzer.midi.analyze_midi`.
 
+    Parameters
+    ----------
+    data : bytes
+        The uploaded file.
+    filename : str or None
+        Used only to word error messages (the format is sniffed from the bytes).
+    max_duration_s : float > 0, seconds
+        Longer files are refused.
+    detail : bool
+        As in :func:`analyze_signal`.
+
+    Returns
+    -------
+    AudioAnalysis
+
     Raises
     ------
     InvalidArgument
@@ -636,9 +658,10 @@ def analyze_bytes(
     )
     profile = meter[0].profile()
     duration_s = frames / rate
-    if profile.integrated() <= LOUDNESS_FLOOR_LUFS or not np.any(y22):
-        return _silent(duration_s, rate, profile.integrated())
-    return _analyse_resampled(y22, duration_s, rate, profile, detail=detail)
+    loudness_lufs = profile.integrated()
+    if loudness_lufs <= LOUDNESS_FLOOR_LUFS or not np.any(y22):
+        return _silent(duration_s, rate, loudness_lufs)
+    return _analyse_resampled(y22, duration_s, rate, profile, loudness_lufs, detail=detail)
 
 
 def warm_up() -> None:

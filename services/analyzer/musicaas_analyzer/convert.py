@@ -36,7 +36,20 @@ def _midi(m: MidiFeatures) -> common_pb2.MidiFeatures:
 
 
 def analysis_to_proto(result: AudioAnalysis) -> common_pb2.TrackAnalysis:
-    """Convert the numeric result to its wire form (every field; the tree in float32)."""
+    """Convert the numeric result to its wire form (every field; the tree in float32).
+
+    Parameters
+    ----------
+    result : AudioAnalysis
+        From :func:`musicaas_analyzer.analysis.analyze_bytes` (or ``analyze_signal``,
+        ``analyze_midi``); units are carried over unchanged (seconds, Hz, BPM, LUFS, dB).
+
+    Returns
+    -------
+    common_pb2.TrackAnalysis
+        Keys as tonic name plus ``common_pb2.Mode`` (``MODE_UNSPECIFIED`` with no key);
+        ``midi`` is set only when ``result.midi`` is not None.
+    """
     tonic, mode = _key_fields(result.key)
     f, d, s = result.features, result.descriptors, result.scores
     msg = common_pb2.TrackAnalysis(

@@ -494,7 +494,20 @@ def decode_mono_streaming(
 
 
 def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """Resample mono float audio with soxr (``librosa.resample(res_type='soxr_hq')``)."""
+    """Resample mono float audio with soxr (``librosa.resample(res_type='soxr_hq')``).
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)], floating point
+        Mono samples, full scale 1.0.
+    orig_sr, target_sr : int > 0, Hz
+        Rate of ``y`` and the rate wanted.
+
+    Returns
+    -------
+    np.ndarray [shape=(ceil(n * target_sr / orig_sr),)], float32, C-contiguous
+        ``y`` itself (as float32) when the rates are equal.
+    """
     if orig_sr == target_sr:
         return np.ascontiguousarray(y, dtype=np.float32)
     import librosa

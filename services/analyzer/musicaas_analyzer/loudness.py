@@ -173,6 +173,15 @@ def _gated_mean_lufs(power: np.ndarray, relative_gate_lu: float) -> float:
     return float(max(lufs, LOUDNESS_FLOOR_LUFS))
 
 
+def _segment_edges(n: int, sample_rate_hz: int) -> np.ndarray:
+    """Sample indices ``round(k * 0.1 s * rate)`` of the 100 ms segment edges of ``n`` samples.
+
+    Shape (n_segments + 1,), int64; the last edge may round past ``n`` (callers clip it).
+    """
+    n_segments = int(np.floor(n / (_STEP_S * sample_rate_hz) + 1e-9))
+    return np.round(np.arange(n_segments + 1) * _STEP_S * sample_rate_hz).astype(np.int64)
+
+
 def loudness_profile(samples: np.ndarray, sample_rate_hz: int) -> LoudnessProfile:
     """K-weighted 100 ms segment energies of mono or multichannel audio.
 
@@ -197,9 +206,9 @@ def loudness_profile(samples: np.ndarray, sample_rate_hz: int) -> LoudnessProfil
         # Shorter than one gating block: one block over the whole signal.
         power = sum(_whole_signal_energy(x[:, c], sample_rate_hz) for c in range(x.shape[1]))
         return LoudnessProfile(np.zeros(0), np.array([0, n], dtype=np.int64), sample_rate_hz, float(power))
-    n_segments = int(np.floor(n / (_STEP_S * sample_rate_hz) + 1e-9))
-    edges = np.round(np.arange(n_segments + 1) * _STEP_S * sample_rate_hz).astype(np.int64)
+    edges = _segment_edges(n, sample_rate_hz)
     edges[-1] = min(edges[-1], n)
+    n_segments = edges.size - 1
     energy = np.zeros(n_segments)
     for c in range(x.shape[1]):
         energy += _segment_energies(x[:, c], sample_rate_hz, edges)
@@ -268,8 +277,8 @@ class LoudnessAccumulator:
             return LoudnessProfile(np.zeros(0), np.zeros(1, dtype=np.int64), rate, 0.0)
         if n < int(round(_BLOCK_S * rate)):
             return LoudnessProfile(np.zeros(0), np.array([0, n], dtype=np.int64), rate, self._total / n)
-        n_segments = int(np.floor(n / (_STEP_S * rate) + 1e-9))
-        edges = np.round(np.arange(n_segments + 1) * _STEP_S * rate).astype(np.int64)
+        edges = _segment_edges(n, rate)
+        n_segments = edges.size - 1
         cum = np.asarray(self._edge_energy[: n_segments + 1], dtype=np.float64)
         if edges[-1] > n:  # the last edge rounds past the end: it is the end
             edges[-1] = n

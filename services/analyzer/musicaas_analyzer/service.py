@@ -252,6 +252,7 @@ class Analyzer:
 
 
 class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
+    """``musicaas.analyzer.v1.AnalyzerService``: synchronous analysis of audio or MIDI bytes."""
     def __init__(self, analyzer: Analyzer) -> None:
         self.analyzer = analyzer
 
@@ -272,6 +273,7 @@ class UploadConsumer:
         self.analyzer = analyzer
 
     async def handle(self, event: events_pb2.TrackUploaded, headers: dict[str, str]) -> None:
+        """Read the blob, analyse it, store the analysis (state ``analyzed``) and publish ``music.tracks.analyzed``. Raises InvalidArgument for audio that can never be analysed."""
         tlog = log.bind(track_id=event.track_id)
         if not event.track_id:
             raise InvalidArgument("tracks.uploaded event without track_id")
@@ -303,6 +305,7 @@ class UploadConsumer:
         )
 
     async def failed(self, event: events_pb2.TrackUploaded | None, error: MusicaasError, headers: dict[str, str]) -> None:
+        """Mark the track ``failed`` with the reason and publish ``music.tracks.failed``."""
         track_id = event.track_id if event is not None else ""
         code = error.code.name
         if track_id:

@@ -33,9 +33,7 @@ async def main(settings: GatewaySettings | None = None, *, stop: asyncio.Event |
     if not keys:
         structlog.get_logger().warning("no_api_keys", hint="set MUSICAAS_API_KEYS; every call will be rejected")
     async with contextlib.AsyncExitStack() as stack:
-        bus = await stack.enter_async_context(
-            Bus.from_settings(settings, name="gateway")
-        )
+        bus = await stack.enter_async_context(Bus.from_settings(settings, name="gateway"))
         generator_channel = _channel(settings.generator_addr, settings.max_message_bytes)
         recommender_channel = _channel(settings.recommender_addr, settings.max_message_bytes)
         stack.push_async_callback(generator_channel.close)
@@ -45,13 +43,10 @@ async def main(settings: GatewaySettings | None = None, *, stop: asyncio.Event |
         )
         await run_service(
             name="gateway",
-            host=settings.grpc_host,
-            port=settings.grpc_port,
+            **settings.server_kwargs(),
             services=[GrpcService(servicer, gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
                                   "musicaas.gateway.v1.GatewayService")],
             interceptors=[ApiKeyInterceptor(keys)],
-            grace_s=settings.shutdown_grace_s,
-            max_message_bytes=settings.max_message_bytes,
             stop=stop,
         )
 

@@ -54,10 +54,10 @@ log = structlog.get_logger()
 #: Methods that need no API key (Kubernetes probes and tooling).
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 #: Key-value bucket of generation jobs (shared with the generator, which runs them).
-GENERATION_BUCKET = "generations"
 
 
 class GatewaySettings(ServiceSettings):
+    """Gateway settings (``MUSICAAS_*``): API keys, upload limit in bytes, downstream addresses and deadlines in seconds."""
     grpc_port: int = 50051
     #: Comma-separated API keys accepted in ``authorization: Bearer``.
     api_keys: str = ""
@@ -109,17 +109,6 @@ def to_gateway_response(resp: generator_pb2.GenerateTrackResponse) -> gateway_pb
     )
 
 
-async def generations_bucket(bus: Bus):
-    """The ``generations`` key-value bucket of ``bus``'s JetStream (created when missing)."""
-    try:
-        return await bus.js.key_value(GENERATION_BUCKET)
-    except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
-        try:
-            return await bus.js.create_key_value(bucket=GENERATION_BUCKET, history=5, replicas=bus.replicas)
-        except nats.js.errors.BadRequestError:  # created concurrently by the generator
-            return await bus.js.key_value(GENERATION_BUCKET)
-
-
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
     """Rejects calls without a valid ``authorization: Bearer <key>`` (UNAUTHENTICATED)."""
 
@@ -168,21 +157,12 @@ def _rejecting(handler, reason: str):
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
+    """The public API (``musicaas.gateway.v1.GatewayService``); errors are domain errors mapped by the error interceptor."""
     def __init__(self, bus: Bus, settings: GatewaySettings, *, generator_channel, recommender_channel) -> None:
         self.bus = bus
         self.settings = settings
         self.generator = generator_pb2_grpc.GeneratorServiceStub(generator_channel)
         self.recommender = recommender_pb2_grpc.RecommenderServiceStub(recommender_channel)
-        self._jobs_kv = None
-        self._jobs_lock = asyncio.Lock()
-
-    async def _jobs(self):
-        """The ``generations`` key-value bucket (created when missing)."""
-        if self._jobs_kv is None:
-            async with self._jobs_lock:
-                if self._jobs_kv is None:
-                    self._jobs_kv = await generations_bucket(self.bus)
-        return self._jobs_kv
 
     async def UploadTrack(self, request_iterator, context) -> gateway_pb2.UploadTrackResponse:
         meta = None
@@ -282,13 +262,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         if not request.HasField("params"):
             raise InvalidArgument("params is missing: expected at least params.key")
         generation_id = request.generation_id or new_id("gen")
-        kv = await self._jobs()
         job = generator_pb2.GenerationJob(
             generation_id=generation_id, state=generator_pb2.GENERATION_STATE_QUEUED, params=request.params,
             created_at=now_ts(), updated_at=now_ts(),
         )
         try:
-            await kv.create(generation_id, job.SerializeToString())
+            await self.bus.jobs_kv.create(generation_id, job.SerializeToString())
         except nats.js.errors.KeyWrongLastSequenceError:
             existing = await self._get_job(generation_id)
             if existing is not None:  # idempotent: the same id was submitted before
@@ -304,16 +283,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         return gateway_pb2.SubmitGenerationResponse(generation_id=generation_id, state=generator_pb2.GENERATION_STATE_QUEUED)
 
     async def _get_job(self, generation_id: str) -> generator_pb2.GenerationJob | None:
-        kv = await self._jobs()
-        try:
-            entry = await kv.get(generation_id)
-        except nats.js.errors.KeyNotFoundError:
-            return None
-        except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError) as exc:
-            raise Unavailable(f"could not read generation {generation_id}: {exc}") from exc
-        if not entry.value:
-            return None
-        return generator_pb2.GenerationJob.FromString(entry.value)
+        return await busmod.get_message(self.bus.jobs_kv, generation_id, generator_pb2.GenerationJob)
 
     async def GetGeneration(self, request, context) -> gateway_pb2.GetGenerationResponse:
         if not request.generation_id:

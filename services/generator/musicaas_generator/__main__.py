@@ -21,10 +21,8 @@ async def main(settings: GeneratorSettings | None = None, *, stop: asyncio.Event
     configure_logging(service="generator", level=settings.log_level, fmt=settings.log_format)
     log = structlog.get_logger()
     async with contextlib.AsyncExitStack() as stack:
-        bus = await stack.enter_async_context(
-            Bus.from_settings(settings, name="generator")
-        )
-        jobs = await JobStore.open(bus)
+        bus = await stack.enter_async_context(Bus.from_settings(settings, name="generator"))
+        jobs = JobStore.open(bus)
         triton = await stack.enter_async_context(TritonGenerator(settings.triton_url, timeout_s=settings.triton_timeout_s))
         try:
             await triton.wait_ready(settings.triton_wait_s)
@@ -34,14 +32,11 @@ async def main(settings: GeneratorSettings | None = None, *, stop: asyncio.Event
         generator = Generator(bus, triton, settings, jobs)
         await run_service(
             name="generator",
-            host=settings.grpc_host,
-            port=settings.grpc_port,
+            **settings.server_kwargs(),
             services=[GrpcService(GeneratorServicer(generator), generator_pb2_grpc.add_GeneratorServiceServicer_to_server,
                                   "musicaas.generator.v1.GeneratorService")],
             # asynchronous jobs (music.generations.requested), one at a time
             background=[generator.consume_requests],
-            grace_s=settings.shutdown_grace_s,
-            max_message_bytes=settings.max_message_bytes,
             stop=stop,
         )
 

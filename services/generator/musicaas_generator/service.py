@@ -31,7 +31,6 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-import nats.js.errors
 import structlog
 
 from musicaas.common.v1 import common_pb2
@@ -52,7 +51,6 @@ RENDER_SAMPLE_RATE_HZ = 22050
 #: Most pieces one request may ask for (the model server's largest batch).
 MAX_VARIATIONS = 8
 #: Key-value bucket holding one :class:`generator_pb2.GenerationJob` per generation id.
-GENERATION_BUCKET = "generations"
 #: Subject of :class:`events_pb2.GenerationFailed` (registered with the bus's CloudEvents types).
 GENERATIONS_FAILED = busmod.GENERATIONS_FAILED
 #: Durable consumer of ``music.generations.requested``.
@@ -69,6 +67,7 @@ DONE_STATES = (generator_pb2.GENERATION_STATE_COMPLETED, generator_pb2.GENERATIO
 
 
 class GeneratorSettings(ServiceSettings):
+    """Generator settings (``MUSICAAS_*``): Triton endpoint, deadlines in seconds, job retries."""
     grpc_port: int = 50054
     #: Triton gRPC endpoint, host:port.
     triton_url: str = "127.0.0.1:8001"
@@ -142,17 +141,6 @@ def validate_params(params: generator_pb2.GenerationParams) -> tuple[Key, genera
 # ---------------------------------------------------------------------------- job state (KV)
 
 
-async def generations_bucket(bus: Bus):
-    """The ``generations`` key-value bucket of ``bus``'s JetStream (created when missing)."""
-    try:
-        return await bus.js.key_value(GENERATION_BUCKET)
-    except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
-        try:
-            return await bus.js.create_key_value(bucket=GENERATION_BUCKET, history=5, replicas=bus.replicas)
-        except nats.js.errors.BadRequestError:  # created concurrently by another service
-            return await bus.js.key_value(GENERATION_BUCKET)
-
-
 class JobStore:
     """Generation jobs (:class:`generator_pb2.GenerationJob`) in the ``generations`` bucket."""
 
@@ -160,41 +148,22 @@ class JobStore:
         self.kv = kv
 
     @classmethod
-    async def open(cls, bus: Bus) -> "JobStore":
-        return cls(await generations_bucket(bus))
+    def open(cls, bus: Bus) -> "JobStore":
+        """The job store of a connected bus (its ``generations`` bucket)."""
+        return cls(bus.jobs_kv)
 
     async def get(self, generation_id: str) -> generator_pb2.GenerationJob | None:
-        try:
-            entry = await self.kv.get(generation_id)
-        except nats.js.errors.KeyNotFoundError:
-            return None
-        if not entry.value:
-            return None
-        return generator_pb2.GenerationJob.FromString(entry.value)
+        """The stored job, or None when there is none."""
+        return await busmod.get_message(self.kv, generation_id, generator_pb2.GenerationJob)
 
     async def update(
         self, generation_id: str, change: Callable[[generator_pb2.GenerationJob], None]
     ) -> generator_pb2.GenerationJob:
         """Apply ``change`` to the stored job (created when missing) with optimistic concurrency."""
-        for _ in range(20):
-            try:
-                entry = await self.kv.get(generation_id)
-                job = generator_pb2.GenerationJob.FromString(entry.value or b"")
-                revision = entry.revision
-            except nats.js.errors.KeyNotFoundError:
-                job = generator_pb2.GenerationJob(generation_id=generation_id, created_at=now_ts())
-                revision = None
-            change(job)
-            job.updated_at.CopyFrom(now_ts())
-            try:
-                if revision is None:
-                    await self.kv.create(generation_id, job.SerializeToString())
-                else:
-                    await self.kv.update(generation_id, job.SerializeToString(), last=revision)
-                return job
-            except nats.js.errors.KeyWrongLastSequenceError:
-                await asyncio.sleep(0.01)
-        raise Unavailable(f"could not update generation {generation_id!r}: too many concurrent writers")
+        return await busmod.update_message(
+            self.kv, generation_id, lambda: generator_pb2.GenerationJob(generation_id=generation_id), change,
+            what="generation",
+        )
 
 
 def _refs_only(piece: generator_pb2.GeneratedPiece) -> generator_pb2.GeneratedPiece:
@@ -215,6 +184,7 @@ async def _cancel_all(tasks: list[asyncio.Task]) -> None:
 
 
 class Generator:
+    """Runs generations: validate, sample on Triton, decode, render, store, announce."""
     def __init__(self, bus: Bus, triton: TritonGenerator, settings: GeneratorSettings, jobs: JobStore | None = None) -> None:
         self.bus = bus
         self.triton = triton
@@ -471,6 +441,7 @@ class Generator:
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
+    """``musicaas.generator.v1.GeneratorService`` over :class:`Generator`."""
     def __init__(self, generator: Generator) -> None:
         self.generator = generator
 

@@ -138,48 +138,14 @@ def _group_of(name: str) -> str:
 
 
 def _parse_chorale(path) -> ChoraleRecord | None:
-    """Parse one corpus file; ``None`` when it is not a usable chorale."""
+    """Parse one corpus file; ``None`` when it is not a usable chorale (see :func:`_parse_score`)."""
     import music21
 
     score = music21.corpus.parse(path)
-    flat = score.flatten()
-    keys = list(flat.getElementsByClass("Key"))
-    if not keys or keys[0].mode not in ("major", "minor"):
+    if not list(score.parts):
         return None
-    written = keys[0]
-    key = Key(written.tonic.pitchClass, written.mode)
-
-    sigs = {(ts.numerator, ts.denominator) for ts in flat.getElementsByClass("TimeSignature")}
-    if len(sigs) != 1 or next(iter(sigs)) not in TIME_SIGNATURES:
-        return None
-    time_signature = next(iter(sigs))
-    bar_q = time_signature[0] * 4.0 / time_signature[1]
-
-    parts = list(score.parts)
-    if not parts:
-        return None
-    measures = list(parts[0].getElementsByClass("Measure"))
-    shift = 0.0
-    if measures:
-        first = measures[0]
-        shift = float(first.paddingLeft or 0.0)
-        if shift == 0.0 and first.number == 0 and first.duration.quarterLength < bar_q:
-            shift = bar_q - float(first.duration.quarterLength)
-
-    notes: list[tuple[float, float, int]] = []
-    for part in parts:
-        for element in part.stripTies().flatten().notes:
-            duration = float(element.quarterLength)
-            if duration <= 0:  # grace notes
-                continue
-            onset = float(element.offset) + shift
-            for pitch in element.pitches:
-                notes.append((round(onset, 4), round(duration, 4), int(pitch.midi)))
-    if not notes:
-        return None
-    notes.sort()
     name = Path(str(path)).name.rsplit(".", 1)[0]
-    return ChoraleRecord(name, _group_of(name), key.index, time_signature, notes)
+    return _parse_score(score, name, _group_of(name))
 
 
 #: Essen folksong collection files (music21's ``essenFolksong``, ABC) used as the ``folk`` style, in order.

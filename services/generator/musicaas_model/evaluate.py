@@ -195,12 +195,31 @@ def update_model_card(card: Path, result: dict) -> None:
         "scale much more than its tonal centre. The last row is the analyser's own agreement with Bach's written keys.",
         "",
     ]
+    write_card_section(card, lines)
+
+
+def write_card_section(card: Path, lines: list[str]) -> None:
+    """Replace (or append) one ``## `` section of a Markdown model card.
+
+    Parameters
+    ----------
+    card : pathlib.Path
+        The Markdown file; created when missing.
+    lines : list of str
+        The new section, one line per item; ``lines[0]`` is its heading (e.g. ``"## Key adherence"``).
+        The section found in ``card`` runs from the first occurrence of that heading to the next
+        ``"\n## "`` (or the end of the file); without one, the section is appended after a blank line.
+
+    Raises
+    ------
+    OSError
+        When ``card`` cannot be read or written.
+    """
     text = card.read_text() if card.exists() else ""
-    head, sep, tail = text.partition("## Key adherence")
+    head, sep, tail = text.partition(lines[0])
     if sep:
         rest = tail.split("\n## ", 1)
-        tail = ("\n## " + rest[1]) if len(rest) > 1 else ""
-        text = head + "\n".join(lines) + tail
+        text = head + "\n".join(lines) + (("\n## " + rest[1]) if len(rest) > 1 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + "\n".join(lines)
     card.write_text(text)

@@ -321,6 +321,36 @@ def generate(model: MusicTransformer, requests: Sequence[GenerationRequest], spe
     (:class:`musicaas_model.constraints.Grammar`) every row follows the REMI grammar and
     the prompt's metre, and rows with a ``melody`` are harmonised. ``step_times``, when
     given, receives the wall time of every sampling step (benchmarks).
+
+    Sampling is ancestral with a KV cache: temperature scaling, the grammar's mask and pitch
+    bias, then top-k / nucleus (top-p, Holtzman et al. 2020) filtering, and one inverse-CDF
+    draw per row from a CPU ``torch.Generator`` seeded with the row's ``seed``, so a row's ids
+    do not depend on the other rows of the batch. Prompts longer than the context window
+    keep their control prefix and the most recent whole bars (re-prefilled when the cache fills).
+
+    Parameters
+    ----------
+    model : MusicTransformer
+        The decoder; run in ``eval`` mode on its own device.
+    requests : sequence of GenerationRequest
+        One per row; ``prompt`` is a list of int token ids of ``special``'s vocabulary.
+    special : SpecialIds
+        Ids of ``PAD``, ``BOS``, ``EOS``, ``Bar`` and the never-sampled tokens.
+    grammar : musicaas_model.constraints.Grammar, optional
+        Required when any request has a ``melody``.
+    step_times : list, optional
+        Appended to with one float (seconds) per sampling step.
+
+    Returns
+    -------
+    list of list of int
+        Per request, its primer ids (the prompt after ``BOS``) followed by the new ids
+        (without the final ``EOS``).
+
+    Raises
+    ------
+    ValueError
+        When a request has a ``melody`` and ``grammar`` is ``None``.
     """
     if not requests:
         return []

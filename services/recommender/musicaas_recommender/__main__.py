@@ -19,9 +19,7 @@ async def main(settings: RecommenderSettings | None = None, *, stop: asyncio.Eve
     settings = settings or RecommenderSettings()
     configure_logging(service="recommender", level=settings.log_level, fmt=settings.log_format)
     async with contextlib.AsyncExitStack() as stack:
-        bus = await stack.enter_async_context(
-            Bus.from_settings(settings, name="recommender")
-        )
+        bus = await stack.enter_async_context(Bus.from_settings(settings, name="recommender"))
         index = open_index(
             qdrant_url=settings.qdrant_url or None,
             edge_path=settings.qdrant_path,
@@ -33,8 +31,7 @@ async def main(settings: RecommenderSettings | None = None, *, stop: asyncio.Eve
         consumer = AnalyzedConsumer(bus, index)
         await run_service(
             name="recommender",
-            host=settings.grpc_host,
-            port=settings.grpc_port,
+            **settings.server_kwargs(),
             services=[GrpcService(RecommenderServicer(index), recommender_pb2_grpc.add_RecommenderServiceServicer_to_server,
                                   "musicaas.recommender.v1.RecommenderService")],
             background=[
@@ -45,8 +42,6 @@ async def main(settings: RecommenderSettings | None = None, *, stop: asyncio.Eve
                     handler=consumer.handle,
                 )
             ],
-            grace_s=settings.shutdown_grace_s,
-            max_message_bytes=settings.max_message_bytes,
             stop=stop,
         )
 

@@ -93,7 +93,18 @@ PAYLOAD_INDEXES: dict[str, str] = {
 
 
 def point_id(track_id: str) -> str:
-    """The Qdrant point id (a UUID string) that stores ``track_id``."""
+    """The Qdrant point id that stores ``track_id``.
+
+    Parameters
+    ----------
+    track_id : str
+        The track id (not validated here).
+
+    Returns
+    -------
+    str
+        ``str(uuid5(TRACK_ID_NAMESPACE, track_id))``, a canonical UUID string.
+    """
     return str(uuid.uuid5(TRACK_ID_NAMESPACE, track_id))
 
 
@@ -264,6 +275,16 @@ def _vector_from_stored(vector: Any) -> np.ndarray:
     return np.asarray(vector, dtype=np.float32)
 
 
+def _records_by_id(records: Any) -> dict[str, tuple[dict[str, Any], np.ndarray]]:
+    """Retrieved records (either backend) as ``{point id: (payload, vector)}``."""
+    return {str(r.id): (dict(r.payload or {}), _vector_from_stored(r.vector)) for r in records}
+
+
+def _hits(points: Any) -> list[tuple[float, dict[str, Any]]]:
+    """Scored points (either backend) as ``(score, payload)`` pairs."""
+    return [(p.score, dict(p.payload or {})) for p in points]
+
+
 # --------------------------------------------------------------------------------------
 # The interface and the shared logic
 # --------------------------------------------------------------------------------------
@@ -274,17 +295,73 @@ class TrackIndex(ABC):
 
     @abstractmethod
     async def upsert(self, payload: TrackPayload, vector: np.ndarray) -> None:
-        """Store (or replace) the track ``payload.track_id``. Idempotent by track id."""
+        """Store (or replace) the track ``payload.track_id``. Idempotent by track id.
+
+        Parameters
+        ----------
+        payload : TrackPayload
+            The track's metadata; ``tempo_bpm`` (BPM) and ``duration_s`` (seconds) must
+            be finite and >= 0, ``loudness_lufs`` (LUFS) finite, ``source`` non-empty.
+        vector : numpy.ndarray, shape (dim,)
+            The embedding, any float dtype (stored as float32); finite, not all zeros.
+
+        Raises
+        ------
+        InvalidArgument
+            Bad payload (track id, key, mode, numbers) or vector (shape, NaN/inf, zero).
+        Unavailable
+            The index is closed, or the Qdrant server cannot be reached.
+        """
 
     @abstractmethod
     async def get(self, track_id: str) -> tuple[TrackPayload, np.ndarray]:
-        """The payload and the stored (unit-length) vector; NotFound if absent."""
+        """The payload and the stored vector of ``track_id``.
+
+        Returns
+        -------
+        payload : TrackPayload
+        vector : numpy.ndarray, shape (dim,), float32
+            The stored vector, normalised to unit L2 length (cosine storage).
+
+        Raises
+        ------
+        InvalidArgument
+            ``track_id`` is not a non-empty string of at most 256 characters.
+        NotFound
+            The track is not in the index.
+        Unavailable
+            The index is closed, or the Qdrant server cannot be reached.
+        """
 
     @abstractmethod
     async def similar(
         self, track_id: str, *, limit: int = 10, flt: TrackFilter | None = None
     ) -> list[ScoredTrack]:
-        """Tracks nearest to ``track_id`` by cosine similarity, best first, without it."""
+        """Tracks nearest to ``track_id`` by cosine similarity, best first, without it.
+
+        Parameters
+        ----------
+        track_id : str
+            A stored track.
+        limit : int, default 10
+            Most results, in ``[1, MAX_LIMIT]``.
+        flt : TrackFilter, optional
+            Restricts the results.
+
+        Returns
+        -------
+        list of ScoredTrack
+            At most ``limit`` tracks; ``score`` is the cosine similarity in [-1, 1].
+
+        Raises
+        ------
+        InvalidArgument
+            Bad track id, ``limit`` or filter.
+        NotFound
+            ``track_id`` is not in the index.
+        Unavailable
+            The index is closed, or the Qdrant server cannot be reached.
+        """
 
     @abstractmethod
     async def recommend(
@@ -295,11 +372,45 @@ class TrackIndex(ABC):
         limit: int = 10,
         flt: TrackFilter | None = None,
     ) -> list[ScoredTrack]:
-        """Tracks near the liked and away from the disliked ones, best first, excluding both."""
+        """Tracks near the liked and away from the disliked ones, best first, excluding both.
+
+        Parameters
+        ----------
+        liked : sequence of str
+            Stored track ids, at least one; duplicates are dropped.
+        disliked : sequence of str, default ()
+            Stored track ids, none of them also liked.
+        limit : int, default 10
+            Most results, in ``[1, MAX_LIMIT]``.
+        flt : TrackFilter, optional
+            Restricts the results.
+
+        Returns
+        -------
+        list of ScoredTrack
+            At most ``limit`` tracks; ``score`` is the best_score value in (-1, 1)
+            described in the module docstring.
+
+        Raises
+        ------
+        InvalidArgument
+            No liked track, a plain string instead of a sequence, a track both liked
+            and disliked, more than ``MAX_EXAMPLES`` examples, bad ``limit`` or filter.
+        NotFound
+            Some example track is not in the index (all missing ids are named).
+        Unavailable
+            The index is closed, or the Qdrant server cannot be reached.
+        """
 
     @abstractmethod
     async def count(self) -> int:
-        """Number of tracks stored."""
+        """Number of tracks stored (exact count).
+
+        Raises
+        ------
+        Unavailable
+            The index is closed, or the Qdrant server cannot be reached.
+        """
 
     @abstractmethod
     async def close(self) -> None:
@@ -329,19 +440,19 @@ class _QdrantTrackIndex(TrackIndex):
     async def _do_retrieve(self, pids: list[str]) -> dict[str, tuple[dict[str, Any], np.ndarray]]: ...
 
     @abstractmethod
-    async def _do_nearest(
-        self, vector: list[float], limit: int, cond: _Conditions, exclude: list[str]
-    ) -> list[tuple[float, dict[str, Any]]]: ...
+    async def _do_query(
+        self, query: Any, limit: int, cond: _Conditions, exclude: list[str]
+    ) -> list[tuple[float, dict[str, Any]]]:
+        """Run ``query`` (from ``_nearest_query``/``_recommend_query``) under ``cond``,
+        leaving out the points ``exclude``; ``(score, payload)`` pairs, best first."""
 
     @abstractmethod
-    async def _do_recommend(
-        self,
-        positive: list[list[float]],
-        negative: list[list[float]],
-        limit: int,
-        cond: _Conditions,
-        exclude: list[str],
-    ) -> list[tuple[float, dict[str, Any]]]: ...
+    def _nearest_query(self, vector: list[float]) -> Any:
+        """The backend's nearest-neighbour query for ``vector``."""
+
+    @abstractmethod
+    def _recommend_query(self, positive: list[list[float]], negative: list[list[float]]) -> Any:
+        """The backend's best_score recommend query for the example vectors."""
 
     @abstractmethod
     async def _do_count(self) -> int: ...
@@ -428,7 +539,7 @@ class _QdrantTrackIndex(TrackIndex):
             if pid not in found:
                 raise NotFound(f"track {track_id!r} is not in the index")
             vector = found[pid][1].tolist()
-            hits = await self._do_nearest(vector, limit, cond, [pid])
+            hits = await self._do_query(self._nearest_query(vector), limit, cond, [pid])
         return self._scored(hits)
 
     async def recommend(
@@ -462,7 +573,8 @@ class _QdrantTrackIndex(TrackIndex):
                 raise NotFound(f"unknown track ids: {', '.join(missing)}")
             positive = [found[pids[t]][1].tolist() for t in liked_ids]
             negative = [found[pids[t]][1].tolist() for t in disliked_ids]
-            hits = await self._do_recommend(positive, negative, limit, cond, list(pids.values()))
+            query = self._recommend_query(positive, negative)
+            hits = await self._do_query(query, limit, cond, list(pids.values()))
         return self._scored(hits)
 
     async def count(self) -> int:
@@ -532,9 +644,11 @@ class EdgeTrackIndex(_QdrantTrackIndex):
 
     async def _do_retrieve(self, pids: list[str]) -> dict[str, tuple[dict[str, Any], np.ndarray]]:
         records = await asyncio.to_thread(self._shard.retrieve, pids, True, True)
-        return {str(r.id): (dict(r.payload or {}), _vector_from_stored(r.vector)) for r in records}
+        return _records_by_id(records)
 
-    async def _query(self, query: Any, limit: int, cond: _Conditions, exclude: list[str]) -> list[tuple[float, dict[str, Any]]]:
+    async def _do_query(
+        self, query: Any, limit: int, cond: _Conditions, exclude: list[str]
+    ) -> list[tuple[float, dict[str, Any]]]:
         request = qe.QueryRequest(
             limit=limit,
             query=query,
@@ -543,23 +657,13 @@ class EdgeTrackIndex(_QdrantTrackIndex):
             with_vector=False,
         )
         points = await asyncio.to_thread(self._shard.query, request)
-        return [(p.score, dict(p.payload or {})) for p in points]
+        return _hits(points)
 
-    async def _do_nearest(
-        self, vector: list[float], limit: int, cond: _Conditions, exclude: list[str]
-    ) -> list[tuple[float, dict[str, Any]]]:
-        return await self._query(qe.Query.Nearest(vector), limit, cond, exclude)
+    def _nearest_query(self, vector: list[float]) -> Any:
+        return qe.Query.Nearest(vector)
 
-    async def _do_recommend(
-        self,
-        positive: list[list[float]],
-        negative: list[list[float]],
-        limit: int,
-        cond: _Conditions,
-        exclude: list[str],
-    ) -> list[tuple[float, dict[str, Any]]]:
-        query = qe.Query.RecommendBestScore(qe.RecommendQuery(positive, negative))
-        return await self._query(query, limit, cond, exclude)
+    def _recommend_query(self, positive: list[list[float]], negative: list[list[float]]) -> Any:
+        return qe.Query.RecommendBestScore(qe.RecommendQuery(positive, negative))
 
     async def _do_count(self) -> int:
         return await asyncio.to_thread(self._shard.count, qe.CountRequest(exact=True))
@@ -705,9 +809,11 @@ class QdrantClientTrackIndex(_QdrantTrackIndex):
             "retrieve",
             self._client.retrieve(self.collection, ids=pids, with_payload=True, with_vectors=True),
         )
-        return {str(r.id): (dict(r.payload or {}), _vector_from_stored(r.vector)) for r in records}
+        return _records_by_id(records)
 
-    async def _query(self, query: Any, limit: int, cond: _Conditions, exclude: list[str]) -> list[tuple[float, dict[str, Any]]]:
+    async def _do_query(
+        self, query: Any, limit: int, cond: _Conditions, exclude: list[str]
+    ) -> list[tuple[float, dict[str, Any]]]:
         await self._ensure_collection()
         response = await self._call(
             "query_points",
@@ -720,28 +826,18 @@ class QdrantClientTrackIndex(_QdrantTrackIndex):
                 with_vectors=False,
             ),
         )
-        return [(p.score, dict(p.payload or {})) for p in response.points]
+        return _hits(response.points)
 
-    async def _do_nearest(
-        self, vector: list[float], limit: int, cond: _Conditions, exclude: list[str]
-    ) -> list[tuple[float, dict[str, Any]]]:
-        return await self._query(vector, limit, cond, exclude)
+    def _nearest_query(self, vector: list[float]) -> Any:
+        return vector
 
-    async def _do_recommend(
-        self,
-        positive: list[list[float]],
-        negative: list[list[float]],
-        limit: int,
-        cond: _Conditions,
-        exclude: list[str],
-    ) -> list[tuple[float, dict[str, Any]]]:
+    def _recommend_query(self, positive: list[list[float]], negative: list[list[float]]) -> Any:
         m = self._models
-        query = m.RecommendQuery(
+        return m.RecommendQuery(
             recommend=m.RecommendInput(
                 positive=positive, negative=negative or None, strategy=m.RecommendStrategy.BEST_SCORE
             )
         )
-        return await self._query(query, limit, cond, exclude)
 
     async def _do_count(self) -> int:
         await self._ensure_collection()
@@ -770,6 +866,32 @@ def open_index(
 
     The Edge shard is opened here (blocking, quick); the server collection is created
     on first use.
+
+    Parameters
+    ----------
+    qdrant_url : str or None
+        Qdrant server URL (``"http://qdrant:6333"``); ``None`` or ``""`` selects Edge.
+    edge_path : str or os.PathLike
+        Folder of the Qdrant Edge shard (created if missing).
+    dim : int
+        Embedding dimension, >= 1.
+    collection : str, default "tracks"
+        Server collection name.
+    qdrant_api_key : str, optional
+        API key for the server.
+
+    Returns
+    -------
+    TrackIndex
+        A :class:`QdrantClientTrackIndex` or an :class:`EdgeTrackIndex`.
+
+    Raises
+    ------
+    ValueError
+        ``dim`` is not a positive integer.
+    FailedPrecondition
+        The Edge shard cannot be opened (locked by another process, or stored with
+        another dimension or distance).
     """
     if qdrant_url:
         return QdrantClientTrackIndex(url=qdrant_url, api_key=qdrant_api_key, collection=collection, dim=dim)

@@ -25,6 +25,7 @@ DEFAULT_LIMIT = 10
 
 
 class RecommenderSettings(ServiceSettings):
+    """Recommender settings (``MUSICAAS_*``): Qdrant server URL or Edge shard folder, embedding dimension."""
     grpc_port: int = 50053
     #: Qdrant server URL (``http://qdrant:6333``); empty: a Qdrant Edge shard in ``qdrant_path``.
     qdrant_url: str = ""
@@ -36,6 +37,7 @@ class RecommenderSettings(ServiceSettings):
 
 
 def filter_from_proto(flt: recommender_pb2.TrackFilter) -> TrackFilter | None:
+    """The index filter of a wire ``TrackFilter``; None when it sets nothing."""
     if flt is None or flt.ByteSize() == 0:
         return None
     return TrackFilter(
@@ -48,6 +50,7 @@ def filter_from_proto(flt: recommender_pb2.TrackFilter) -> TrackFilter | None:
 
 
 def scored_to_proto(item: ScoredTrack) -> recommender_pb2.ScoredTrack:
+    """The wire form of one result."""
     p = item.payload
     return recommender_pb2.ScoredTrack(
         track_id=item.track_id,
@@ -69,6 +72,7 @@ def _limit(value: int) -> int:
 
 
 class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
+    """``musicaas.recommender.v1.RecommenderService`` over a :class:`TrackIndex`."""
     def __init__(self, index: TrackIndex) -> None:
         self.index = index
 
@@ -100,6 +104,7 @@ class AnalyzedConsumer:
         self.index = index
 
     async def handle(self, event: events_pb2.TrackAnalyzed, headers: dict[str, str]) -> None:
+        """Upsert the analysed track (idempotent by id) and mark it ``indexed``."""
         a = event.analysis
         if not event.track_id:
             raise InvalidArgument("tracks.analyzed event without track_id")
