@@ -11,7 +11,8 @@ sampler and decoding constraints, :func:`musicaas_model.model.generate`):
    windows and scored tokens as training's evaluation, against an n-gram baseline fitted
    on the same (transposition-augmented) training token sequences: interpolated absolute
    discounting (Ney, Essen & Kneser 1994) with order chosen on the valid split among
-   2..4. Target: model NLL >= 25% lower.
+   2..7 (on this corpus the 6-gram wins: the REMI grammar makes long contexts cheap to
+   count). Target: model NLL >= 25% lower.
 2. **Key adherence** over 96 pieces (4 per key, all 24 keys; 8 bars; chorale style;
    metre alternating 4/4 and 3/4, tempo 70/90/110/130 bpm): the MIDI is rendered to audio
    (:func:`musicaas.render.render_midi`) and analysed by the project's analyzer
@@ -178,7 +179,7 @@ def _record_midi(record, end_q: float, tempo: float = 80.0) -> bytes:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
-    p.add_argument("--quick", action="store_true", help="1 piece per key, 4 melodies, n-gram orders 3-4 only")
+    p.add_argument("--quick", action="store_true", help="1 piece per key, 4 melodies, n-gram orders 3-5 only")
     p.add_argument("--per-key", type=int, default=None, help="pieces per key (default 4, --quick 1)")
     p.add_argument("--bars", type=int, default=8)
     p.add_argument("--temperature", type=float, default=1.0)
@@ -234,7 +235,7 @@ def main(argv=None) -> int:
         for piece in pieces:
             train_seqs.append(data.prompt_ids(tok, Key.from_index(piece.key_index), min(32, piece.num_bars),
                                               style=piece.style, metre=piece.metre) + piece.ids)
-    orders = (3, 4) if args.quick else (2, 3, 4)
+    orders = (3, 4, 5) if args.quick else (2, 3, 4, 5, 6, 7)
     ngram = NGram(max(orders), len(vocab)).fit(train_seqs)  # lower orders use the first levels of the counts
     order = min(orders, key=lambda o: ngram.nll(valid_w, n_prefix, o))
     ngram_nll = ngram.nll(test_w, n_prefix, order)
@@ -422,7 +423,8 @@ def update_card(card: Path, r: dict, args) -> None:
         "| measure | model | baseline / reference | target |",
         "|---|---|---|---|",
         f"| NLL, test chorales (nats/token) | {nll['model_test_chorales']:.3f} | {nll['ngram_order']}-gram "
-        f"{nll['ngram_test_chorales']:.3f} ({nll['reduction']:+.1%} vs the n-gram) | >= 25% lower |",
+        f"{nll['ngram_test_chorales']:.3f} (model {abs(nll['reduction']):.1%} "
+        f"{'below' if nll['reduction'] >= 0 else 'above'} the n-gram) | >= 25% lower |",
     ]
     if nll.get("model_test_folk") is not None:
         lines.append(f"| NLL, test folk tunes (nats/token) | {nll['model_test_folk']:.3f} | "

@@ -186,3 +186,15 @@ def test_training_command_writes_a_resumable_checkpoint(tmp_path, vocab):
     model, special, meta = load_checkpoint(out / "model.pt")
     assert meta["steps_done"] == 5
     assert generate(model, [_req(_prompt(vocab), 0, max_new=10)], special)[0]
+    assert all("valid_loss_chorales" in e for e in log["log"])
+
+    # warm start from that checkpoint: weights copied, the card names the source's steps and test loss
+    warm = tmp_path / "warm"
+    args = ["--out", str(warm)] + common[2:] + ["--steps", "0", "--init-from", str(out / "model.pt")]
+    assert train.main(args) == 0
+    warm_model, _special, _meta = load_checkpoint(warm / "model.pt")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, warm_model.state_dict()[name]), name
+    wlog = json.loads((warm / "train_log.json").read_text())
+    assert wlog["init_meta"]["steps_done"] == 5
+    assert f"5 steps, chorale test loss {log['test_loss']:.3f}" in (warm / "MODEL_CARD.md").read_text()

@@ -147,8 +147,20 @@ def _licence_note() -> str:
         return ""
 
 
-def warm_start(model: MusicTransformer, path: str | os.PathLike, vocab: dict[str, int]) -> int:
-    """Copy weights from ``path`` into ``model`` (token rows mapped by name); returns the rows mapped."""
+def warm_start(model: MusicTransformer, path: str | os.PathLike, vocab: dict[str, int]) -> tuple[int, dict]:
+    """Copy weights from ``path`` into ``model`` (token rows mapped by name).
+
+    Returns
+    -------
+    (int, dict)
+        The number of token-embedding rows mapped, and the source checkpoint's metadata
+        (date, steps, losses) for the model card.
+
+    Raises
+    ------
+    SystemExit
+        When a layer's shape differs (``--layers``/``--d-model`` must match the source).
+    """
     import miditok
 
     from musicaas_model.model import load_checkpoint
@@ -175,7 +187,7 @@ def warm_start(model: MusicTransformer, path: str | os.PathLike, vocab: dict[str
         else:
             raise SystemExit(f"--init-from: {name} has shape {tuple(src[name].shape)}, expected {tuple(tensor.shape)}")
     model.load_state_dict(dst)
-    return mapped
+    return mapped, {k: _meta[k] for k in ("date", "steps_done", "valid_loss", "test_loss") if k in _meta}
 
 
 def plot_losses(out: Path, log: list[dict], losses: list[float]) -> None:
@@ -198,7 +210,8 @@ def plot_losses(out: Path, log: list[dict], losses: list[float]) -> None:
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.set_title("musicaas symbolic model: training")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if losses or log:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out / "loss.png", dpi=110)
     plt.close(fig)
@@ -212,7 +225,7 @@ def write_model_card(out: Path, summary: dict) -> None:
     lines = [
         "# musicaas symbolic model (Bach chorales + Essen folk songs, REMI, with controls)",
         "",
-        f"Trained {s['date']} (musicaas_model, torch {torch.__version__}, {s['threads']} CPU threads, "
+        f"Trained {s['date']} (musicaas_model, torch {torch.__version__}, {s['threads']} CPU thread{'s' if s['threads'] != 1 else ''}, "
         f"{s['wall_minutes']:.1f} min wall time in all, on a 2-core machine shared with other jobs) with:",
         "",
         *[f"- `python -m musicaas_model.train {' '.join(x['argv'])}` (from step {x['start_step']}, "
@@ -221,9 +234,11 @@ def write_model_card(out: Path, summary: dict) -> None:
     ]
     if s.get("init_from"):
         lines += [
-            f"Warm-started from `{s['init_from']}` (the previous chorale-only checkpoint of the same size: 403 "
-            "steps, 1.38 M tokens; its token embeddings were mapped by token name, the new control tokens "
-            "started from the usual random init).",
+            f"Warm-started from `{s['init_from']}`, a checkpoint of the same layer sizes"
+            + (f" (trained {m['date']}, {m['steps_done']} steps, chorale test loss {m['test_loss']:.3f})"
+               if (m := s.get("init_meta") or {}).get("test_loss") is not None else "")
+            + "; token embeddings were mapped by token name, tokens new to this vocabulary started from the usual "
+            "random init.",
             "",
         ]
     lines += [
@@ -257,7 +272,8 @@ def write_model_card(out: Path, summary: dict) -> None:
         "clamped as the top voice, the other voices are sampled below it; Hokamp & Liu 2017; cf. Coconet, Huang "
         "et al. 2017 and DeepBach, Hadjeres et al. 2017).",
         "",
-        "All voices are merged into one track. It is a small model trained for minutes on a shared CPU: "
+        f"All voices are merged into one track. It is a small model trained for {s['wall_minutes']:.0f} minutes on a "
+        "shared CPU: "
         "expect chorale-like four-part textures and folk-like melodies whose pitch content follows the key; "
         "voice leading, cadences and form are weak.",
         "",
@@ -367,7 +383,9 @@ def main(argv=None) -> int:
     special = SpecialIds.from_vocab(tokenizer.vocab)
     n_prefix = data.prefix_length(tokenizer)
     max_len = args.block_size + 1
-    valid_windows = _eval_windows(valid_pieces + fvalid_pieces, tokenizer, max_len)
+    cvalid_windows = _eval_windows(valid_pieces, tokenizer, max_len)
+    fvalid_windows = _eval_windows(fvalid_pieces, tokenizer, max_len)
+    valid_windows = cvalid_windows + fvalid_windows
     test_windows = _eval_windows(test_pieces, tokenizer, max_len)
     ftest_windows = _eval_windows(ftest_pieces, tokenizer, max_len)
     print(
@@ -387,8 +405,9 @@ def main(argv=None) -> int:
         dropout=args.dropout,
     )
     model = MusicTransformer(cfg)
+    init_meta: dict = {}
     if args.init_from and not args.resume:
-        mapped = warm_start(model, args.init_from, dict(tokenizer.vocab))
+        mapped, init_meta = warm_start(model, args.init_from, dict(tokenizer.vocab))
         print(f"warm start from {args.init_from}: {mapped} token embeddings mapped", file=sys.stderr)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -412,6 +431,7 @@ def main(argv=None) -> int:
         step, log, losses = state["step"], state["log"], state["losses"]
         tokens_seen, elapsed_before = state["tokens_seen"], state["elapsed_s"]
         sessions = list(state.get("sessions", []))
+        init_meta = dict(state.get("init_meta", {}))
         this_session["start_step"] = step
         print(f"resumed from {state_path} at step {step}", file=sys.stderr)
 
@@ -420,7 +440,7 @@ def main(argv=None) -> int:
             {
                 "config": cfg.to_dict(), "model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.getstate(),
                 "torch_rng": torch.get_rng_state(), "step": step, "log": log, "losses": losses,
-                "tokens_seen": tokens_seen, "elapsed_s": elapsed_before + time.time() - t_loop,
+                "tokens_seen": tokens_seen, "elapsed_s": elapsed_before + time.time() - t_loop, "init_meta": init_meta,
                 "sessions": sessions + [dict(this_session, wall_minutes=(time.time() - t_start) / 60)],
             },
             state_path,
@@ -452,12 +472,17 @@ def main(argv=None) -> int:
         bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lr:.1e}")
         if step % args.eval_every == 0 or step == args.steps or _progress(step, elapsed_before + time.time() - t_loop, args) >= 1.0:
             valid_loss = evaluate(model, valid_windows, special.pad, n_prefix=n_prefix)
+            # per style as well (chorale valid loss is what checkpoint choices look at; test stays unseen)
+            cvalid = evaluate(model, cvalid_windows, special.pad, n_prefix=n_prefix)
+            fvalid = evaluate(model, fvalid_windows, special.pad, n_prefix=n_prefix) if fvalid_windows else None
             recent = losses[-args.eval_every :]
             log.append({
-                "step": step, "train_loss": sum(recent) / len(recent), "valid_loss": valid_loss, "lr": lr,
+                "step": step, "train_loss": sum(recent) / len(recent), "valid_loss": valid_loss,
+                "valid_loss_chorales": cvalid, "valid_loss_folk": fvalid, "lr": lr,
                 "elapsed_s": round(elapsed_before + time.time() - t_loop, 1), "tokens_seen": tokens_seen,
             })
-            bar.write(f"step {step}: train {log[-1]['train_loss']:.3f}  valid {valid_loss:.3f}")
+            bar.write(f"step {step}: train {log[-1]['train_loss']:.3f}  valid {valid_loss:.3f} "
+                      f"(chorales {cvalid:.3f})")
             save_state()
             plot_losses(out, log, losses)
     bar.close()
@@ -482,6 +507,7 @@ def main(argv=None) -> int:
         "folk_files": list(data.FOLK_FILES),
         "folk_share": 0.0 if not folk_records else args.folk_share,
         "init_from": args.init_from,
+        "init_meta": init_meta,
         "split_seed": data.SPLIT_SEED,
         "splits": {
             name: {"pieces": len(recs), "sequences": len(pieces), "tokens": sum(len(p.ids) for p in pieces)}
