@@ -99,6 +99,16 @@ class NGram:
         return total / max(1, count)
 
 
+def fit_baseline(train_seqs, valid_windows, n_prefix: int, orders, vocab_size: int) -> tuple[NGram, int]:
+    """Fit one :class:`NGram` of the largest order in ``orders`` and pick the order with the lowest valid NLL.
+
+    The lower orders reuse the first levels of the same counts, so the search costs one fit.
+    Returns the model and the chosen order (score test windows with ``ngram.nll(w, n_prefix, order)``).
+    """
+    ngram = NGram(max(orders), vocab_size).fit(train_seqs)
+    return ngram, min(orders, key=lambda o: ngram.nll(valid_windows, n_prefix, o))
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -236,8 +246,7 @@ def main(argv=None) -> int:
             train_seqs.append(data.prompt_ids(tok, Key.from_index(piece.key_index), min(32, piece.num_bars),
                                               style=piece.style, metre=piece.metre) + piece.ids)
     orders = (3, 4, 5) if args.quick else (2, 3, 4, 5, 6, 7)
-    ngram = NGram(max(orders), len(vocab)).fit(train_seqs)  # lower orders use the first levels of the counts
-    order = min(orders, key=lambda o: ngram.nll(valid_w, n_prefix, o))
+    ngram, order = fit_baseline(train_seqs, valid_w, n_prefix, orders, len(vocab))
     ngram_nll = ngram.nll(test_w, n_prefix, order)
     ngram_fnll = ngram.nll(ftest_w, n_prefix, order) if ftest_w else None
     result["nll"] = {

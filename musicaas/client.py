@@ -17,6 +17,21 @@ DONE_STATES = (common_pb2.TRACK_STATE_INDEXED, common_pb2.TRACK_STATE_FAILED)
 GENERATION_DONE_STATES = (generator_pb2.GENERATION_STATE_COMPLETED, generator_pb2.GENERATION_STATE_FAILED)
 
 
+def _poll(fetch, done_states, state_name, what: str, timeout_s: float, poll_s: float):
+    """Call ``fetch()`` every ``poll_s`` seconds until its ``.state`` is in ``done_states``; return that message.
+
+    Raises ``TimeoutError`` (naming ``what`` and the last state via ``state_name``) after ``timeout_s`` seconds.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        msg = fetch()
+        if msg.state in done_states:
+            return msg
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} still {state_name(msg.state)} after {timeout_s:.0f} s")
+        time.sleep(poll_s)
+
+
 def generation_params(
     *, key: str, tempo_bpm: float = 100.0, num_bars: int = 8, temperature: float = 1.0, seed: int | None = None,
     metre: str | None = None, style: str | None = None, instrument: int | None = None, top_k: int | None = None,
@@ -91,16 +106,8 @@ class GatewayClient:
         TimeoutError
             When neither happens within ``timeout_s`` seconds.
         """
-        deadline = time.monotonic() + timeout_s
-        while True:
-            track = self.get_track(track_id)
-            if track.state in DONE_STATES:
-                return track
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"track {track_id} still {common_pb2.TrackState.Name(track.state)} after {timeout_s:.0f} s"
-                )
-            time.sleep(poll_s)
+        return _poll(lambda: self.get_track(track_id), DONE_STATES, common_pb2.TrackState.Name,
+                     f"track {track_id}", timeout_s, poll_s)
 
     def generate(
         self, *, key: str, tempo_bpm: float = 100.0, num_bars: int = 8, temperature: float = 1.0,
@@ -161,19 +168,11 @@ class GatewayClient:
         TimeoutError
             When neither happens within ``timeout_s`` seconds.
         """
-        deadline = time.monotonic() + timeout_s
-        while True:
-            job = self.get_generation(generation_id)
-            if job.state in GENERATION_DONE_STATES:
-                if include_data and job.state == generator_pb2.GENERATION_STATE_COMPLETED:
-                    job = self.get_generation(generation_id, include_data=True)
-                return job
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"generation {generation_id} still {generator_pb2.GenerationState.Name(job.state)} "
-                    f"after {timeout_s:.0f} s"
-                )
-            time.sleep(poll_s)
+        job = _poll(lambda: self.get_generation(generation_id), GENERATION_DONE_STATES,
+                    generator_pb2.GenerationState.Name, f"generation {generation_id}", timeout_s, poll_s)
+        if include_data and job.state == generator_pb2.GENERATION_STATE_COMPLETED:
+            job = self.get_generation(generation_id, include_data=True)
+        return job
 
     def similar(self, track_id: str, *, limit: int = 10, flt: recommender_pb2.TrackFilter | None = None):
         """Up to ``limit`` (1-100) indexed tracks nearest to ``track_id`` by cosine similarity of embeddings, best first."""

@@ -32,6 +32,24 @@ def test_ngram_is_a_distribution_and_learns(gq):
     assert tri.nll([window], 1) < uni.nll([window], 1) < math.log(6)
 
 
+
+def test_baseline_order_is_chosen_on_valid(gq):
+    """Random binary sequences of period 4: the token 4 back decides the next one, the 3 before it do not,
+    so only an order >= 5 predicts them, and the search must find that."""
+    import random
+
+    rng = random.Random(0)
+
+    def seq(n):
+        head = [rng.randrange(2) for _ in range(4)]
+        return [head[i % 4] for i in range(n)]
+
+    train = [seq(40) for _ in range(200)]
+    valid = [[7] + seq(40) for _ in range(20)]  # one prefix token, not scored
+    ngram, order = gq.fit_baseline(train, valid, 1, (2, 3, 4, 5, 6), 8)
+    assert order >= 5
+    assert ngram.nll(valid, 1, order) < 0.5 * ngram.nll(valid, 1, 4)
+
 def test_top_line_is_monophonic(gq):
     notes = [(0.0, 1.0, 60), (0.0, 1.0, 67), (0.0, 2.0, 48), (1.0, 1.0, 69), (2.0, 4.0, 65), (2.0, 1.0, 71)]
     line = gq.top_line(notes, 4.0)

@@ -244,6 +244,11 @@ def load_folk(cache_path: str | os.PathLike | None = None, *, progress: bool = T
                 record = None
             if record is not None:
                 records.append(record)
+    return _write_cache(cache_path, records)
+
+
+def _write_cache(cache_path, records: list[ChoraleRecord]) -> list[ChoraleRecord]:
+    """Sort ``records`` by name, write them to ``cache_path`` (JSON) when given, and return them."""
     records.sort(key=lambda r: r.name)
     if cache_path is not None:
         Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
@@ -252,6 +257,7 @@ def load_folk(cache_path: str | os.PathLike | None = None, *, progress: bool = T
 
 
 def _read_cache(cache_path, default_style: str) -> list[ChoraleRecord]:
+    """Records written by :func:`_write_cache` (caches without a ``style`` field get ``default_style``)."""
     raw = json.loads(Path(cache_path).read_text())
     return [
         ChoraleRecord(r["name"], r["group"], r["key_index"], tuple(r["time_signature"]), [tuple(n) for n in r["notes"]],
@@ -271,11 +277,7 @@ def corpus_paths() -> list:
 def load_chorales(cache_path: str | os.PathLike | None = None, *, progress: bool = True) -> list[ChoraleRecord]:
     """Parse (or read from ``cache_path``) every usable chorale, sorted by name."""
     if cache_path is not None and Path(cache_path).exists():
-        raw = json.loads(Path(cache_path).read_text())
-        return [
-            ChoraleRecord(r["name"], r["group"], r["key_index"], tuple(r["time_signature"]), [tuple(n) for n in r["notes"]])
-            for r in raw
-        ]
+        return _read_cache(cache_path, "chorale")
     paths = corpus_paths()
     iterator: Iterable = paths
     if progress:
@@ -290,11 +292,7 @@ def load_chorales(cache_path: str | os.PathLike | None = None, *, progress: bool
             record = None
         if record is not None:
             records.append(record)
-    records.sort(key=lambda r: r.name)
-    if cache_path is not None:
-        Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(cache_path).write_text(json.dumps([r.__dict__ for r in records]))
-    return records
+    return _write_cache(cache_path, records)
 
 
 def split_records(records: Sequence[ChoraleRecord], *, seed: int = SPLIT_SEED, valid_frac: float = 0.1, test_frac: float = 0.1):

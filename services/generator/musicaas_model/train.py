@@ -124,8 +124,14 @@ def _eval_windows(pieces, tokenizer, max_len: int) -> list[list[int]]:
 
 
 @torch.no_grad()
-def evaluate(model: MusicTransformer, windows: list[list[int]], pad: int, batch: int = 16, n_prefix: int = 3) -> float:
-    """Mean next-token cross-entropy (nats) over all scored tokens of ``windows``."""
+def nll_sum(model: MusicTransformer, windows: list[list[int]], pad: int, batch: int = 16,
+            n_prefix: int = 3) -> tuple[float, int]:
+    """Summed next-token cross-entropy (nats) over the scored tokens of ``windows``, and their count.
+
+    ``windows`` are token-id lists (control prefix first); the targets skip the prefix and padding
+    (see :func:`_collate`). The model is put back in training mode afterwards.
+    """
+    was_training = model.training
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(windows), batch):
@@ -133,7 +139,13 @@ def evaluate(model: MusicTransformer, windows: list[list[int]], pad: int, batch:
         logits = model(x)
         total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE, reduction="sum"))
         count += int((y != IGNORE).sum())
-    model.train()
+    model.train(was_training)
+    return total, count
+
+
+def evaluate(model: MusicTransformer, windows: list[list[int]], pad: int, batch: int = 16, n_prefix: int = 3) -> float:
+    """Mean next-token cross-entropy (nats/token) over all scored tokens of ``windows`` (:func:`nll_sum`)."""
+    total, count = nll_sum(model, windows, pad, batch, n_prefix)
     return total / max(1, count)
 
 
@@ -471,10 +483,12 @@ def main(argv=None) -> int:
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lr:.1e}")
         if step % args.eval_every == 0 or step == args.steps or _progress(step, elapsed_before + time.time() - t_loop, args) >= 1.0:
-            valid_loss = evaluate(model, valid_windows, special.pad, n_prefix=n_prefix)
-            # per style as well (chorale valid loss is what checkpoint choices look at; test stays unseen)
-            cvalid = evaluate(model, cvalid_windows, special.pad, n_prefix=n_prefix)
-            fvalid = evaluate(model, fvalid_windows, special.pad, n_prefix=n_prefix) if fvalid_windows else None
+            # per style and together (chorale valid loss is what checkpoint choices look at; test stays unseen)
+            c_sum, c_n = nll_sum(model, cvalid_windows, special.pad, n_prefix=n_prefix)
+            f_sum, f_n = nll_sum(model, fvalid_windows, special.pad, n_prefix=n_prefix)
+            valid_loss = (c_sum + f_sum) / max(1, c_n + f_n)
+            cvalid = c_sum / max(1, c_n)
+            fvalid = f_sum / f_n if f_n else None
             recent = losses[-args.eval_every :]
             log.append({
                 "step": step, "train_loss": sum(recent) / len(recent), "valid_loss": valid_loss,
