@@ -120,10 +120,12 @@ def key_token(key: Key) -> str:
 
 
 def bars_token(num_bars: int) -> str:
+    """``Bars_<n>``: the number of bars requested (1..:data:`contract.MAX_BARS`)."""
     return f"Bars_{num_bars}"
 
 
 def style_token(style: str) -> str:
+    """``Style_chorale`` / ``Style_folk``."""
     return f"Style_{style}"
 
 
@@ -141,6 +143,7 @@ def tempo_bin(tempo_bpm: float) -> int:
 
 
 def tempo_token(tempo_bpm: float) -> str:
+    """``TempoBin_<i>`` for a tempo in BPM (:func:`tempo_bin`)."""
     return f"TempoBin_{tempo_bin(tempo_bpm)}"
 
 
@@ -150,6 +153,7 @@ def instrument_family(program: int) -> int:
 
 
 def instrument_token(program: int) -> str:
+    """``Inst_<family>`` for a General MIDI program 0..127 (:func:`instrument_family`)."""
     return f"Inst_{instrument_family(program)}"
 
 

@@ -76,6 +76,19 @@ class Grammar:
 
     @classmethod
     def from_vocab(cls, vocab: dict[str, int]) -> "Grammar":
+        """The grammar of a miditok REMI vocabulary with musicaas control tokens.
+
+        Parameters
+        ----------
+        vocab : dict of str to int
+            Token name -> id (``Bar_None``, ``Position_<16th>``, ``Pitch_<midi>``, ``Duration_<b.p.r>``,
+            ``TimeSig_<n>/<d>``, ``Key_*``, ``Bars_*``, ...).
+
+        Raises
+        ------
+        KeyError
+            The vocabulary lacks ``Bar_None``, ``EOS_None`` or ``BOS_None``.
+        """
         from musicaas.keys import tonic_pitch_class
 
         timesig, position, pitch, duration, metre, keys, bars = {}, {}, {}, {}, {}, {}, {}
@@ -124,6 +137,7 @@ class Grammar:
         self.cache: dict = {}  # masks of rows without a melody, by decoding state (they repeat constantly)
 
     def bar_length(self, metre: str | None) -> int | None:
+        """Length of one bar of ``metre`` (``"4/4"``, ``"3/4"``) in 16th notes; ``None`` for no metre."""
         if metre is None:
             return None
         num, den = (int(x) for x in metre.split("/"))
@@ -158,6 +172,7 @@ class Grammar:
         return self.cache[key]
 
     def pitches_below(self, limit: int, *, inclusive: bool = False) -> torch.Tensor:
+        """Mask over the vocabulary, shape ``[vocab]``, dtype bool: ``Pitch_*`` ids below MIDI pitch ``limit``."""
         m = torch.zeros(self.size, dtype=torch.bool)
         sel = self.pitch_values <= limit if inclusive else self.pitch_values < limit
         m[self.pitch_ids[sel]] = True
@@ -169,11 +184,13 @@ _MINOR_STEPS = (0, 2, 3, 5, 7, 8, 11)  # harmonic minor
 
 
 def scale_pitch_classes(tonic_pc: int, mode: str) -> set[int]:
+    """Pitch classes (0 = C) of the major scale, or of the harmonic minor scale, on ``tonic_pc``."""
     steps = _MAJOR_STEPS if mode == "major" else _MINOR_STEPS
     return {(tonic_pc + s) % 12 for s in steps}
 
 
 def tonic_triad(tonic_pc: int, mode: str) -> set[int]:
+    """Pitch classes (0 = C) of the tonic triad: root, major or minor third, fifth."""
     return {tonic_pc % 12, (tonic_pc + (4 if mode == "major" else 3)) % 12, (tonic_pc + 7) % 12}
 
 
@@ -240,6 +257,7 @@ class RowConstraint:
     # ------------------------------------------------------------------ state
 
     def advance(self, tok: int) -> None:
+        """Update the decoding state (bar, position, melody progress) with the sampled token id ``tok``."""
         g = self.g
         if tok == g.bar:
             self.bar += 1
@@ -268,6 +286,7 @@ class RowConstraint:
             self.kind = _KIND_OTHER
 
     def now(self) -> int | None:
+        """Current onset in 16th notes from the first generated bar, or ``None`` before a bar and position."""
         if self.pos is None or self.bar < 0 or self.bar_len is None:
             return None
         return self.bar * self.bar_len + self.pos
@@ -276,6 +295,7 @@ class RowConstraint:
         return self.melody[self.mi] if self.mi < len(self.melody) else None
 
     def melody_done(self) -> bool:
+        """Whether every note of the melody to harmonise has been emitted (always true without one)."""
         return self.mi >= len(self.melody)
 
     # ------------------------------------------------------------------ masks

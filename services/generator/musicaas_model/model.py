@@ -98,6 +98,13 @@ class KVCache:
 
 
 class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention (Vaswani et al. 2017) with an optional KV cache.
+
+    ``forward(x, mask, cache)``: ``x`` float32 ``[B, T, d_model]``; ``mask`` bool ``[B, 1, T, S]`` (True = may
+    attend) or ``None`` for plain causal attention; the cache's keys/values of this layer are written at
+    ``cache.length`` and attended to. Returns ``[B, T, d_model]``.
+    """
+
     def __init__(self, cfg: ModelConfig, layer: int) -> None:
         super().__init__()
         assert cfg.d_model % cfg.n_head == 0
@@ -126,6 +133,8 @@ class CausalSelfAttention(nn.Module):
 
 
 class Block(nn.Module):
+    """Pre-layer-norm Transformer block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))``, shapes ``[B, T, d_model]``."""
+
     def __init__(self, cfg: ModelConfig, layer: int) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.d_model)
