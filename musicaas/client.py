@@ -112,23 +112,24 @@ class GatewayClient:
     def generate(
         self, *, key: str, tempo_bpm: float = 100.0, num_bars: int = 8, temperature: float = 1.0,
         seed: int | None = None, timeout_s: float = 300.0, **controls,
-    ) -> gateway_pb2.GenerateTrackResponse:
+    ) -> generator_pb2.GenerationResult:
         """Generate synchronously; ``controls`` are the other :func:`generation_params` arguments
         (``metre``, ``style``, ``instrument``, ``top_k``, ``top_p``, ``num_variations``,
-        ``primer_midi``, ``melody_midi``). The response's ``pieces`` hold every variation."""
+        ``primer_midi``, ``melody_midi``). The result's ``pieces`` hold every variation."""
         params = generation_params(
             key=key, tempo_bpm=tempo_bpm, num_bars=num_bars, temperature=temperature, seed=seed, **controls
         )
         return self.stub.GenerateTrack(
             gateway_pb2.GenerateTrackRequest(params=params), metadata=self.metadata, timeout=timeout_s
-        )
+        ).result
 
     def generate_stream(
         self, *, key: str, tempo_bpm: float = 100.0, num_bars: int = 8, temperature: float = 1.0,
         seed: int | None = None, generation_id: str = "", timeout_s: float = 600.0, **controls,
     ):
         """Start ``GenerateTrackStream``: the returned call iterates over progress events
-        (``GenerateTrackStreamResponse``; the last, stage COMPLETED, holds ``result``);
+        (``GenerateTrackStreamResponse``, each with its ``progress``; the last, stage COMPLETED,
+        holds ``progress.result``);
         ``call.cancel()`` stops the generation."""
         params = generation_params(
             key=key, tempo_bpm=tempo_bpm, num_bars=num_bars, temperature=temperature, seed=seed, **controls

@@ -137,7 +137,7 @@ def _run(console: Console, client: GatewayClient, *, out: Path, audio_dir: Path 
             row = {"kind": "chorale" if audio_dir is None else "audio", "name": item["name"], "path": str(item["path"])}
             try:
                 resp = client.upload_file(item["path"], title=item["name"])
-                track = client.wait_track(resp.track_id)
+                track = client.wait_track(piece.track_id)
                 if track.state == common_pb2.TRACK_STATE_FAILED:
                     row["error"] = track.error
                 else:
@@ -158,10 +158,11 @@ def _run(console: Console, client: GatewayClient, *, out: Path, audio_dir: Path 
             try:
                 resp = client.generate(key=key, tempo_bpm=90.0, num_bars=8, temperature=1.0, seed=seed + i)
                 stem = key.replace(" ", "_").replace("#", "s")
-                (gen_dir / f"{stem}.mid").write_bytes(resp.midi)
-                (gen_dir / f"{stem}.wav").write_bytes(resp.audio_wav)
+                piece = resp.pieces[0]
+                (gen_dir / f"{stem}.mid").write_bytes(piece.midi)
+                (gen_dir / f"{stem}.wav").write_bytes(piece.audio_wav)
                 row.update(generation_id=resp.generation_id, seed=resp.params.seed, path=str(gen_dir / f"{stem}.wav"))
-                track = client.wait_track(resp.track_id)
+                track = client.wait_track(piece.track_id)
                 if track.state == common_pb2.TRACK_STATE_FAILED:
                     row["error"] = track.error
                 else:

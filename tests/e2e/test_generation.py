@@ -57,9 +57,6 @@ def test_controls_and_variations_in_one_request(client):
     p = resp.params
     assert (p.key, p.metre, p.style, p.instrument, p.top_k, p.num_variations) == ("G major", "3/4", "folk", 40, 20, 3)
     assert p.top_p == pytest.approx(0.95)
-    # the single-piece fields repeat the first piece
-    assert resp.track_id == resp.pieces[0].track_id and resp.midi == resp.pieces[0].midi
-    assert resp.audio_wav == resp.pieces[0].audio_wav
     for piece in resp.pieces:
         score = symusic.Score.from_midi(piece.midi)
         assert {t.program for t in score.tracks} == {40}  # the MIDI carries the instrument
@@ -78,7 +75,7 @@ def test_controls_and_variations_in_one_request(client):
 def test_continuation_starts_with_the_primer(client):
     primer = _midi(PRIMER)
     resp = client.generate(key="C major", tempo_bpm=90, num_bars=2, seed=2, primer_midi=primer, instrument=0)
-    out = {(s, p) for s, _d, p in _notes(resp.midi)}
+    out = {(s, p) for s, _d, p in _notes(resp.pieces[0].midi)}
     # every primer note is there at its time (the model may add notes to the primer's last bar)
     assert {(s, p) for s, _d, p in _notes(primer)} <= out
     assert len(out) > len(PRIMER) or resp.pieces[0].num_tokens > 0
@@ -91,7 +88,7 @@ def test_harmonisation_keeps_the_melody_as_soprano(client):
     assert piece.HasField("soprano_kept") and 0.0 <= piece.soprano_kept <= 1.0
     assert resp.params.num_bars == 2  # as long as the melody
     assert piece.soprano_kept == pytest.approx(1.0)
-    notes = _notes(resp.midi)
+    notes = _notes(piece.midi)
     for start, _dur, pitch in MELODY:  # each melody note is the top voice at its onset
         sounding = [p for s, d, p in notes if s <= start + 1e-3 < s + d]
         assert max(sounding) == pitch, (start, pitch, sounding)
@@ -165,7 +162,7 @@ def test_async_job_with_bad_controls_fails_with_the_reason(stack, client):
 
 
 def test_stream_reports_progress_then_the_result(client):
-    events = list(client.generate_stream(key="A minor", num_bars=2, seed=12, num_variations=2))
+    events = [e.progress for e in client.generate_stream(key="A minor", num_bars=2, seed=12, num_variations=2)]
     stages = [generator_pb2.GenerationStage.Name(e.stage) for e in events]
     assert stages[0] == "GENERATION_STAGE_QUEUED"
     assert stages.count("GENERATION_STAGE_SAMPLING") == 2 and stages.count("GENERATION_STAGE_RENDERING") == 2
@@ -173,7 +170,7 @@ def test_stream_reports_progress_then_the_result(client):
     assert {e.message for e in events} >= {"sampling variation 1/2", "sampling variation 2/2"}
     assert [e.fraction for e in events] == sorted(e.fraction for e in events)
     result = events[-1].result
-    assert len(result.pieces) == 2 and result.midi.startswith(b"MThd")
+    assert len(result.pieces) == 2 and all(p.midi.startswith(b"MThd") for p in result.pieces)
     assert result.generation_id == events[0].generation_id
 
 
@@ -181,7 +178,7 @@ def test_cancelling_the_stream_stops_the_generation(stack, client):
     generation_id = f"gen_cancel_{uuid.uuid4().hex[:12]}"
     call = client.generate_stream(key="C major", num_bars=32, seed=1, num_variations=8, generation_id=generation_id)
     for event in call:
-        if event.stage == generator_pb2.GENERATION_STAGE_SAMPLING:
+        if event.progress.stage == generator_pb2.GENERATION_STAGE_SAMPLING:
             break
     call.cancel()
     log = stack.state_dir / "logs" / "generator.log"
@@ -258,7 +255,7 @@ def test_model_server_down_is_unavailable_and_recovers_without_restart(stack, cl
         except grpc.RpcError as exc:
             assert exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline, exc.details()
             time.sleep(0.5)
-    assert resp.midi.startswith(b"MThd")
+    assert resp.pieces[0].midi.startswith(b"MThd")
     assert stack.procs["generator"].pid == generator_pid and stack.alive()["generator"]
 
 
@@ -267,5 +264,5 @@ def test_key_guidance_can_be_switched_off(client):
     unguided = client.generate(key="E major", tempo_bpm=100, num_bars=2, seed=5, key_guidance=False)
     assert not guided.params.HasField("key_guidance")  # unset: the default, on
     assert unguided.params.HasField("key_guidance") and unguided.params.key_guidance is False
-    assert guided.midi.startswith(b"MThd") and unguided.midi.startswith(b"MThd")
-    assert guided.midi != unguided.midi  # the constraint changes what is sampled
+    assert guided.pieces[0].midi.startswith(b"MThd") and unguided.pieces[0].midi.startswith(b"MThd")
+    assert guided.pieces[0].midi != unguided.pieces[0].midi  # the constraint changes what is sampled

@@ -80,18 +80,19 @@ def test_analyzed_events_carry_cloudevents_headers(stack, uploaded):
 
 def test_generation_makes_midi_and_audio_that_get_analysed(client, uploaded):
     resp = client.generate(key="D minor", tempo_bpm=90, num_bars=4, seed=11)
-    assert resp.midi.startswith(b"MThd")
-    audio, sr = sf.read(io.BytesIO(resp.audio_wav))
-    assert sr == 22050 and len(audio) / sr == pytest.approx(resp.duration_s, abs=0.01)
+    piece = resp.pieces[0]
+    assert piece.midi.startswith(b"MThd")
+    audio, sr = sf.read(io.BytesIO(piece.audio_wav))
+    assert sr == 22050 and len(audio) / sr == pytest.approx(piece.duration_s, abs=0.01)
     assert resp.params.key == "D minor" and resp.params.seed == 11
-    track = client.wait_track(resp.track_id, timeout_s=120)
+    track = client.wait_track(piece.track_id, timeout_s=120)
     assert track.state == common_pb2.TRACK_STATE_INDEXED, track.error
     assert track.source == common_pb2.TRACK_SOURCE_GENERATED
     assert track.generation_id == resp.generation_id
     assert track.analysis.duration_s > 0
     # same seed and parameters -> same MIDI
     again = client.generate(key="D minor", tempo_bpm=90, num_bars=4, seed=11)
-    assert again.midi == resp.midi
+    assert again.pieces[0].midi == piece.midi
 
 
 def test_generation_bad_controls_are_invalid_argument(client):

@@ -26,3 +26,52 @@ def test_packages_mirror_folders_and_fields_are_commented():
         for i, line in enumerate(lines):
             if re.match(r"\s+(optional |repeated )?[\w.]+ \w+ = \d+;", line):
                 assert lines[i - 1].strip().startswith("//"), f"{path.name}:{i + 1} has no comment: {line.strip()}"
+
+
+def _messages():
+    """Every message descriptor of the musicaas packages, nested ones included."""
+    from musicaas.analyzer.v1 import analyzer_pb2
+    from musicaas.common.v1 import common_pb2
+    from musicaas.events.v1 import events_pb2
+    from musicaas.gateway.v1 import gateway_pb2
+    from musicaas.generator.v1 import generator_pb2
+    from musicaas.recommender.v1 import recommender_pb2
+
+    stack = [m for mod in (analyzer_pb2, common_pb2, events_pb2, gateway_pb2, generator_pb2, recommender_pb2)
+             for m in mod.DESCRIPTOR.message_types_by_name.values()]
+    while stack:
+        message = stack.pop()
+        stack.extend(message.nested_types)
+        yield message
+
+
+def test_blob_references_are_named_blob_and_bytes_are_not():
+    from google.protobuf.descriptor import FieldDescriptor
+
+    refs, data = [], []
+    for message in _messages():
+        for field in message.fields:
+            if field.message_type is not None and field.message_type.full_name == "musicaas.common.v1.BlobRef":
+                refs.append(field.full_name)
+                assert field.name.endswith("_blob"), f"{field.full_name} is a BlobRef but not named *_blob"
+            if field.type == FieldDescriptor.TYPE_BYTES:
+                data.append(field.full_name)
+                assert not field.name.endswith("_blob"), f"{field.full_name} holds bytes but is named *_blob"
+    assert "musicaas.events.v1.TrackUploaded.audio_blob" in refs and "musicaas.common.v1.Track.audio_blob" in refs
+    assert "musicaas.generator.v1.GeneratedPiece.midi" in data
+
+
+def test_generation_results_say_each_thing_once():
+    from musicaas.events.v1 import events_pb2
+    from musicaas.gateway.v1 import gateway_pb2
+    from musicaas.generator.v1 import generator_pb2
+
+    result = generator_pb2.GenerationResult.DESCRIPTOR
+    assert set(result.fields_by_name) == {"generation_id", "params", "pieces"}  # no copy of pieces[0]
+    # the gateway reuses the generator's messages instead of re-declaring them field by field
+    for response in (gateway_pb2.GenerateTrackResponse, generator_pb2.GenerateTrackResponse):
+        assert [(f.name, f.message_type) for f in response.DESCRIPTOR.fields] == [("result", result)]
+    (progress,) = gateway_pb2.GenerateTrackStreamResponse.DESCRIPTOR.fields
+    assert progress.message_type is generator_pb2.GenerationProgress.DESCRIPTOR
+    assert generator_pb2.GenerationProgress.DESCRIPTOR.fields_by_name["result"].message_type is result
+    assert set(events_pb2.GenerationCompleted.DESCRIPTOR.fields_by_name) == {"generation_id", "params", "pieces"}

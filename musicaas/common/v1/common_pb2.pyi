@@ -254,13 +254,13 @@ class BlobRef(_message.Message):
     def __init__(self, bucket: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., content_type: _Optional[str] = ...) -> None: ...
 
 class Track(_message.Message):
-    __slots__ = ("track_id", "state", "title", "filename", "source", "audio", "analysis", "error", "created_at", "updated_at", "generation_id")
+    __slots__ = ("track_id", "state", "title", "filename", "source", "audio_blob", "analysis", "error", "created_at", "updated_at", "generation_id")
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
-    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_BLOB_FIELD_NUMBER: _ClassVar[int]
     ANALYSIS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -271,10 +271,10 @@ class Track(_message.Message):
     title: str
     filename: str
     source: TrackSource
-    audio: BlobRef
+    audio_blob: BlobRef
     analysis: TrackAnalysis
     error: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     generation_id: str
-    def __init__(self, track_id: _Optional[str] = ..., state: _Optional[_Union[TrackState, str]] = ..., title: _Optional[str] = ..., filename: _Optional[str] = ..., source: _Optional[_Union[TrackSource, str]] = ..., audio: _Optional[_Union[BlobRef, _Mapping]] = ..., analysis: _Optional[_Union[TrackAnalysis, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generation_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, track_id: _Optional[str] = ..., state: _Optional[_Union[TrackState, str]] = ..., title: _Optional[str] = ..., filename: _Optional[str] = ..., source: _Optional[_Union[TrackSource, str]] = ..., audio_blob: _Optional[_Union[BlobRef, _Mapping]] = ..., analysis: _Optional[_Union[TrackAnalysis, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generation_id: _Optional[str] = ...) -> None: ...

@@ -9,20 +9,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TrackUploaded(_message.Message):
-    __slots__ = ("track_id", "audio", "filename", "title", "source", "generation_id")
+    __slots__ = ("track_id", "audio_blob", "filename", "title", "source", "generation_id")
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
-    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_BLOB_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
     track_id: str
-    audio: _common_pb2.BlobRef
+    audio_blob: _common_pb2.BlobRef
     filename: str
     title: str
     source: _common_pb2.TrackSource
     generation_id: str
-    def __init__(self, track_id: _Optional[str] = ..., audio: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., filename: _Optional[str] = ..., title: _Optional[str] = ..., source: _Optional[_Union[_common_pb2.TrackSource, str]] = ..., generation_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, track_id: _Optional[str] = ..., audio_blob: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., filename: _Optional[str] = ..., title: _Optional[str] = ..., source: _Optional[_Union[_common_pb2.TrackSource, str]] = ..., generation_id: _Optional[str] = ...) -> None: ...
 
 class TrackAnalyzed(_message.Message):
     __slots__ = ("track_id", "analysis", "source", "title", "generation_id")
@@ -59,22 +59,14 @@ class GenerationRequested(_message.Message):
     def __init__(self, generation_id: _Optional[str] = ..., params: _Optional[_Union[_generator_pb2.GenerationParams, _Mapping]] = ...) -> None: ...
 
 class GenerationCompleted(_message.Message):
-    __slots__ = ("generation_id", "track_id", "params", "midi", "audio", "duration_s", "pieces")
+    __slots__ = ("generation_id", "params", "pieces")
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
-    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
-    MIDI_FIELD_NUMBER: _ClassVar[int]
-    AUDIO_FIELD_NUMBER: _ClassVar[int]
-    DURATION_S_FIELD_NUMBER: _ClassVar[int]
     PIECES_FIELD_NUMBER: _ClassVar[int]
     generation_id: str
-    track_id: str
     params: _generator_pb2.GenerationParams
-    midi: _common_pb2.BlobRef
-    audio: _common_pb2.BlobRef
-    duration_s: float
     pieces: _containers.RepeatedCompositeFieldContainer[_generator_pb2.GeneratedPiece]
-    def __init__(self, generation_id: _Optional[str] = ..., track_id: _Optional[str] = ..., params: _Optional[_Union[_generator_pb2.GenerationParams, _Mapping]] = ..., midi: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., duration_s: _Optional[float] = ..., pieces: _Optional[_Iterable[_Union[_generator_pb2.GeneratedPiece, _Mapping]]] = ...) -> None: ...
+    def __init__(self, generation_id: _Optional[str] = ..., params: _Optional[_Union[_generator_pb2.GenerationParams, _Mapping]] = ..., pieces: _Optional[_Iterable[_Union[_generator_pb2.GeneratedPiece, _Mapping]]] = ...) -> None: ...
 
 class GenerationFailed(_message.Message):
     __slots__ = ("generation_id", "code", "reason")

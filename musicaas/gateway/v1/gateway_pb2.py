@@ -27,7 +27,7 @@ from musicaas.generator.v1 import generator_pb2 as musicaas_dot_generator_dot_v1
 from musicaas.recommender.v1 import recommender_pb2 as musicaas_dot_recommender_dot_v1_dot_recommender__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!musicaas/gateway/v1/gateway.proto\x12\x13musicaas.gateway.v1\x1a\x1fmusicaas/common/v1/common.proto\x1a%musicaas/generator/v1/generator.proto\x1a)musicaas/recommender/v1/recommender.proto\"G\n\x0eUploadMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\"i\n\x12UploadTrackRequest\x12\x37\n\x08metadata\x18\x01 \x01(\x0b\x32#.musicaas.gateway.v1.UploadMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"j\n\x13UploadTrackResponse\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12-\n\x05state\x18\x02 \x01(\x0e\x32\x1e.musicaas.common.v1.TrackState\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"#\n\x0fGetTrackRequest\x12\x10\n\x08track_id\x18\x01 \x01(\t\"<\n\x10GetTrackResponse\x12(\n\x05track\x18\x01 \x01(\x0b\x32\x19.musicaas.common.v1.Track\"f\n\x14GenerateTrackRequest\x12\x37\n\x06params\x18\x01 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x15\n\rgeneration_id\x18\x02 \x01(\t\"\xe5\x01\n\x15GenerateTrackResponse\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x10\n\x08track_id\x18\x02 \x01(\t\x12\x37\n\x06params\x18\x03 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x0c\n\x04midi\x18\x04 \x01(\x0c\x12\x11\n\taudio_wav\x18\x05 \x01(\x0c\x12\x12\n\nduration_s\x18\x06 \x01(\x01\x12\x35\n\x06pieces\x18\x07 \x03(\x0b\x32%.musicaas.generator.v1.GeneratedPiece\"\xf5\x01\n\x1bGenerateTrackStreamResponse\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x35\n\x05stage\x18\x02 \x01(\x0e\x32&.musicaas.generator.v1.GenerationStage\x12\x11\n\tvariation\x18\x03 \x01(\x05\x12\x16\n\x0enum_variations\x18\x04 \x01(\x05\x12\x10\n\x08\x66raction\x18\x05 \x01(\x01\x12\x0f\n\x07message\x18\x06 \x01(\t\x12:\n\x06result\x18\x07 \x01(\x0b\x32*.musicaas.gateway.v1.GenerateTrackResponse\"i\n\x17SubmitGenerationRequest\x12\x37\n\x06params\x18\x01 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x15\n\rgeneration_id\x18\x02 \x01(\t\"h\n\x18SubmitGenerationResponse\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x35\n\x05state\x18\x02 \x01(\x0e\x32&.musicaas.generator.v1.GenerationState\"C\n\x14GetGenerationRequest\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x14\n\x0cinclude_data\x18\x02 \x01(\x08\"Q\n\x15GetGenerationResponse\x12\x38\n\ngeneration\x18\x01 \x01(\x0b\x32$.musicaas.generator.v1.GenerationJob\"m\n\x14SimilarTracksRequest\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x34\n\x06\x66ilter\x18\x03 \x01(\x0b\x32$.musicaas.recommender.v1.TrackFilter\"M\n\x15SimilarTracksResponse\x12\x34\n\x06tracks\x18\x01 \x03(\x0b\x32$.musicaas.recommender.v1.ScoredTrack\"\x8c\x01\n\x10RecommendRequest\x12\x17\n\x0fliked_track_ids\x18\x01 \x03(\t\x12\x1a\n\x12\x64isliked_track_ids\x18\x02 \x03(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x34\n\x06\x66ilter\x18\x04 \x01(\x0b\x32$.musicaas.recommender.v1.TrackFilter\"I\n\x11RecommendResponse\x12\x34\n\x06tracks\x18\x01 \x03(\x0b\x32$.musicaas.recommender.v1.ScoredTrack2\xc8\x06\n\x0eGatewayService\x12\x62\n\x0bUploadTrack\x12\'.musicaas.gateway.v1.UploadTrackRequest\x1a(.musicaas.gateway.v1.UploadTrackResponse(\x01\x12W\n\x08GetTrack\x12$.musicaas.gateway.v1.GetTrackRequest\x1a%.musicaas.gateway.v1.GetTrackResponse\x12\x66\n\rGenerateTrack\x12).musicaas.gateway.v1.GenerateTrackRequest\x1a*.musicaas.gateway.v1.GenerateTrackResponse\x12t\n\x13GenerateTrackStream\x12).musicaas.gateway.v1.GenerateTrackRequest\x1a\x30.musicaas.gateway.v1.GenerateTrackStreamResponse0\x01\x12o\n\x10SubmitGeneration\x12,.musicaas.gateway.v1.SubmitGenerationRequest\x1a-.musicaas.gateway.v1.SubmitGenerationResponse\x12\x66\n\rGetGeneration\x12).musicaas.gateway.v1.GetGenerationRequest\x1a*.musicaas.gateway.v1.GetGenerationResponse\x12\x66\n\rSimilarTracks\x12).musicaas.gateway.v1.SimilarTracksRequest\x1a*.musicaas.gateway.v1.SimilarTracksResponse\x12Z\n\tRecommend\x12%.musicaas.gateway.v1.RecommendRequest\x1a&.musicaas.gateway.v1.RecommendResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!musicaas/gateway/v1/gateway.proto\x12\x13musicaas.gateway.v1\x1a\x1fmusicaas/common/v1/common.proto\x1a%musicaas/generator/v1/generator.proto\x1a)musicaas/recommender/v1/recommender.proto\"G\n\x0eUploadMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\"i\n\x12UploadTrackRequest\x12\x37\n\x08metadata\x18\x01 \x01(\x0b\x32#.musicaas.gateway.v1.UploadMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"j\n\x13UploadTrackResponse\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12-\n\x05state\x18\x02 \x01(\x0e\x32\x1e.musicaas.common.v1.TrackState\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"#\n\x0fGetTrackRequest\x12\x10\n\x08track_id\x18\x01 \x01(\t\"<\n\x10GetTrackResponse\x12(\n\x05track\x18\x01 \x01(\x0b\x32\x19.musicaas.common.v1.Track\"f\n\x14GenerateTrackRequest\x12\x37\n\x06params\x18\x01 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x15\n\rgeneration_id\x18\x02 \x01(\t\"P\n\x15GenerateTrackResponse\x12\x37\n\x06result\x18\x01 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationResult\"Z\n\x1bGenerateTrackStreamResponse\x12;\n\x08progress\x18\x01 \x01(\x0b\x32).musicaas.generator.v1.GenerationProgress\"i\n\x17SubmitGenerationRequest\x12\x37\n\x06params\x18\x01 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x15\n\rgeneration_id\x18\x02 \x01(\t\"h\n\x18SubmitGenerationResponse\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x35\n\x05state\x18\x02 \x01(\x0e\x32&.musicaas.generator.v1.GenerationState\"C\n\x14GetGenerationRequest\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x14\n\x0cinclude_data\x18\x02 \x01(\x08\"Q\n\x15GetGenerationResponse\x12\x38\n\ngeneration\x18\x01 \x01(\x0b\x32$.musicaas.generator.v1.GenerationJob\"m\n\x14SimilarTracksRequest\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x34\n\x06\x66ilter\x18\x03 \x01(\x0b\x32$.musicaas.recommender.v1.TrackFilter\"M\n\x15SimilarTracksResponse\x12\x34\n\x06tracks\x18\x01 \x03(\x0b\x32$.musicaas.recommender.v1.ScoredTrack\"\x8c\x01\n\x10RecommendRequest\x12\x17\n\x0fliked_track_ids\x18\x01 \x03(\t\x12\x1a\n\x12\x64isliked_track_ids\x18\x02 \x03(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x34\n\x06\x66ilter\x18\x04 \x01(\x0b\x32$.musicaas.recommender.v1.TrackFilter\"I\n\x11RecommendResponse\x12\x34\n\x06tracks\x18\x01 \x03(\x0b\x32$.musicaas.recommender.v1.ScoredTrack2\xc8\x06\n\x0eGatewayService\x12\x62\n\x0bUploadTrack\x12\'.musicaas.gateway.v1.UploadTrackRequest\x1a(.musicaas.gateway.v1.UploadTrackResponse(\x01\x12W\n\x08GetTrack\x12$.musicaas.gateway.v1.GetTrackRequest\x1a%.musicaas.gateway.v1.GetTrackResponse\x12\x66\n\rGenerateTrack\x12).musicaas.gateway.v1.GenerateTrackRequest\x1a*.musicaas.gateway.v1.GenerateTrackResponse\x12t\n\x13GenerateTrackStream\x12).musicaas.gateway.v1.GenerateTrackRequest\x1a\x30.musicaas.gateway.v1.GenerateTrackStreamResponse0\x01\x12o\n\x10SubmitGeneration\x12,.musicaas.gateway.v1.SubmitGenerationRequest\x1a-.musicaas.gateway.v1.SubmitGenerationResponse\x12\x66\n\rGetGeneration\x12).musicaas.gateway.v1.GetGenerationRequest\x1a*.musicaas.gateway.v1.GetGenerationResponse\x12\x66\n\rSimilarTracks\x12).musicaas.gateway.v1.SimilarTracksRequest\x1a*.musicaas.gateway.v1.SimilarTracksResponse\x12Z\n\tRecommend\x12%.musicaas.gateway.v1.RecommendRequest\x1a&.musicaas.gateway.v1.RecommendResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,26 +46,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETTRACKRESPONSE']._serialized_end=558
   _globals['_GENERATETRACKREQUEST']._serialized_start=560
   _globals['_GENERATETRACKREQUEST']._serialized_end=662
-  _globals['_GENERATETRACKRESPONSE']._serialized_start=665
-  _globals['_GENERATETRACKRESPONSE']._serialized_end=894
-  _globals['_GENERATETRACKSTREAMRESPONSE']._serialized_start=897
-  _globals['_GENERATETRACKSTREAMRESPONSE']._serialized_end=1142
-  _globals['_SUBMITGENERATIONREQUEST']._serialized_start=1144
-  _globals['_SUBMITGENERATIONREQUEST']._serialized_end=1249
-  _globals['_SUBMITGENERATIONRESPONSE']._serialized_start=1251
-  _globals['_SUBMITGENERATIONRESPONSE']._serialized_end=1355
-  _globals['_GETGENERATIONREQUEST']._serialized_start=1357
-  _globals['_GETGENERATIONREQUEST']._serialized_end=1424
-  _globals['_GETGENERATIONRESPONSE']._serialized_start=1426
-  _globals['_GETGENERATIONRESPONSE']._serialized_end=1507
-  _globals['_SIMILARTRACKSREQUEST']._serialized_start=1509
-  _globals['_SIMILARTRACKSREQUEST']._serialized_end=1618
-  _globals['_SIMILARTRACKSRESPONSE']._serialized_start=1620
-  _globals['_SIMILARTRACKSRESPONSE']._serialized_end=1697
-  _globals['_RECOMMENDREQUEST']._serialized_start=1700
-  _globals['_RECOMMENDREQUEST']._serialized_end=1840
-  _globals['_RECOMMENDRESPONSE']._serialized_start=1842
-  _globals['_RECOMMENDRESPONSE']._serialized_end=1915
-  _globals['_GATEWAYSERVICE']._serialized_start=1918
-  _globals['_GATEWAYSERVICE']._serialized_end=2758
+  _globals['_GENERATETRACKRESPONSE']._serialized_start=664
+  _globals['_GENERATETRACKRESPONSE']._serialized_end=744
+  _globals['_GENERATETRACKSTREAMRESPONSE']._serialized_start=746
+  _globals['_GENERATETRACKSTREAMRESPONSE']._serialized_end=836
+  _globals['_SUBMITGENERATIONREQUEST']._serialized_start=838
+  _globals['_SUBMITGENERATIONREQUEST']._serialized_end=943
+  _globals['_SUBMITGENERATIONRESPONSE']._serialized_start=945
+  _globals['_SUBMITGENERATIONRESPONSE']._serialized_end=1049
+  _globals['_GETGENERATIONREQUEST']._serialized_start=1051
+  _globals['_GETGENERATIONREQUEST']._serialized_end=1118
+  _globals['_GETGENERATIONRESPONSE']._serialized_start=1120
+  _globals['_GETGENERATIONRESPONSE']._serialized_end=1201
+  _globals['_SIMILARTRACKSREQUEST']._serialized_start=1203
+  _globals['_SIMILARTRACKSREQUEST']._serialized_end=1312
+  _globals['_SIMILARTRACKSRESPONSE']._serialized_start=1314
+  _globals['_SIMILARTRACKSRESPONSE']._serialized_end=1391
+  _globals['_RECOMMENDREQUEST']._serialized_start=1394
+  _globals['_RECOMMENDREQUEST']._serialized_end=1534
+  _globals['_RECOMMENDRESPONSE']._serialized_start=1536
+  _globals['_RECOMMENDRESPONSE']._serialized_end=1609
+  _globals['_GATEWAYSERVICE']._serialized_start=1612
+  _globals['_GATEWAYSERVICE']._serialized_end=2452
 # @@protoc_insertion_point(module_scope)

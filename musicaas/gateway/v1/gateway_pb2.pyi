@@ -58,40 +58,16 @@ class GenerateTrackRequest(_message.Message):
     def __init__(self, params: _Optional[_Union[_generator_pb2.GenerationParams, _Mapping]] = ..., generation_id: _Optional[str] = ...) -> None: ...
 
 class GenerateTrackResponse(_message.Message):
-    __slots__ = ("generation_id", "track_id", "params", "midi", "audio_wav", "duration_s", "pieces")
-    GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
-    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
-    PARAMS_FIELD_NUMBER: _ClassVar[int]
-    MIDI_FIELD_NUMBER: _ClassVar[int]
-    AUDIO_WAV_FIELD_NUMBER: _ClassVar[int]
-    DURATION_S_FIELD_NUMBER: _ClassVar[int]
-    PIECES_FIELD_NUMBER: _ClassVar[int]
-    generation_id: str
-    track_id: str
-    params: _generator_pb2.GenerationParams
-    midi: bytes
-    audio_wav: bytes
-    duration_s: float
-    pieces: _containers.RepeatedCompositeFieldContainer[_generator_pb2.GeneratedPiece]
-    def __init__(self, generation_id: _Optional[str] = ..., track_id: _Optional[str] = ..., params: _Optional[_Union[_generator_pb2.GenerationParams, _Mapping]] = ..., midi: _Optional[bytes] = ..., audio_wav: _Optional[bytes] = ..., duration_s: _Optional[float] = ..., pieces: _Optional[_Iterable[_Union[_generator_pb2.GeneratedPiece, _Mapping]]] = ...) -> None: ...
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: _generator_pb2.GenerationResult
+    def __init__(self, result: _Optional[_Union[_generator_pb2.GenerationResult, _Mapping]] = ...) -> None: ...
 
 class GenerateTrackStreamResponse(_message.Message):
-    __slots__ = ("generation_id", "stage", "variation", "num_variations", "fraction", "message", "result")
-    GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
-    STAGE_FIELD_NUMBER: _ClassVar[int]
-    VARIATION_FIELD_NUMBER: _ClassVar[int]
-    NUM_VARIATIONS_FIELD_NUMBER: _ClassVar[int]
-    FRACTION_FIELD_NUMBER: _ClassVar[int]
-    MESSAGE_FIELD_NUMBER: _ClassVar[int]
-    RESULT_FIELD_NUMBER: _ClassVar[int]
-    generation_id: str
-    stage: _generator_pb2.GenerationStage
-    variation: int
-    num_variations: int
-    fraction: float
-    message: str
-    result: GenerateTrackResponse
-    def __init__(self, generation_id: _Optional[str] = ..., stage: _Optional[_Union[_generator_pb2.GenerationStage, str]] = ..., variation: _Optional[int] = ..., num_variations: _Optional[int] = ..., fraction: _Optional[float] = ..., message: _Optional[str] = ..., result: _Optional[_Union[GenerateTrackResponse, _Mapping]] = ...) -> None: ...
+    __slots__ = ("progress",)
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    progress: _generator_pb2.GenerationProgress
+    def __init__(self, progress: _Optional[_Union[_generator_pb2.GenerationProgress, _Mapping]] = ...) -> None: ...
 
 class SubmitGenerationRequest(_message.Message):
     __slots__ = ("params", "generation_id")

@@ -110,8 +110,8 @@ class GenerationProgress(_message.Message):
     num_variations: int
     fraction: float
     message: str
-    result: GenerateTrackResponse
-    def __init__(self, generation_id: _Optional[str] = ..., stage: _Optional[_Union[GenerationStage, str]] = ..., variation: _Optional[int] = ..., num_variations: _Optional[int] = ..., fraction: _Optional[float] = ..., message: _Optional[str] = ..., result: _Optional[_Union[GenerateTrackResponse, _Mapping]] = ...) -> None: ...
+    result: GenerationResult
+    def __init__(self, generation_id: _Optional[str] = ..., stage: _Optional[_Union[GenerationStage, str]] = ..., variation: _Optional[int] = ..., num_variations: _Optional[int] = ..., fraction: _Optional[float] = ..., message: _Optional[str] = ..., result: _Optional[_Union[GenerationResult, _Mapping]] = ...) -> None: ...
 
 class GenerationJob(_message.Message):
     __slots__ = ("generation_id", "state", "params", "pieces", "error", "created_at", "updated_at")
@@ -139,26 +139,18 @@ class GenerateTrackRequest(_message.Message):
     generation_id: str
     def __init__(self, params: _Optional[_Union[GenerationParams, _Mapping]] = ..., generation_id: _Optional[str] = ...) -> None: ...
 
-class GenerateTrackResponse(_message.Message):
-    __slots__ = ("generation_id", "track_id", "params", "midi", "audio_wav", "midi_blob", "audio_blob", "duration_s", "num_tokens", "pieces")
+class GenerationResult(_message.Message):
+    __slots__ = ("generation_id", "params", "pieces")
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
-    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
-    MIDI_FIELD_NUMBER: _ClassVar[int]
-    AUDIO_WAV_FIELD_NUMBER: _ClassVar[int]
-    MIDI_BLOB_FIELD_NUMBER: _ClassVar[int]
-    AUDIO_BLOB_FIELD_NUMBER: _ClassVar[int]
-    DURATION_S_FIELD_NUMBER: _ClassVar[int]
-    NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
     PIECES_FIELD_NUMBER: _ClassVar[int]
     generation_id: str
-    track_id: str
     params: GenerationParams
-    midi: bytes
-    audio_wav: bytes
-    midi_blob: _common_pb2.BlobRef
-    audio_blob: _common_pb2.BlobRef
-    duration_s: float
-    num_tokens: int
     pieces: _containers.RepeatedCompositeFieldContainer[GeneratedPiece]
-    def __init__(self, generation_id: _Optional[str] = ..., track_id: _Optional[str] = ..., params: _Optional[_Union[GenerationParams, _Mapping]] = ..., midi: _Optional[bytes] = ..., audio_wav: _Optional[bytes] = ..., midi_blob: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., audio_blob: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., duration_s: _Optional[float] = ..., num_tokens: _Optional[int] = ..., pieces: _Optional[_Iterable[_Union[GeneratedPiece, _Mapping]]] = ...) -> None: ...
+    def __init__(self, generation_id: _Optional[str] = ..., params: _Optional[_Union[GenerationParams, _Mapping]] = ..., pieces: _Optional[_Iterable[_Union[GeneratedPiece, _Mapping]]] = ...) -> None: ...
+
+class GenerateTrackResponse(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: GenerationResult
+    def __init__(self, result: _Optional[_Union[GenerationResult, _Mapping]] = ...) -> None: ...

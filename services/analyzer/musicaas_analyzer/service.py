@@ -277,7 +277,7 @@ class UploadConsumer:
         tlog = log.bind(track_id=event.track_id)
         if not event.track_id:
             raise InvalidArgument("tracks.uploaded event without track_id")
-        data = await self.bus.get_blob(event.audio)
+        data = await self.bus.get_blob(event.audio_blob)
         analysis = await self.analyzer.analyze(data, event.filename)
 
         def store(track: common_pb2.Track) -> None:

@@ -96,19 +96,6 @@ def sniff_audio_container(head: bytes) -> str | None:
     return None
 
 
-def to_gateway_response(resp: generator_pb2.GenerateTrackResponse) -> gateway_pb2.GenerateTrackResponse:
-    """The public response of a generation: the first piece's fields, then every piece."""
-    return gateway_pb2.GenerateTrackResponse(
-        generation_id=resp.generation_id,
-        track_id=resp.track_id,
-        params=resp.params,
-        midi=resp.midi,
-        audio_wav=resp.audio_wav,
-        duration_s=resp.duration_s,
-        pieces=resp.pieces,
-    )
-
-
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
     """Rejects calls without a valid ``authorization: Bearer <key>`` (UNAUTHENTICATED)."""
 
@@ -205,7 +192,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             title=meta.title or filename,
             filename=filename,
             source=common_pb2.TRACK_SOURCE_UPLOAD,
-            audio=ref,
+            audio_blob=ref,
             created_at=now_ts(),
             updated_at=now_ts(),
         )
@@ -213,7 +200,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         await self.bus.publish(
             busmod.TRACKS_UPLOADED,
             events_pb2.TrackUploaded(
-                track_id=track_id, audio=ref, filename=filename, title=track.title, source=common_pb2.TRACK_SOURCE_UPLOAD
+                track_id=track_id, audio_blob=ref, filename=filename, title=track.title, source=common_pb2.TRACK_SOURCE_UPLOAD
             ),
             event_id=f"uploaded:{track_id}",
         )
@@ -236,7 +223,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc, what="generator.GenerateTrack") from exc
-        return to_gateway_response(resp)
+        return gateway_pb2.GenerateTrackResponse(result=resp.result)
 
     async def GenerateTrackStream(self, request, context):
         call = self.generator.GenerateTrackStream(
@@ -245,13 +232,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         )
         try:
             async for event in call:
-                out = gateway_pb2.GenerateTrackStreamResponse(
-                    generation_id=event.generation_id, stage=event.stage, variation=event.variation,
-                    num_variations=event.num_variations, fraction=event.fraction, message=event.message,
-                )
-                if event.HasField("result"):
-                    out.result.CopyFrom(to_gateway_response(event.result))
-                yield out
+                yield gateway_pb2.GenerateTrackStreamResponse(progress=event)
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc, what="generator.GenerateTrackStream") from exc
         finally:

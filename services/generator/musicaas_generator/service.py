@@ -245,7 +245,7 @@ class Generator:
         self,
         request: generator_pb2.GenerateTrackRequest,
         progress: Callable[[generator_pb2.GenerationProgress], None] | None = None,
-    ) -> generator_pb2.GenerateTrackResponse:
+    ) -> generator_pb2.GenerationResult:
         """Run one generation (all its variations); ``progress`` receives the stage events.
 
         Raises
@@ -318,29 +318,14 @@ class Generator:
                 job.error = ""
 
             await self.jobs.update(generation_id, completed)
-        first = pieces[0]
         await self.bus.publish(
             busmod.GENERATIONS_COMPLETED,
-            events_pb2.GenerationCompleted(
-                generation_id=generation_id, track_id=first.track_id, params=params,
-                midi=first.midi_blob, audio=first.audio_blob, duration_s=first.duration_s, pieces=refs,
-            ),
+            events_pb2.GenerationCompleted(generation_id=generation_id, params=params, pieces=refs),
             event_id=f"completed:{generation_id}",
         )
         glog.info("generation_completed", track_ids=[p.track_id for p in pieces],
                   num_tokens=[p.num_tokens for p in pieces])
-        return generator_pb2.GenerateTrackResponse(
-            generation_id=generation_id,
-            track_id=first.track_id,
-            params=params,
-            midi=first.midi,
-            audio_wav=first.audio_wav,
-            midi_blob=first.midi_blob,
-            audio_blob=first.audio_blob,
-            duration_s=first.duration_s,
-            num_tokens=first.num_tokens,
-            pieces=pieces,
-        )
+        return generator_pb2.GenerationResult(generation_id=generation_id, params=params, pieces=pieces)
 
     async def _store(self, generation_id: str, key: Key, params: generator_pb2.GenerationParams,
                      piece: generator_pb2.GeneratedPiece) -> None:
@@ -361,7 +346,7 @@ class Generator:
                 title=title,
                 filename="audio.wav",
                 source=common_pb2.TRACK_SOURCE_GENERATED,
-                audio=piece.audio_blob,
+                audio_blob=piece.audio_blob,
                 created_at=now_ts(),
                 updated_at=now_ts(),
                 generation_id=generation_id,
@@ -370,7 +355,7 @@ class Generator:
         await self.bus.publish(
             busmod.TRACKS_UPLOADED,
             events_pb2.TrackUploaded(
-                track_id=track_id, audio=piece.audio_blob, filename="audio.wav", title=title,
+                track_id=track_id, audio_blob=piece.audio_blob, filename="audio.wav", title=title,
                 source=common_pb2.TRACK_SOURCE_GENERATED, generation_id=generation_id,
             ),
             event_id=f"uploaded:{track_id}",
@@ -446,7 +431,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
         self.generator = generator
 
     async def GenerateTrack(self, request, context) -> generator_pb2.GenerateTrackResponse:
-        return await self.generator.generate(request)
+        return generator_pb2.GenerateTrackResponse(result=await self.generator.generate(request))
 
     async def GenerateTrackStream(self, request, context):
         """Progress events, then COMPLETED with the result; the caller's cancellation stops the work."""
