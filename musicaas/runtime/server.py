@@ -21,9 +21,10 @@ import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
+from google.protobuf.message import DecodeError
 from grpc_reflection.v1alpha import reflection
 
-from musicaas.runtime.errors import MusicaasError
+from musicaas.runtime.errors import InvalidArgument, MusicaasError
 
 log = structlog.get_logger()
 
@@ -54,7 +55,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         def awaitable(inner):
             async def call(request_or_iterator, context):
                 try:
-                    return await inner(request_or_iterator, context)
+                    return await inner(_checked(request_or_iterator), context)
                 except grpc.aio.AbortError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - mapped to a status
@@ -65,7 +66,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         def streaming(inner):
             async def call(request, context):
                 try:
-                    async for item in inner(request, context):
+                    async for item in inner(_checked(request), context):
                         yield item
                 except grpc.aio.AbortError:
                     raise
@@ -74,7 +75,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
             return call
 
-        codec = (handler.request_deserializer, handler.response_serializer)
+        codec = (_tolerant(handler.request_deserializer), handler.response_serializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(awaitable(handler.unary_unary), *codec)
         if handler.stream_unary:
@@ -82,6 +83,51 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), *codec)
         return handler
+
+
+class _Malformed:
+    """Stands for a request message that could not be parsed (e.g. a string field that is
+    not valid UTF-8), so that the handler answers INVALID_ARGUMENT instead of grpc's INTERNAL."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserializer):
+    """``deserializer`` that returns a :class:`_Malformed` instead of raising."""
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes):
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            return _Malformed(exc)
+
+    return parse
+
+
+def _refuse() -> InvalidArgument:
+    return InvalidArgument(
+        "the request is not a valid protobuf message of this method (a string field that is not "
+        "valid UTF-8, or corrupt bytes)"
+    )
+
+
+def _checked(request_or_iterator):
+    """The request, or for a client stream an iterator over it, raising InvalidArgument at a malformed message."""
+    if isinstance(request_or_iterator, _Malformed):
+        raise _refuse()
+    if not hasattr(request_or_iterator, "__aiter__"):
+        return request_or_iterator
+
+    async def messages():
+        async for message in request_or_iterator:
+            if isinstance(message, _Malformed):
+                raise _refuse()
+            yield message
+
+    return messages()
 
 
 @dataclass(frozen=True)
@@ -114,6 +160,8 @@ async def run_service(
     stop: asyncio.Event | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     on_bound: Callable[[int], None] | None = None,
+    ready: Sequence[Callable[[], bool]] = (),
+    ready_poll_s: float = 0.5,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set), then shut down gracefully.
 
@@ -133,6 +181,10 @@ async def run_service(
         Set it to stop the service (tests); signals set it too.
     interceptors : sequence of grpc.aio.ServerInterceptor
         Run inside the error interceptor (so they may raise domain errors), e.g. auth.
+    ready : sequence of zero-argument callables returning bool
+        Dependency checks (e.g. "the NATS connection is up"), polled every ``ready_poll_s``
+        seconds: health answers SERVING only while every one returns True, NOT_SERVING
+        otherwise, so that probes and load balancers see a service whose dependency is down.
     """
     stop = stop or asyncio.Event()
     server = grpc.aio.server(interceptors=[ErrorInterceptor(), *interceptors], options=server_options(max_message_bytes))
@@ -170,13 +222,32 @@ async def run_service(
     for t in tasks:
         t.add_done_callback(_task_done)
 
-    for n in ("", *names):
-        await health.set(n, health_pb2.HealthCheckResponse.SERVING)
+    async def set_health(serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for n in ("", *names):
+            await health.set(n, status)
+
+    async def watch_dependencies() -> None:
+        serving = True
+        while True:
+            await asyncio.sleep(ready_poll_s)
+            now = all(check() for check in ready)
+            if now != serving:
+                log.warning("dependencies_changed", serving=now)
+                await set_health(now)
+                serving = now
+
+    await set_health(all(check() for check in ready))
+    watcher = asyncio.create_task(watch_dependencies(), name=f"{name}-health") if ready else None
     log.info("serving", address=f"{host}:{bound}", services=names)
     try:
         await stop.wait()
     finally:
         log.info("shutting_down", grace_s=grace_s)
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         await health.enter_graceful_shutdown()
         await server.stop(grace_s)
         for t in tasks:
