@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from musicaas.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from musicaas_recommender.index import (
+    MAX_EXAMPLES,
     MAX_LIMIT,
+    MAX_TRACK_ID_LEN,
     EdgeTrackIndex,
     QdrantClientTrackIndex,
     TrackFilter,
@@ -20,6 +24,7 @@ from musicaas_recommender.index import (
     open_index,
     point_id,
 )
+from musicaas_recommender.index.shared import PAYLOAD_INDEXES
 
 DIM = 8
 BACKENDS = ["edge", "client"]
@@ -33,6 +38,17 @@ def unit(*values: float) -> np.ndarray:
 
 def cosine(u: np.ndarray, v: np.ndarray) -> float:
     return float(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v)))
+
+
+def best_score(track_id: str, liked: list[str], disliked: list[str]) -> float:
+    """Qdrant's best_score recommend value, as ScoredTrack documents it."""
+    def sigmoid(x: float) -> float:
+        return 0.5 * (x / (1 + abs(x)) + 1)
+
+    vec = CATALOGUE[track_id][0]
+    best_liked = max(cosine(vec, CATALOGUE[t][0]) for t in liked)
+    best_disliked = max((cosine(vec, CATALOGUE[t][0]) for t in disliked), default=-np.inf)
+    return sigmoid(best_liked) if best_liked > best_disliked else -sigmoid(best_disliked)
 
 
 def payload(track_id: str, *, key: str | None = "C", mode: str | None = "major", tempo: float = 120.0,
@@ -155,9 +171,10 @@ async def test_similar_rejects_bad_filters_and_limits(catalogue):
                 TrackFilter(tempo_min_bpm=float("nan")), TrackFilter(tempo_max_bpm=-1.0)):
         with pytest.raises(InvalidArgument):
             await catalogue.similar("a", flt=flt)
-    for limit in (0, -1, MAX_LIMIT + 1):
+    for limit in (0, -1, MAX_LIMIT + 1, True, 2.0, "3"):
         with pytest.raises(InvalidArgument, match="limit"):
             await catalogue.similar("a", limit=limit)
+    assert ids(await catalogue.similar("a", limit=np.int64(1))) == ["b"]
     assert len(await catalogue.similar("a", limit=MAX_LIMIT)) == 5
 
 
@@ -178,6 +195,17 @@ async def test_recommend_prefers_liked_and_avoids_disliked(catalogue):
     assert ids(await catalogue.recommend(liked=["c"], disliked=["d"])) == ["b", "a", "f", "e"]
 
 
+@pytest.mark.parametrize(
+    "liked, disliked", [(["a"], ["e"]), (["a", "c"], ["e"]), (["c"], []), (["c"], ["d"]), (["e", "f"], ["a", "b"])]
+)
+async def test_recommend_scores_are_best_score(catalogue, liked, disliked):
+    results = await catalogue.recommend(liked=liked, disliked=disliked)
+    assert sorted(ids(results)) == sorted(set(CATALOGUE) - set(liked) - set(disliked))
+    for r in results:
+        assert r.score == pytest.approx(best_score(r.track_id, liked, disliked), abs=1e-5), r.track_id
+        assert r.payload == CATALOGUE[r.track_id][1]
+
+
 async def test_recommend_obeys_filters_and_limit(catalogue):
     results = await catalogue.recommend(liked=["a"], flt=TrackFilter(source="generated"), limit=1)
     assert ids(results) == ["b"]
@@ -193,10 +221,20 @@ async def test_recommend_errors(catalogue):
     assert "nope-1" in info.value.message and "nope-2" in info.value.message and "'a'" not in info.value.message
     with pytest.raises(InvalidArgument, match="both"):
         await catalogue.recommend(liked=["a"], disliked=["a"])
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(InvalidArgument, match="string"):
         await catalogue.recommend(liked="a")
+    with pytest.raises(InvalidArgument, match="string"):
+        await catalogue.recommend(liked=["a"], disliked="e")
     with pytest.raises(InvalidArgument, match="limit"):
         await catalogue.recommend(liked=["a"], limit=0)
+    with pytest.raises(InvalidArgument, match="track id"):
+        await catalogue.recommend(liked=["a", ""])
+    # MAX_EXAMPLES distinct examples are allowed (here all but "a" unknown), one more is not
+    many = [f"n{i}" for i in range(MAX_EXAMPLES - 1)]
+    with pytest.raises(NotFound, match="n254"):
+        await catalogue.recommend(liked=["a", "a", *many[:100]], disliked=many[100:])
+    with pytest.raises(InvalidArgument, match=str(MAX_EXAMPLES)):
+        await catalogue.recommend(liked=["a", *many], disliked=["e"])
 
 
 async def test_backends_agree_on_recommend_scores(catalogues):
@@ -236,21 +274,45 @@ async def test_bad_vectors_are_invalid(index):
 
 async def test_bad_payloads_are_invalid(index):
     vec = unit(1.0)
-    for pl in (payload(""), payload("x", key="X#"), payload("x", mode="lydian"), payload("x", source=""),
-               payload("x", tempo=float("inf"))):
-        with pytest.raises(InvalidArgument):
+    base = payload("x")
+    for pl, match in (
+        (payload(""), "track id"),
+        (payload("x" * (MAX_TRACK_ID_LEN + 1)), "longer"),
+        (payload("x", key="X#"), "tonic"),
+        (payload("x", mode="lydian"), "mode"),
+        (payload("x", source=""), "source"),
+        (payload("x", tempo=float("inf")), "tempo_bpm"),
+        (payload("x", tempo=-1.0), "tempo_bpm"),
+        (payload("x", tempo="fast"), "tempo_bpm"),
+        (TrackPayload(**{**base.__dict__, "duration_s": -0.5}), "duration_s"),
+        (TrackPayload(**{**base.__dict__, "loudness_lufs": float("nan")}), "loudness_lufs"),
+    ):
+        with pytest.raises(InvalidArgument, match=match):
             await index.upsert(pl, vec)
-    with pytest.raises(InvalidArgument):
-        await index.get("")
+    for track_id in ("", None, "x" * (MAX_TRACK_ID_LEN + 1)):
+        with pytest.raises(InvalidArgument, match="track id"):
+            await index.get(track_id)
     assert await index.count() == 0
+    longest = payload("x" * MAX_TRACK_ID_LEN)
+    await index.upsert(longest, vec)
+    assert (await index.get(longest.track_id))[0] == longest
 
 
 async def test_closed_index_is_unavailable(index):
     await index.upsert(payload("a"), unit(1.0))
+    await index.upsert(payload("b"), unit(1.0, 1.0))
     await index.close()
     await index.close()  # idempotent
-    with pytest.raises(Unavailable):
-        await index.count()
+    calls = (
+        index.count(),
+        index.get("a"),
+        index.similar("a"),
+        index.recommend(liked=["a"], disliked=["b"]),
+        index.upsert(payload("c"), unit(0.0, 1.0)),
+    )
+    for call in calls:
+        with pytest.raises(Unavailable, match="closed"):
+            await call
 
 
 # -- persistence and backends -------------------------------------------------------------
@@ -292,6 +354,24 @@ async def test_edge_shard_survives_close_and_reopen(tmp_path):
     await idx.close()
 
 
+async def test_edge_shard_has_the_payload_indexes(tmp_path):
+    idx = EdgeTrackIndex(tmp_path / "shard", dim=DIM)
+    try:
+        # Without them every filtered query scans the whole shard.
+        assert set(idx._shard.info().payload_schema) == set(PAYLOAD_INDEXES)
+    finally:
+        await idx.close()
+
+
+async def test_client_creates_its_collection_once_under_concurrent_first_calls():
+    idx = QdrantClientTrackIndex(location=":memory:", dim=DIM)
+    try:
+        await asyncio.gather(*(idx.upsert(payload(f"t{i}"), unit(1.0, float(i))) for i in range(8)), idx.count())
+        assert await idx.count() == 8
+    finally:
+        await idx.close()
+
+
 async def test_client_local_folder_survives_close_and_reopen(tmp_path):
     idx = QdrantClientTrackIndex(location=str(tmp_path / "local"), collection="t", dim=DIM)
     await idx.upsert(payload("a"), unit(1.0))
@@ -321,7 +401,7 @@ async def test_unreachable_server_is_unavailable():
 
 async def test_open_index_picks_the_backend(tmp_path):
     edge = open_index(qdrant_url=None, edge_path=str(tmp_path / "e"), dim=DIM)
-    assert isinstance(edge, EdgeTrackIndex)
+    assert isinstance(edge, EdgeTrackIndex) and edge.dim == DIM and edge.path == tmp_path / "e"
     await edge.close()
     edge = open_index(qdrant_url="", edge_path=tmp_path / "e", dim=DIM)
     assert isinstance(edge, EdgeTrackIndex)
@@ -332,3 +412,21 @@ async def test_open_index_picks_the_backend(tmp_path):
     assert not (tmp_path / "x").exists()
     with pytest.raises(ValueError):
         QdrantClientTrackIndex(dim=DIM)
+    with pytest.raises(ValueError):
+        QdrantClientTrackIndex(url="http://127.0.0.1:1", location=":memory:", dim=DIM)
+    with pytest.raises(ValueError, match="collection"):
+        QdrantClientTrackIndex(location=":memory:", collection="", dim=DIM)
+    for dim in (0, True, 8.0):
+        with pytest.raises(ValueError, match="dim"):
+            open_index(qdrant_url=None, edge_path=tmp_path / "d", dim=dim)
+
+
+def test_the_edge_backend_does_not_import_qdrant_client():
+    # qdrant-client takes most of a second to import; the default (Edge) service never needs it.
+    code = (
+        "import sys, musicaas_recommender.__main__, musicaas_recommender.index as index\n"
+        "assert 'qdrant_client' not in sys.modules, 'imported early'\n"
+        "assert index.QdrantClientTrackIndex.__name__ == 'QdrantClientTrackIndex'\n"
+        "assert 'qdrant_client' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -16,12 +16,27 @@ from musicaas_recommender.service import AnalyzedConsumer, RecommenderServicer, 
 
 
 async def main(settings: RecommenderSettings | None = None, *, stop: asyncio.Event | None = None) -> None:
+    """Serve the recommender until SIGTERM (or ``stop``), then close the index and the bus.
+
+    Parameters
+    ----------
+    settings : RecommenderSettings, optional
+        Defaults to the ``MUSICAAS_*`` environment.
+    stop : asyncio.Event, optional
+        Set it to shut down as SIGTERM would.
+
+    Raises
+    ------
+    FailedPrecondition
+        The Qdrant Edge shard cannot be opened (held by another process, or stored with
+        another vector size).
+    """
     settings = settings or RecommenderSettings()
     configure_logging(service="recommender", level=settings.log_level, fmt=settings.log_format)
     async with contextlib.AsyncExitStack() as stack:
         bus = await stack.enter_async_context(Bus.from_settings(settings, name="recommender"))
         index = open_index(
-            qdrant_url=settings.qdrant_url or None,
+            qdrant_url=settings.qdrant_url,
             edge_path=settings.qdrant_path,
             dim=settings.embedding_dim,
             collection=settings.qdrant_collection,

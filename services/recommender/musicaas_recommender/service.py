@@ -9,23 +9,24 @@ import numpy as np
 import structlog
 
 from musicaas.common.v1 import common_pb2
+from musicaas.embedding import EMBEDDING_DIM
 from musicaas.events.v1 import events_pb2
 from musicaas.recommender.v1 import recommender_pb2, recommender_pb2_grpc
 from musicaas.runtime.bus import Bus, advance_state
 from musicaas.runtime.errors import InvalidArgument
 from musicaas.runtime.protoconv import MODE_TO_PROTO, SOURCE_TO_PROTO, mode_name, source_name
 from musicaas.runtime.settings import ServiceSettings
-from musicaas_recommender.index import ScoredTrack, TrackFilter, TrackIndex, TrackPayload
+from musicaas_recommender.index import MAX_LIMIT, ScoredTrack, TrackFilter, TrackIndex, TrackPayload
 
 log = structlog.get_logger()
 
-#: Length of the analyzer's embedding (musicaas_analyzer.embedding.EMBEDDING_DIM).
-EMBEDDING_DIM = 64
+#: Results per call when the request leaves ``limit`` at 0.
 DEFAULT_LIMIT = 10
 
 
 class RecommenderSettings(ServiceSettings):
     """Recommender settings (``MUSICAAS_*``): Qdrant server URL or Edge shard folder, embedding dimension."""
+
     grpc_port: int = 50053
     #: Qdrant server URL (``http://qdrant:6333``); empty: a Qdrant Edge shard in ``qdrant_path``.
     qdrant_url: str = ""
@@ -33,12 +34,26 @@ class RecommenderSettings(ServiceSettings):
     #: Folder of the embedded Qdrant Edge shard.
     qdrant_path: str = ".musicaas/qdrant"
     qdrant_collection: str = "tracks"
+    #: Length of the indexed vectors; the analyzer's embedding contract by default.
     embedding_dim: int = EMBEDDING_DIM
 
 
 def filter_from_proto(flt: recommender_pb2.TrackFilter) -> TrackFilter | None:
-    """The index filter of a wire ``TrackFilter``; None when it sets nothing."""
-    if flt is None or flt.ByteSize() == 0:
+    """The index filter of a wire filter.
+
+    Parameters
+    ----------
+    flt : recommender_pb2.TrackFilter
+        Unset fields (proto3 defaults, ``MODE_UNSPECIFIED``, ``TRACK_SOURCE_UNSPECIFIED``)
+        do not filter.
+
+    Returns
+    -------
+    TrackFilter or None
+        ``None`` when the wire filter sets nothing. Not validated here: the index raises
+        InvalidArgument for a bad key or tempo range.
+    """
+    if flt.ByteSize() == 0:
         return None
     return TrackFilter(
         tempo_min_bpm=flt.tempo_min_bpm if flt.HasField("tempo_min_bpm") else None,
@@ -50,7 +65,18 @@ def filter_from_proto(flt: recommender_pb2.TrackFilter) -> TrackFilter | None:
 
 
 def scored_to_proto(item: ScoredTrack) -> recommender_pb2.ScoredTrack:
-    """The wire form of one result."""
+    """The wire form of one result.
+
+    Parameters
+    ----------
+    item : ScoredTrack
+
+    Returns
+    -------
+    recommender_pb2.ScoredTrack
+        A missing key is ``""``, a missing mode ``MODE_UNSPECIFIED``, and a source with
+        no wire value ``TRACK_SOURCE_UNSPECIFIED``.
+    """
     p = item.payload
     return recommender_pb2.ScoredTrack(
         track_id=item.track_id,
@@ -66,13 +92,23 @@ def scored_to_proto(item: ScoredTrack) -> recommender_pb2.ScoredTrack:
 
 
 def _limit(value: int) -> int:
+    """The request's ``limit``, ``DEFAULT_LIMIT`` for 0; the index checks the upper bound."""
     if value < 0:
-        raise InvalidArgument(f"limit must be 1 to 100, got {value}")
+        raise InvalidArgument(f"limit must be 1 to {MAX_LIMIT}, got {value}")
     return value or DEFAULT_LIMIT
 
 
 class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
-    """``musicaas.recommender.v1.RecommenderService`` over a :class:`TrackIndex`."""
+    """``musicaas.recommender.v1.RecommenderService`` over a :class:`TrackIndex`.
+
+    Handlers raise the index's domain errors (InvalidArgument, NotFound, Unavailable);
+    the server's error interceptor maps them to gRPC status codes.
+
+    Parameters
+    ----------
+    index : TrackIndex
+    """
+
     def __init__(self, index: TrackIndex) -> None:
         self.index = index
 
@@ -95,7 +131,14 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
 
 
 class AnalyzedConsumer:
-    """Consumes ``music.tracks.analyzed``: upsert point, then state ``indexed``."""
+    """Consumes ``music.tracks.analyzed``: upsert the point, then mark the track ``indexed``.
+
+    Parameters
+    ----------
+    bus : Bus
+        Holds the track state.
+    index : TrackIndex
+    """
 
     durable = "recommender-tracks-analyzed"
 
@@ -104,7 +147,23 @@ class AnalyzedConsumer:
         self.index = index
 
     async def handle(self, event: events_pb2.TrackAnalyzed, headers: dict[str, str]) -> None:
-        """Upsert the analysed track (idempotent by id) and mark it ``indexed``."""
+        """Upsert the analysed track (idempotent by id) and mark it ``indexed``.
+
+        Parameters
+        ----------
+        event : events_pb2.TrackAnalyzed
+            ``analysis.embedding`` has ``embedding_dim`` values.
+        headers : dict of str to str
+            The message's CloudEvents headers (unused).
+
+        Raises
+        ------
+        InvalidArgument
+            No track id, or a payload or embedding the index rejects (the bus
+            terminates the message).
+        Unavailable
+            The index cannot be reached (the bus redelivers later).
+        """
         a = event.analysis
         if not event.track_id:
             raise InvalidArgument("tracks.analyzed event without track_id")
