@@ -1,26 +1,130 @@
-"""A small synchronous client of the public gateway API, used by the CLI and the demo."""
+"""A small synchronous client of the public gateway API, and what every caller of it shares:
+where the gateway is, which API key to send, the text of a failed call and the JSON record of
+an analysed track. The ``musicaas`` command line and its demo are built on it."""
 
 from __future__ import annotations
 
+import math
+import os
+import threading
 import time
 from pathlib import Path
 
 import grpc
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from musicaas.common.v1 import common_pb2
 from musicaas.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from musicaas.generator.v1 import generator_pb2
 from musicaas.recommender.v1 import recommender_pb2
+from musicaas.runtime.protoconv import mode_name
 
 CHUNK_BYTES = 512 * 1024
 DONE_STATES = (common_pb2.TRACK_STATE_INDEXED, common_pb2.TRACK_STATE_FAILED)
 GENERATION_DONE_STATES = (generator_pb2.GENERATION_STATE_COMPLETED, generator_pb2.GENERATION_STATE_FAILED)
+DEFAULT_GATEWAY = "127.0.0.1:50051"
 
 
-def _poll(fetch, done_states, state_name, what: str, timeout_s: float, poll_s: float):
+class NoApiKey(LookupError):
+    """Neither ``$MUSICAAS_API_KEY`` nor the dev key file in the state folder exists."""
+
+
+def gateway_addr() -> str:
+    """The gateway address: ``$MUSICAAS_GATEWAY``, else 127.0.0.1:50051."""
+    return os.environ.get("MUSICAAS_GATEWAY", DEFAULT_GATEWAY)
+
+
+def resolve_api_key(state_dir: Path) -> str:
+    """The API key: ``$MUSICAAS_API_KEY``, else the dev key that ``musicaas up`` writes to ``state_dir/api_key``.
+
+    Raises
+    ------
+    NoApiKey
+        When neither exists (the message names the file and how to create it).
+    """
+    key = os.environ.get("MUSICAAS_API_KEY")
+    if key:
+        return key
+    path = Path(state_dir) / "api_key"
+    if path.exists():
+        return path.read_text().strip()
+    raise NoApiKey(f"no API key: set MUSICAAS_API_KEY or start the stack (musicaas up) to create {path}")
+
+
+def rpc_error_text(exc: grpc.RpcError) -> str:
+    """``"<STATUS_NAME>: <details>"`` of a failed call, e.g. ``"NOT_FOUND: track trk_... not found"``."""
+    return f"{exc.code().name}: {exc.details()}"
+
+
+def json_float(x: float, ndigits: int) -> float | None:
+    """``x`` rounded to ``ndigits`` decimals; None when it is NaN or infinite (JSON has neither)."""
+    x = float(x)
+    return round(x, ndigits) if math.isfinite(x) else None
+
+
+#: TrackAnalysis fields that the analysis record leaves out (a vector for machines, not people).
+_RECORD_OMITS = ("embedding",)
+_FLOAT_TYPES = (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE)
+_MODE_ENUM = common_pb2.Mode.DESCRIPTOR.full_name
+
+
+def _json_value(field: FieldDescriptor, value):
+    """One value of ``MessageToDict(..., use_integers_for_enums=True)`` for the analysis record."""
+    if isinstance(value, list):
+        return [_json_value(field, v) for v in value]
+    if field.message_type is not None:
+        return None if value is None else _json_fields(field.message_type, value)
+    if field.enum_type is not None and field.enum_type.full_name == _MODE_ENUM:
+        return mode_name(value)
+    if field.type in _FLOAT_TYPES:
+        return json_float(value, 4)  # json_format writes NaN and infinities as strings; float() reads them
+    if field.name == "time_signature" or isinstance(value, str):
+        return value or None  # no key, no metre: null rather than "" or 0
+    return value
+
+
+def _json_fields(descriptor: Descriptor, fields: dict) -> dict:
+    """``fields`` in the message's field order, every field present (an unset sub-message as None)."""
+    return {f.name: _json_value(f, fields.get(f.name)) for f in descriptor.fields if f.name not in _RECORD_OMITS}
+
+
+def analysis_record(track: common_pb2.Track) -> dict:
+    """The JSON record of an analysed track (``musicaas analyze --json``, the demo's report).
+
+    The first keys are the original record, in this order: ``track_id``, ``key`` (tonic, null
+    when none), ``mode`` ("major"/"minor"/null), ``key_confidence`` (4 decimals), ``tempo_bpm``
+    (2), ``beats_s`` (3), ``duration_s`` (3), ``loudness_lufs`` (2; null when not finite).
+    Every other ``TrackAnalysis`` field but ``embedding`` follows under its proto name, in
+    proto order, nested as in the message: floating-point numbers rounded to 4 decimals, modes as
+    "major"/"minor", null for a NaN or infinite number, an empty string, a time signature of
+    0 (unknown) and an unset message (``midi`` for audio input).
+    """
+    a = track.analysis
+    record = {
+        "track_id": track.track_id,
+        "key": a.key or None,
+        "mode": mode_name(a.mode),
+        "key_confidence": round(a.key_confidence, 4),
+        "tempo_bpm": round(a.tempo_bpm, 2),
+        "beats_s": [round(b, 3) for b in a.beats_s],
+        "duration_s": round(a.duration_s, 3),
+        "loudness_lufs": json_float(a.loudness_lufs, 2),
+    }
+    fields = json_format.MessageToDict(
+        a, preserving_proto_field_name=True, use_integers_for_enums=True, always_print_fields_with_no_presence=True
+    )
+    rest = _json_fields(a.DESCRIPTOR, fields)
+    record.update((name, value) for name, value in rest.items() if name not in record)
+    return record
+
+
+def _poll(fetch, done_states, state_name, what: str, timeout_s: float, poll_s: float,
+          stop: threading.Event | None = None):
     """Call ``fetch()`` every ``poll_s`` seconds until its ``.state`` is in ``done_states``; return that message.
 
-    Raises ``TimeoutError`` (naming ``what`` and the last state via ``state_name``) after ``timeout_s`` seconds.
+    Raises ``TimeoutError`` (naming ``what`` and the last state via ``state_name``) after
+    ``timeout_s`` seconds, or ``TimeoutError("interrupted")`` as soon as ``stop`` is set.
     """
     deadline = time.monotonic() + timeout_s
     while True:
@@ -29,7 +133,10 @@ def _poll(fetch, done_states, state_name, what: str, timeout_s: float, poll_s: f
             return msg
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} still {state_name(msg.state)} after {timeout_s:.0f} s")
-        time.sleep(poll_s)
+        if stop is None:
+            time.sleep(poll_s)
+        elif stop.wait(poll_s):
+            raise TimeoutError("interrupted")
 
 
 def generation_params(
@@ -98,16 +205,19 @@ class GatewayClient:
         """State and analysis of one track. Raises ``grpc.RpcError`` NOT_FOUND for an unknown id."""
         return self.stub.GetTrack(gateway_pb2.GetTrackRequest(track_id=track_id), metadata=self.metadata, timeout=10).track
 
-    def wait_track(self, track_id: str, *, timeout_s: float = 300.0, poll_s: float = 0.25) -> common_pb2.Track:
+    def wait_track(
+        self, track_id: str, *, timeout_s: float = 300.0, poll_s: float = 0.25, stop: threading.Event | None = None
+    ) -> common_pb2.Track:
         """Poll GetTrack until the track is indexed or failed.
 
         Raises
         ------
         TimeoutError
-            When neither happens within ``timeout_s`` seconds.
+            When neither happens within ``timeout_s`` seconds, or (``"interrupted"``) when
+            ``stop`` is set first.
         """
         return _poll(lambda: self.get_track(track_id), DONE_STATES, common_pb2.TrackState.Name,
-                     f"track {track_id}", timeout_s, poll_s)
+                     f"track {track_id}", timeout_s, poll_s, stop)
 
     def generate(
         self, *, key: str, tempo_bpm: float = 100.0, num_bars: int = 8, temperature: float = 1.0,

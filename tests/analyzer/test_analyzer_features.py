@@ -4,8 +4,6 @@ properties are known. Every test checks something a user would see in a result."
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -267,30 +265,3 @@ def test_silence_reports_every_field_empty():
     assert r.tempo_confidence == r.mode_confidence == r.time_signature_confidence == 0.0
     assert set(vars(r.features).values()) == {0.0} and set(vars(r.scores).values()) == {0.0}
     assert r.segments == r.sections == r.beats == r.bars == r.tatums == ()
-
-
-def test_proto_and_cli_record_carry_every_field(song):
-    from musicaas.cli import analysis_record
-    from musicaas.common.v1 import common_pb2
-    from musicaas_analyzer.convert import analysis_to_proto
-
-    msg = analysis_to_proto(song)
-    wire = common_pb2.TrackAnalysis.FromString(msg.SerializeToString())
-    assert wire.time_signature == song.time_signature
-    assert wire.tempo_candidates[0].tempo_bpm == pytest.approx(song.tempo_bpm)
-    assert wire.features.danceability == pytest.approx(song.features.danceability)
-    assert wire.scores.repetition == pytest.approx(song.scores.repetition)
-    assert list(wire.descriptors.chroma_mean) == pytest.approx(list(song.descriptors.chroma_mean))
-    assert len(wire.segments) == len(song.segments) and len(wire.sections) == len(song.sections)
-    assert len(wire.bars) == len(song.bars) and len(wire.tatums) == len(song.tatums)
-    assert wire.segments[5].pitches == pytest.approx(list(song.segments[5].pitches), abs=1e-6)
-    assert wire.sections[0].key == song.sections[0].key.tonic
-    assert not wire.HasField("midi")
-    record = analysis_record(common_pb2.Track(track_id="trk_x", analysis=wire))
-    original = ["track_id", "key", "mode", "key_confidence", "tempo_bpm", "beats_s", "duration_s", "loudness_lufs"]
-    assert list(record)[: len(original)] == original
-    assert record["key"] == song.key.tonic and record["mode"] == song.key.mode
-    assert record["time_signature"] == song.time_signature and record["midi"] is None
-    assert record["features"]["energy"] == pytest.approx(song.features.energy, abs=1e-4)
-    assert len(record["segments"]) == len(song.segments)
-    json.dumps(record, allow_nan=False)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from musicaas.client import GatewayClient
-from musicaas.stack import LocalStack, StackPorts
+from musicaas_cli.stack import LocalStack, StackPorts
 
 
 @pytest.fixture(scope="module")

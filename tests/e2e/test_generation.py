@@ -203,7 +203,7 @@ def test_cancelling_the_stream_stops_the_generation(stack, client):
 def test_cli_generate_async_with_variations(stack, tmp_path):
     env = {**os.environ, "MUSICAAS_GATEWAY": stack.gateway_addr, "MUSICAAS_API_KEY": stack.api_key}
     proc = subprocess.run(
-        [sys.executable, "-m", "musicaas.cli", "generate", "--key", "F major", "--tempo", "110", "--bars", "2",
+        [sys.executable, "-m", "musicaas_cli", "generate", "--key", "F major", "--tempo", "110", "--bars", "2",
          "--metre", "3/4", "--style", "folk", "--instrument", "73", "--top-k", "10", "--top-p", "0.95",
          "--variations", "2", "--seed", "21", "--async", "--out", str(tmp_path), "--json"],
         capture_output=True, text=True, env=env, timeout=300,
@@ -222,7 +222,7 @@ def test_cli_generate_async_with_variations(stack, tmp_path):
     melody = tmp_path / "melody.mid"
     melody.write_bytes(_midi(MELODY))
     proc = subprocess.run(
-        [sys.executable, "-m", "musicaas.cli", "generate", "--key", "C major", "--melody", str(melody), "--seed", "3",
+        [sys.executable, "-m", "musicaas_cli", "generate", "--key", "C major", "--melody", str(melody), "--seed", "3",
          "--async", "--no-wait", "--out", str(tmp_path), "--json"],
         capture_output=True, text=True, env=env, timeout=120,
     )

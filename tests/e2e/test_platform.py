@@ -19,7 +19,7 @@ from musicaas.common.v1 import common_pb2
 from musicaas.events.v1 import events_pb2
 from musicaas.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from musicaas.render import encode_wav, render_midi
-from musicaas.stack import health_status
+from musicaas_cli.stack import health_status
 from e2e_helpers import stream_events  # noqa: E402 - tests/e2e is on sys.path (pytest rootdir-relative import)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -171,7 +171,7 @@ def test_cli_analyze_json_reports_good_and_bad_files(stack, chorales, tmp_path):
     import os
 
     proc = subprocess.run(
-        [sys.executable, "-m", "musicaas.cli", "analyze", str(bad), str(good), "--json"],
+        [sys.executable, "-m", "musicaas_cli", "analyze", str(bad), str(good), "--json"],
         capture_output=True, text=True, env={**os.environ, **env}, timeout=180,
     )
     assert proc.returncode != 0  # one file was rejected
@@ -188,7 +188,7 @@ def test_cli_generate_and_similar(stack, uploaded, tmp_path):
 
     env = {**os.environ, "MUSICAAS_GATEWAY": stack.gateway_addr, "MUSICAAS_API_KEY": stack.api_key}
     proc = subprocess.run(
-        [sys.executable, "-m", "musicaas.cli", "generate", "--key", "A minor", "--tempo", "100", "--bars", "2",
+        [sys.executable, "-m", "musicaas_cli", "generate", "--key", "A minor", "--tempo", "100", "--bars", "2",
          "--seed", "3", "--out", str(tmp_path), "--json"],
         capture_output=True, text=True, env=env, timeout=180,
     )
@@ -199,7 +199,7 @@ def test_cli_generate_and_similar(stack, uploaded, tmp_path):
     assert open(rec["audio_path"], "rb").read(4) == b"RIFF"
     assert set(rec) >= {"generation_id", "track_id", "analyzed_key", "analyzed_mode"}
     proc = subprocess.run(
-        [sys.executable, "-m", "musicaas.cli", "similar", uploaded[0], "--limit", "2", "--json"],
+        [sys.executable, "-m", "musicaas_cli", "similar", uploaded[0], "--limit", "2", "--json"],
         capture_output=True, text=True, env=env, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
@@ -241,7 +241,7 @@ def test_musicaas_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
     while not range_is_free(base):
         base = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "musicaas.cli", "--state-dir", str(tmp_path / "state"), "up", "--port-base", str(base)],
+        [sys.executable, "-m", "musicaas_cli", "up", "--state-dir", str(tmp_path / "state"), "--port-base", str(base)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
     )
     try:

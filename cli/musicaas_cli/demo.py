@@ -19,17 +19,17 @@ import math
 import os
 from pathlib import Path
 
+import grpc
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from musicaas.cli import analysis_record, gateway_addr, resolve_api_key, rpc_error_text
-from musicaas.client import GatewayClient
+from musicaas.client import GatewayClient, analysis_record, gateway_addr, resolve_api_key, rpc_error_text
 from musicaas.common.v1 import common_pb2
 from musicaas.keys import Key, tonic_pitch_class
-from musicaas.runtime.protoconv import mode_name
 from musicaas.render import encode_wav, render_midi
-from musicaas.stack import LocalStack, health_status
+from musicaas.runtime.protoconv import mode_name
+from musicaas_cli.stack import LocalStack, health_status
 
 GENERATION_KEYS = ("D minor", "F major", "A minor", "Eb major")
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
@@ -127,8 +127,6 @@ def _inputs(console: Console, *, out: Path, audio_dir: Path | None, num_chorales
 
 
 def _run(console: Console, client: GatewayClient, *, out: Path, audio_dir: Path | None, num_chorales: int, seed: int) -> int:
-    import grpc
-
     items = _inputs(console, out=out, audio_dir=audio_dir, num_chorales=num_chorales)
     rows: list[dict] = []
     with _progress(console) as progress:
@@ -137,7 +135,7 @@ def _run(console: Console, client: GatewayClient, *, out: Path, audio_dir: Path 
             row = {"kind": "chorale" if audio_dir is None else "audio", "name": item["name"], "path": str(item["path"])}
             try:
                 resp = client.upload_file(item["path"], title=item["name"])
-                track = client.wait_track(piece.track_id)
+                track = client.wait_track(resp.track_id)
                 if track.state == common_pb2.TRACK_STATE_FAILED:
                     row["error"] = track.error
                 else:

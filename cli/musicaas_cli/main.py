@@ -2,180 +2,50 @@
 
 ::
 
-    musicaas up [--state-dir DIR]                       the stack in the foreground
-    musicaas demo [--out DIR] [--audio DIR]             the main job on real music
+    musicaas up [--port-base N]                                 the stack in the foreground
+    musicaas demo [--out DIR] [--audio DIR] [--chorales N]      the main job on real music
     musicaas analyze FILE... [--json] [--jobs N] [--plot DIR]   upload, wait for analysis
-    musicaas generate --key "D minor" --tempo 90 --bars 8 [--seed N] [--temperature T] --out DIR [--json]
+    musicaas generate --key "D minor" [--tempo 90] [--bars 8] ... --out DIR [--json]
     musicaas similar TRACK_ID [--limit K] [--json]
 
-The gateway address comes from ``MUSICAAS_GATEWAY`` (default ``127.0.0.1:50051``), the API
-key from ``MUSICAAS_API_KEY``, else the dev key in the state folder.
+``--state-dir DIR`` (default ``$MUSICAAS_STATE_DIR`` or ``./.musicaas``) goes before or after
+the sub-command. The gateway address comes from ``MUSICAAS_GATEWAY`` (default
+``127.0.0.1:50051``), the API key from ``MUSICAAS_API_KEY``, else the dev key in the state
+folder (:mod:`musicaas.client`).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
-import math
 import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import grpc
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from musicaas.client import (
+    GatewayClient, NoApiKey, analysis_record, gateway_addr, json_float, resolve_api_key, rpc_error_text,
+)
 from musicaas.common.v1 import common_pb2
+from musicaas.generator.v1 import generator_pb2
 from musicaas.runtime.protoconv import mode_name, source_name
-
-DEFAULT_GATEWAY = "127.0.0.1:50051"
-
-
-def gateway_addr() -> str:
-    """The gateway address: ``$MUSICAAS_GATEWAY`` or 127.0.0.1:50051."""
-    return os.environ.get("MUSICAAS_GATEWAY", DEFAULT_GATEWAY)
+from musicaas_cli.demo import run_demo
+from musicaas_cli.stack import LocalStack, StackPorts
 
 
-def resolve_api_key(state_dir: Path) -> str:
-    """The API key: ``$MUSICAAS_API_KEY``, else ``state_dir/api_key``; exits with a message when neither exists."""
-    key = os.environ.get("MUSICAAS_API_KEY")
-    if key:
-        return key
-    path = state_dir / "api_key"
-    if path.exists():
-        return path.read_text().strip()
-    raise SystemExit(f"no API key: set MUSICAAS_API_KEY or start the stack (musicaas up) to create {path}")
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
-def analysis_record(track: common_pb2.Track) -> dict:
-    """The CLI's JSON fields for an analysed track.
-
-    The first keys (``track_id`` to ``loudness_lufs``) are the original record; the rest
-    mirror the newer ``TrackAnalysis`` fields (units in the key names; times in seconds,
-    confidences, features and scores in [0, 1]). ``midi`` is null for audio input.
-    """
-    a = track.analysis
-
-    def r4(x: float) -> float | None:
-        return _finite(round(float(x), 4))
-
-    def spans(items) -> list[dict]:
-        return [{"start_s": r4(i.start_s), "duration_s": r4(i.duration_s), "confidence": r4(i.confidence)} for i in items]
-
-    record = {
-        "track_id": track.track_id,
-        "key": a.key or None,
-        "mode": mode_name(a.mode),
-        "key_confidence": round(a.key_confidence, 4),
-        "tempo_bpm": round(a.tempo_bpm, 2),
-        "beats_s": [round(b, 3) for b in a.beats_s],
-        "duration_s": round(a.duration_s, 3),
-        "loudness_lufs": _finite(round(a.loudness_lufs, 2)),
-    }
-    f, d, s = a.features, a.descriptors, a.scores
-    record.update(
-        {
-            "analyzer_version": a.analyzer_version,
-            "is_silent": a.is_silent,
-            "sample_rate_hz": a.sample_rate_hz,
-            "mode_confidence": r4(a.mode_confidence),
-            "tempo_confidence": r4(a.tempo_confidence),
-            "tempo_candidates": [{"tempo_bpm": round(c.tempo_bpm, 2), "weight": r4(c.weight)} for c in a.tempo_candidates],
-            "time_signature": a.time_signature or None,
-            "time_signature_confidence": r4(a.time_signature_confidence),
-            "features": {
-                name: r4(getattr(f, name))
-                for name in ("danceability", "energy", "valence", "acousticness", "instrumentalness", "speechiness", "liveness")
-            },
-            "scores": {
-                name: r4(getattr(s, name)) for name in ("tonal_clarity", "rhythmic_stability", "dynamic_range", "repetition")
-            },
-            "descriptors": {
-                "mfcc_mean": [r4(v) for v in d.mfcc_mean],
-                "chroma_mean": [r4(v) for v in d.chroma_mean],
-                "spectral_centroid_hz": r4(d.spectral_centroid_hz),
-                "spectral_rolloff_hz": r4(d.spectral_rolloff_hz),
-                "spectral_flux": r4(d.spectral_flux),
-                "spectral_contrast_db": [r4(v) for v in d.spectral_contrast_db],
-                "zero_crossing_rate_hz": r4(d.zero_crossing_rate_hz),
-                "onset_rate_hz": r4(d.onset_rate_hz),
-                "loudness_range_lu": r4(d.loudness_range_lu),
-            },
-            "bars": spans(a.bars),
-            "beats": spans(a.beats),
-            "tatums": spans(a.tatums),
-            "sections": [
-                {
-                    "start_s": r4(x.start_s),
-                    "duration_s": r4(x.duration_s),
-                    "confidence": r4(x.confidence),
-                    "loudness_lufs": r4(x.loudness_lufs),
-                    "tempo_bpm": r4(x.tempo_bpm),
-                    "tempo_confidence": r4(x.tempo_confidence),
-                    "key": x.key or None,
-                    "mode": mode_name(x.mode),
-                    "key_confidence": r4(x.key_confidence),
-                    "mode_confidence": r4(x.mode_confidence),
-                    "time_signature": x.time_signature or None,
-                    "time_signature_confidence": r4(x.time_signature_confidence),
-                }
-                for x in a.sections
-            ],
-            "segments": [
-                {
-                    "start_s": r4(x.start_s),
-                    "duration_s": r4(x.duration_s),
-                    "confidence": r4(x.confidence),
-                    "loudness_start_db": r4(x.loudness_start_db),
-                    "loudness_max_db": r4(x.loudness_max_db),
-                    "loudness_max_time_s": r4(x.loudness_max_time_s),
-                    "loudness_end_db": r4(x.loudness_end_db),
-                    "pitches": [r4(v) for v in x.pitches],
-                    "timbre": [r4(v) for v in x.timbre],
-                }
-                for x in a.segments
-            ],
-            "midi": None,
-        }
-    )
-    if a.HasField("midi"):
-        m = a.midi
-        record["midi"] = {
-            "note_count": m.note_count,
-            "note_density_per_s": r4(m.note_density_per_s),
-            "lowest_pitch_midi": m.lowest_pitch_midi,
-            "highest_pitch_midi": m.highest_pitch_midi,
-            "time_signature": f"{m.time_signature_numerator}/{m.time_signature_denominator}",
-            "tempo_changes": m.tempo_changes,
-            "track_count": m.track_count,
-            "has_drums": m.has_drums,
-            "key_signature": m.key_signature or None,
-            "key_signature_mode": mode_name(m.key_signature_mode),
-        }
-    return record
-
-
-def rpc_error_text(exc: grpc.RpcError) -> str:
-    """``"<STATUS_NAME>: <details>"`` of a failed call (the CLI's ``error`` field)."""
-    return f"{exc.code().name}: {exc.details()}"
-
-
-def _client(args):
-    from musicaas.client import GatewayClient
-
+def _client(args) -> GatewayClient:
     return GatewayClient(gateway_addr(), resolve_api_key(Path(args.state_dir)))
 
 
 def cmd_up(args) -> int:
     """``musicaas up``: run the stack until Ctrl-C or SIGTERM."""
-    from rich.console import Console
-
-    from musicaas.stack import LocalStack, StackPorts
-
     console = Console(stderr=True)
     ports = StackPorts.from_base(args.port_base) if args.port_base else StackPorts()
     stack = LocalStack(Path(args.state_dir), ports=ports)
@@ -212,26 +82,13 @@ def _analyze_plot_paths(files: list[str], plot_dir: Path) -> list[Path]:
     return out
 
 
-def _analyze_one(client, path: str, timeout_s: float, stop: threading.Event) -> tuple[dict, common_pb2.Track | None]:
+def _analyze_one(client: GatewayClient, path: str, timeout_s: float,
+                 stop: threading.Event) -> tuple[dict, common_pb2.Track | None]:
     """Upload one file and wait until it is indexed or failed: (record without the analysis, track)."""
-    import time
-
-    from musicaas.client import DONE_STATES
-
     record: dict = {"path": path}
     try:
         resp = client.upload_file(Path(path))
-        deadline = time.monotonic() + timeout_s
-        while True:
-            track = client.get_track(resp.track_id)
-            if track.state in DONE_STATES:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"track {resp.track_id} still {common_pb2.TrackState.Name(track.state)} after {timeout_s:.0f} s"
-                )
-            if stop.wait(0.25):
-                raise TimeoutError("interrupted")
+        track = client.wait_track(resp.track_id, timeout_s=timeout_s, stop=stop)
         if track.state == common_pb2.TRACK_STATE_FAILED:
             record["track_id"] = track.track_id
             record["error"] = track.error
@@ -249,12 +106,6 @@ def cmd_analyze(args) -> int:
     result per file in input order as soon as it and those before it are done, then a summary
     (on stderr with ``--json``). A progress bar shows on stderr when it is a terminal. The exit
     status is 1 when a file was rejected or (with ``--plot``) a plot could not be drawn."""
-    import concurrent.futures
-    import time
-
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     files = [str(p) for p in args.files]
     plot_paths = None
     if args.plot:
@@ -292,7 +143,7 @@ def cmd_analyze(args) -> int:
         # stdout lines go above the bar only when stdout is the terminal too
         redirect_stdout=sys.stdout.isatty(), redirect_stderr=False,
     )
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs), thread_name_prefix="analyze")
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="analyze")
     try:
         with _client(args) as client, progress:
             task = progress.add_task("analysing", total=len(files))
@@ -326,8 +177,6 @@ def cmd_analyze(args) -> int:
                     emit(records[next_out])
                     next_out += 1
     except KeyboardInterrupt:
-        stop.set()
-        pool.shutdown(wait=False, cancel_futures=True)
         errors.print(f"interrupted after {ok + failed} of {len(files)} files")
         return 130
     finally:
@@ -346,8 +195,6 @@ def cmd_analyze(args) -> int:
 
 def cmd_generate(args) -> int:
     """Generate one or more pieces (synchronously, or as an asynchronous job with ``--async``)."""
-    from musicaas.generator.v1 import generator_pb2
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -459,7 +306,7 @@ def cmd_similar(args) -> int:
             "tempo_bpm": round(t.tempo_bpm, 2),
             "source": source_name(t.source),
             "duration_s": round(t.duration_s, 3),
-            "loudness_lufs": _finite(round(t.loudness_lufs, 2)),
+            "loudness_lufs": json_float(t.loudness_lufs, 2),
         }
         for t in tracks
     ]
@@ -473,8 +320,6 @@ def cmd_similar(args) -> int:
 
 def cmd_demo(args) -> int:
     """``musicaas demo``."""
-    from musicaas.demo import run_demo
-
     return run_demo(
         out=Path(args.out), audio_dir=Path(args.audio) if args.audio else None, state_dir=Path(args.state_dir),
         num_chorales=args.chorales, seed=args.seed,
@@ -489,30 +334,40 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every sub-command."""
+    """The argument parser of every sub-command.
+
+    ``--state-dir`` is accepted before the sub-command and after it (the later one wins): every
+    sub-parser has its own copy whose default is ``SUPPRESS``, so that it only overrides the
+    top-level value when it is given.
+    """
+    state_dir_help = (
+        "state folder: JetStream store, Qdrant shard, logs, dev API key "
+        "(default $MUSICAAS_STATE_DIR, else ./.musicaas)"
+    )
     parser = argparse.ArgumentParser(prog="musicaas", description="Music AI as a service.")
     parser.add_argument(
-        "--state-dir", default=os.environ.get("MUSICAAS_STATE_DIR", ".musicaas"),
-        help="state folder: JetStream store, Qdrant shard, logs, dev API key (default ./.musicaas)",
+        "--state-dir", default=os.environ.get("MUSICAAS_STATE_DIR", ".musicaas"), metavar="DIR", help=state_dir_help
     )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", default=argparse.SUPPRESS, metavar="DIR", help=state_dir_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="run the whole stack in the foreground")
+    up = sub.add_parser("up", parents=[common], help="run the whole stack in the foreground")
     up.add_argument(
-        "--port-base", type=int, default=0,
+        "--port-base", type=int, default=0, metavar="N",
         help="use 8 consecutive loopback ports from here (default: gateway 50051, analyzer 50052, "
         "recommender 50053, generator 50054, NATS 4222, Triton 8001/8000/8002)",
     )
     up.set_defaults(fn=cmd_up)
 
-    demo = sub.add_parser("demo", help="run the main job on Bach chorales (or your audio)")
+    demo = sub.add_parser("demo", parents=[common], help="run the main job on Bach chorales (or your audio)")
     demo.add_argument("--out", default="demo-out", help="output folder (MIDI, WAV, report.json)")
     demo.add_argument("--audio", default=None, help="analyse your own audio files from this folder instead of chorales")
     demo.add_argument("--chorales", type=int, default=16, help="number of chorales to render (default 16)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the generated pieces")
     demo.set_defaults(fn=cmd_demo)
 
-    analyze = sub.add_parser("analyze", help="upload audio files and print their analysis")
+    analyze = sub.add_parser("analyze", parents=[common], help="upload audio files and print their analysis")
     analyze.add_argument("files", nargs="+")
     analyze.add_argument("--json", action="store_true", help="one JSON object per line, in input order")
     analyze.add_argument("--timeout", type=float, default=300.0, help="seconds to wait per file")
@@ -527,14 +382,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.set_defaults(fn=cmd_analyze)
 
-    gen = sub.add_parser("generate", help="generate pieces (MIDI + WAV)")
+    gen = sub.add_parser("generate", parents=[common], help="generate pieces (MIDI + WAV)")
     gen.add_argument("--key", required=True, help='e.g. "D minor"')
     gen.add_argument("--tempo", type=float, default=100.0, help="tempo in BPM (20-300)")
     gen.add_argument("--bars", type=int, default=8, help="length in bars (1-32)")
     gen.add_argument("--metre", default=None, help='time signature: "4/4" (default) or "3/4"')
     gen.add_argument("--style", default=None, help='"chorale" (default) or "folk"')
-    gen.add_argument("--instrument", type=int, default=None,
-                     help="General MIDI program 0-127 of the output (default 0, piano; 52 is Choir Aahs)")
+    gen.add_argument(
+        "--instrument", type=int, default=None, metavar="P",
+        help="General MIDI program 0-127 of the output (default: the style's own, chorale 52 Choir Aahs, "
+        "folk 73 Flute)",
+    )
     gen.add_argument("--seed", type=int, default=None, help="seed of the first piece (variation i uses seed + i)")
     gen.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (> 0, at most 5)")
     gen.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (0: off)")
@@ -555,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the generation and the analysis")
     gen.set_defaults(fn=cmd_generate)
 
-    sim = sub.add_parser("similar", help="tracks similar to a track")
+    sim = sub.add_parser("similar", parents=[common], help="tracks similar to a track")
     sim.add_argument("track_id")
     sim.add_argument("--limit", type=int, default=10)
     sim.add_argument("--json", action="store_true")
@@ -564,10 +422,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``musicaas`` command; returns the exit status."""
+    """Entry point of the ``musicaas`` command; returns the exit status.
+
+    Raises
+    ------
+    SystemExit
+        With the message, when no API key can be found (see :func:`musicaas.client.resolve_api_key`).
+    """
     args = build_parser().parse_args(argv)
-    return args.fn(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        return args.fn(args)
+    except NoApiKey as exc:
+        raise SystemExit(str(exc)) from None

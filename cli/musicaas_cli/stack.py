@@ -165,11 +165,9 @@ class LocalStack:
         RuntimeError, TimeoutError
             When a process dies or does not become ready; everything started is stopped first.
         """
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.api_key  # noqa: B018 - create it before the gateway reads it
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         try:
             progress("nats-server")
-            (self.state_dir / "logs").mkdir(exist_ok=True)
             self.procs["nats"] = start_nats_server(
                 store_dir=self.state_dir / "nats", port=self.ports.nats, host=self.host,
                 log_file=self.state_dir / "logs" / "nats.log",
