@@ -51,6 +51,8 @@ def assert_well_formed(result: AudioAnalysis) -> None:
 
 
 def test_rendered_chorale(chorale, chorale_analysis):
+    """The audio analysis of the rendering says what the score says: its key, its tempo, its
+    quarter-note beats and its metre (as the MIDI test reads them from the events)."""
     result = chorale_analysis
     assert_well_formed(result)
     assert not result.is_silent
@@ -59,9 +61,25 @@ def test_rendered_chorale(chorale, chorale_analysis):
     expected = Key.parse(f"{chorale['key'].tonic.name} {chorale['key'].mode}")
     assert result.key == expected == Key.parse("F# minor")
     assert result.key_confidence > 0.1
-    # MIDI tempo 96 BPM; the beat tracker finds it within 4 %
-    assert result.tempo_bpm == pytest.approx(chorale["tempo"], rel=0.04)
+    # MIDI tempo 96 BPM; the beat tracker finds it within 1 %
+    assert result.tempo_bpm == pytest.approx(chorale["tempo"], rel=0.01)
+    assert result.tempo_candidates[0].tempo_bpm == result.tempo_bpm and result.tempo_confidence > 0.5
     assert len(result.beats_s) >= 0.8 * result.duration_s * chorale["tempo"] / 60
+    # the beats are the score's quarter notes (the rendering sounds 20-50 ms after each
+    # note-on), and nearly every quarter note of the excerpt has one
+    quarter_s = 60.0 / chorale["tempo"]
+    score_beats = np.arange(0.0, chorale["score"].end() / chorale["score"].ticks_per_quarter) * quarter_s
+    score_beats = score_beats[score_beats < result.duration_s - 0.1]
+    offsets = np.array([np.min(np.abs(score_beats - b)) for b in result.beats_s])
+    assert np.all(offsets < 0.06), offsets
+    assert len({int(np.argmin(np.abs(score_beats - b))) for b in result.beats_s}) >= len(score_beats) - 2
+    # the score's metre: 4/4, bars of four quarter notes, starting on beats
+    numerator = chorale["score"].time_signatures[0].numerator
+    assert result.time_signature == numerator == 4
+    assert np.median([b.duration_s for b in result.bars[:-1]]) == pytest.approx(numerator * quarter_s, rel=0.02)
+    assert all(np.min(np.abs(np.array(result.beats_s) - b.start_s)) < 1e-6 for b in result.bars)
+    # and one key over the whole excerpt: every section is in the score's key
+    assert result.sections and all(s.key == expected for s in result.sections)
     assert -40.0 < result.loudness_lufs < 0.0
 
 
@@ -82,6 +100,15 @@ def test_digital_silence_is_a_valid_result():
     expected = np.zeros(EMBEDDING_DIM, dtype=np.float32)
     expected[SILENCE_DIM] = 1.0
     np.testing.assert_array_equal(result.embedding, expected)
+
+
+def test_the_embedding_has_the_length_the_recommender_indexes():
+    import musicaas.embedding
+    from musicaas_analyzer import embedding
+
+    assert EMBEDDING_DIM == embedding.EMBEDDING_DIM == musicaas.embedding.EMBEDDING_DIM == 64
+    assert SILENCE_DIM == EMBEDDING_DIM - 1  # dims 0-62 hold the recipe's 63 features
+    assert embedding.embed(np.zeros(SILENCE_DIM)).shape == embedding.silence_embedding().shape == (EMBEDDING_DIM,)
 
 
 def test_noise_has_no_key_but_is_not_silent():

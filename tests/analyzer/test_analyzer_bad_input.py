@@ -52,6 +52,13 @@ def test_mislabelled_extension_is_sniffed(excerpt, reference):
     assert r.key == reference.key and r.tempo_bpm == pytest.approx(reference.tempo_bpm, rel=1e-3)
 
 
+def test_aiff_is_analysed_like_the_wav_it_was_made_from(excerpt, reference):
+    r = analyze_bytes(encode(excerpt, SR, fmt="AIFF"), filename="song.aiff", detail=False)
+    assert r.duration_s == pytest.approx(reference.duration_s, abs=1e-6)
+    assert r.key == reference.key and r.tempo_bpm == pytest.approx(reference.tempo_bpm, rel=1e-3)
+    assert r.loudness_lufs == pytest.approx(reference.loudness_lufs, abs=0.01)
+
+
 @pytest.mark.parametrize(
     "make, match",
     [
@@ -62,13 +69,13 @@ def test_mislabelled_extension_is_sniffed(excerpt, reference):
         (lambda y: b"fLaC" + bytes(np.random.default_rng(5).integers(0, 256, 5000, dtype=np.uint8)), r"corrupt FLAC data"),
         (lambda y: encode(y[:1], SR), r"too short to analyse.*: 0\.000 s \(1 sample at 22050 Hz\)"),
         (lambda y: encode(np.stack([y] * 3, axis=1), SR), r"3 audio channels.*at most 2"),
-        (lambda y: encode(y, SR, fmt="AIFF"), r"unsupported container.*AIFF"),
+        (lambda y: encode(y, SR, fmt="AU"), r"unsupported container.*Sun AU"),
         (lambda y: b"just some text, not audio\n" * 40, r"is not a WAV file: it is text, not audio"),
         (lambda y: encode(np.where(np.arange(y.size) == 5000, np.inf, y).astype(np.float32), SR, subtype="FLOAT"), r"non-finite samples.*0\.227 s"),
         (lambda y: encode(np.where(np.arange(y.size) == 2205, np.nan, y).astype(np.float32), SR, subtype="FLOAT"), r"non-finite samples.*0\.100 s"),
     ],
     ids=["empty", "truncated-wav", "truncated-flac", "garbage-after-header", "corrupt-flac", "single-sample",
-         "three-channels", "aiff", "text", "inf", "nan"],
+         "three-channels", "sun-au", "text", "inf", "nan"],
 )
 def test_malformed_uploads_are_rejected_with_the_reason(excerpt, make, match):
     with pytest.raises(InvalidArgument, match=match):

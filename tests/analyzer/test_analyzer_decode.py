@@ -36,6 +36,9 @@ def _stereo(seconds: float = 2.0, sr: int = 44100) -> np.ndarray:
     [
         ("WAV", "PCM_16", 44100, "wav"),
         ("WAV", "FLOAT", 48000, "wav"),
+        ("RF64", "PCM_24", 44100, "wav"),
+        ("AIFF", "PCM_16", 44100, "aiff"),
+        ("AIFF", "FLOAT", 48000, "aiff"),  # written as AIFC ('fl32')
         ("FLAC", "PCM_24", 44100, "flac"),
         ("OGG", "VORBIS", 44100, "ogg"),
         ("OGG", "OPUS", 48000, "ogg"),
@@ -55,7 +58,22 @@ def test_supported_containers_decode_to_mono_at_the_requested_rate(fmt, subtype,
 
 
 def test_supported_formats_constant():
-    assert SUPPORTED_FORMATS == ("wav", "flac", "ogg", "mp3")
+    assert SUPPORTED_FORMATS == ("wav", "flac", "ogg", "mp3", "aiff")
+
+
+def test_big_endian_riff_wave_decodes():
+    data = audio_bytes(_stereo(1.0, 44100), 44100, fmt="WAV", subtype="PCM_16")
+    rifx = io.BytesIO()
+    sf.write(rifx, _stereo(1.0, 44100), 44100, format="WAV", subtype="PCM_16", endian="BIG")
+    assert rifx.getvalue()[:4] == b"RIFX" and sniff_container(rifx.getvalue()) == ("wav", 0)
+    np.testing.assert_array_equal(decode_native(rifx.getvalue()).samples, decode_native(data).samples)
+
+
+def test_mp3_behind_leading_junk_decodes_from_its_first_frame():
+    mp3 = audio_bytes(tone(1.5, 44100)[:, None], 44100, fmt="MP3", subtype="MPEG_LAYER_III")
+    junk = b"\x00" * 700 + b"<html>not found</html>" * 20
+    assert sniff_container(junk + mp3) == ("mp3", len(junk))
+    np.testing.assert_array_equal(decode_native(junk + mp3).samples, decode_native(mp3).samples)
 
 
 def test_mp3_with_id3_tag_decodes():
@@ -147,8 +165,8 @@ def test_too_long():
 
 
 def test_unsupported_containers_are_named():
-    aiff = audio_bytes(tone(1.0, 44100), 44100, fmt="AIFF")
-    _invalid(aiff, r"unsupported container.*AIFF")
+    au = audio_bytes(tone(1.0, 44100), 44100, fmt="AU")
+    _invalid(au, r"unsupported container.*Sun AU.*supported formats are wav, flac, ogg, mp3, aiff, midi")
     _invalid(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0", r"MIDI")
 
 

@@ -8,9 +8,8 @@ import pytest
 
 from musicaas.keys import Key
 from musicaas.runtime.errors import InvalidArgument
-from musicaas_analyzer.analysis import analyze_bytes
+from musicaas_analyzer.analysis import analyze_bytes, analyze_midi
 from musicaas_analyzer.convert import analysis_to_proto
-from musicaas_analyzer.midi import analyze_midi
 
 
 def midi_of(notes, *, qpm=None, time_signature=None, key_signature=None, tpq=480, drums=()) -> bytes:
@@ -122,8 +121,8 @@ def test_corrupt_truncated_and_too_long_midi(chorale_mid):
 
 
 def test_gateway_accepts_midi_uploads(chorale_mid):
-    from musicaas_gateway.service import sniff_audio_container
+    from musicaas import media
 
-    assert sniff_audio_container(chorale_mid[:16]) == "midi"
-    assert sniff_audio_container(b"RIFF\x00\x00\x00\x00WAVEfmt ") == "wav"
-    assert sniff_audio_container(b"MTrk\x00\x00") is None
+    assert media.sniff(chorale_mid).container.name == "midi" and media.refusal(chorale_mid) is None
+    assert media.sniff(b"RIFF\x00\x00\x00\x00WAVEfmt ").container.name == "wav"
+    assert media.sniff(b"MTrk\x00\x00") is None

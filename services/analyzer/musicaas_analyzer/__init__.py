@@ -1,16 +1,21 @@
-"""musicaas analyzer: the numeric core behind the ``analyzer`` gRPC service.
+"""musicaas analyzer: the ``analyzer`` service and the numeric analysis behind it.
 
-Pure Python, no gRPC. The modules, in the order a request flows through them:
+The numeric modules are plain Python and numpy (no gRPC, no NATS) and can be used on their
+own; :mod:`musicaas_analyzer.service` and :mod:`musicaas_analyzer.__main__` put them behind
+the gRPC service and the ``tracks.uploaded`` consumer. In the order a request flows through
+them:
 
 :mod:`musicaas_analyzer.decode`
-    Uploaded bytes (WAV, FLAC, Ogg, MP3) to validated mono float32 audio; the container
-    is sniffed from the bytes, not taken from the file name.
+    Uploaded bytes (WAV, FLAC, Ogg, MP3, AIFF) to validated mono float32 audio; the
+    container is sniffed from the bytes with :mod:`musicaas.media` (as the gateway does),
+    not taken from the file name.
 :mod:`musicaas_analyzer.midi`
     Standard MIDI Files: key, metre, tempo, note density, pitch range and duration read
-    from the events (and a General MIDI rendering for the audio-derived fields).
+    from the events.
 :mod:`musicaas_analyzer.loudness`
     Integrated loudness, ITU-R BS.1770-4 / EBU R 128, with pyloudnorm's K-weighting; the
-    EBU Tech 3342 loudness range; the loudness of any part of a track.
+    EBU Tech 3342 loudness range; momentary and short-term loudness; the loudness of any
+    part of a track.
 :mod:`musicaas_analyzer.rhythm`
     Tempo and its candidates, beats, metre, bars, tatums, with confidences.
 :mod:`musicaas_analyzer.keyfinding`
@@ -22,13 +27,21 @@ Pure Python, no gRPC. The modules, in the order a request flows through them:
     Perceptual audio features (danceability, energy, ...) and music evaluation scores:
     documented heuristics in [0, 1], not trained models.
 :mod:`musicaas_analyzer.embedding`
-    The fixed-length, L2-normalised similarity embedding.
+    The fixed-length, L2-normalised similarity embedding (its length is
+    :data:`musicaas.embedding.EMBEDDING_DIM`, shared with the recommender).
 :mod:`musicaas_analyzer.analysis`
-    :func:`~musicaas_analyzer.analysis.analyze_signal` and
-    :func:`~musicaas_analyzer.analysis.analyze_bytes`, which tie the above together.
+    :func:`~musicaas_analyzer.analysis.analyze_signal`,
+    :func:`~musicaas_analyzer.analysis.analyze_bytes` and
+    :func:`~musicaas_analyzer.analysis.analyze_midi` (a MIDI file's notes plus the analysis
+    of its General MIDI rendering), which tie the above together.
 :mod:`musicaas_analyzer.results`
     The result types; :mod:`musicaas_analyzer.convert` turns them into
     ``musicaas.common.v1.TrackAnalysis``.
+:mod:`musicaas_analyzer.service`
+    The gRPC servicer and the event consumer, running analyses on a pool of worker
+    processes.
+:mod:`musicaas_analyzer.plots`
+    One picture per analysed track (``musicaas analyze --plot``).
 
 Every bad input raises :class:`musicaas.runtime.errors.InvalidArgument` with a message
 that names the offending value and its unit.

@@ -1,8 +1,8 @@
 """Whole-track analysis: the audio features, the audio-analysis tree and the embedding.
 
-:func:`analyze_bytes` decodes an upload (or reads a Standard MIDI File, see
-:mod:`musicaas_analyzer.midi`) and analyses it as :func:`analyze_signal` analyses a mono
-array; both return an :class:`~musicaas_analyzer.results.AudioAnalysis`. All features
+:func:`analyze_bytes` decodes an upload (or hands a Standard MIDI File to
+:func:`analyze_midi`, which reads its notes with :mod:`musicaas_analyzer.midi` and analyses
+its rendering) and analyses it as :func:`analyze_signal` analyses a mono array; all return an :class:`~musicaas_analyzer.results.AudioAnalysis`. All features
 except loudness are computed on a mono signal at :data:`ANALYSIS_SAMPLE_RATE_HZ`
 (22050 Hz), so results do not depend on the file's rate.
 
@@ -48,16 +48,19 @@ non-silent signal in which no beat could be tracked.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import numpy as np
 
+from musicaas.embedding import EMBEDDING_DIM
 from musicaas.runtime.errors import InvalidArgument
-from musicaas_analyzer import decode as _decode
+from musicaas_analyzer import decode
 from musicaas_analyzer import descriptors as _desc
 from musicaas_analyzer import keyfinding
+from musicaas_analyzer import midi
 from musicaas_analyzer import rhythm as _rhythm
-from musicaas_analyzer import structure as _structure
-from musicaas_analyzer.embedding import EMBEDDING_DIM, embed, raw_features, silence_embedding
+from musicaas_analyzer import structure
+from musicaas_analyzer.embedding import embed, raw_features, silence_embedding
 from musicaas_analyzer.loudness import LOUDNESS_FLOOR_LUFS, LoudnessAccumulator, LoudnessProfile, loudness_profile
 from musicaas_analyzer.results import (
     AudioAnalysis,
@@ -74,7 +77,9 @@ __all__ = [
     "EMBEDDING_DIM",
     "AudioAnalysis",
     "analyze_bytes",
+    "analyze_midi",
     "analyze_signal",
+    "section_units",
     "warm_up",
 ]
 
@@ -136,10 +141,10 @@ def _speech_bands() -> np.ndarray:
 def _validate_signal(y: np.ndarray, sample_rate_hz: int) -> np.ndarray:
     if isinstance(sample_rate_hz, bool) or not isinstance(sample_rate_hz, (int, np.integer)):
         raise InvalidArgument(f"sample_rate_hz must be an integer number of Hz, got {sample_rate_hz!r}")
-    if not _decode.MIN_SAMPLE_RATE_HZ <= sample_rate_hz <= _decode.MAX_SAMPLE_RATE_HZ:
+    if not decode.MIN_SAMPLE_RATE_HZ <= sample_rate_hz <= decode.MAX_SAMPLE_RATE_HZ:
         raise InvalidArgument(
-            f"sample rate {sample_rate_hz} Hz is out of range [{_decode.MIN_SAMPLE_RATE_HZ}, "
-            f"{_decode.MAX_SAMPLE_RATE_HZ}] Hz"
+            f"sample rate {sample_rate_hz} Hz is out of range [{decode.MIN_SAMPLE_RATE_HZ}, "
+            f"{decode.MAX_SAMPLE_RATE_HZ}] Hz"
         )
     if not isinstance(y, np.ndarray):
         raise InvalidArgument(f"audio must be a numpy array, not {type(y).__name__}")
@@ -147,10 +152,10 @@ def _validate_signal(y: np.ndarray, sample_rate_hz: int) -> np.ndarray:
         raise InvalidArgument(f"audio must be mono with shape (n,), got shape {y.shape}")
     if not np.issubdtype(y.dtype, np.floating):
         raise InvalidArgument(f"audio must be floating point (full scale 1.0), got dtype {y.dtype}")
-    if y.size / sample_rate_hz < _decode.MIN_DURATION_S:
+    if y.size / sample_rate_hz < decode.MIN_DURATION_S:
         raise InvalidArgument(
             f"audio too short to analyse: {y.size / sample_rate_hz:.3f} s ({y.size} samples at "
-            f"{sample_rate_hz} Hz); at least {_decode.MIN_DURATION_S:g} s is needed"
+            f"{sample_rate_hz} Hz); at least {decode.MIN_DURATION_S:g} s is needed"
         )
     finite = np.isfinite(y)
     if not finite.all():
@@ -285,17 +290,52 @@ def _intervals(starts_s: np.ndarray, ends_s: np.ndarray, confidence: np.ndarray)
     )
 
 
+def _mel_db(mel: np.ndarray) -> np.ndarray:
+    """The mel power spectrum in dB re its maximum, floored :data:`TOP_DB` below it."""
+    import librosa
+
+    return librosa.power_to_db(mel, ref=float(mel.max()) or 1.0, top_db=TOP_DB)
+
+
+def _mfcc(mel_db: np.ndarray, n: int) -> np.ndarray:
+    """MFCC 0 to n-1 of every frame (orthonormal DCT-II of the mel spectrum in dB)."""
+    from scipy.fft import dct
+
+    return dct(mel_db, type=2, axis=0, norm="ortho")[:n].copy()
+
+
+def section_units(y: np.ndarray, *, beats_s) -> structure.Units:
+    """The units of the self-similarity matrix that the analysis segments into sections.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)], float32, at :data:`ANALYSIS_SAMPLE_RATE_HZ`
+        Mono audio, full scale 1.0.
+    beats_s : sequence of float, seconds
+        Beat times (an analysis's ``beats_s``); with fewer than 16, the units are 0.5 s frames.
+
+    Returns
+    -------
+    musicaas_analyzer.structure.Units
+        As :func:`analyze_signal` builds them: MFCC 1-12 and chroma of the short STFT,
+        averaged per beat (start frames at hop :data:`HOP`).
+    """
+    frames = _spectral_frames(y)
+    beats = np.round(np.asarray(beats_s, dtype=np.float64) * ANALYSIS_SAMPLE_RATE_HZ / HOP).astype(np.int64)
+    mfcc = _mfcc(_mel_db(frames["mel"]), 13)
+    return structure.structure_units(mfcc, frames["chroma"], beats, frames["mel"].shape[1])
+
+
 def _analyse_mono(y: np.ndarray, profile: LoudnessProfile, loudness_lufs: float, detail: bool) -> dict:
     """Everything but the silence handling, for non-silent mono audio at 22050 Hz."""
     import librosa
-    from scipy.fft import dct
 
     sr = ANALYSIS_SAMPLE_RATE_HZ
     frame_rate = sr / HOP
     duration_s = y.size / sr
     frames = _spectral_frames(y)
     mel = frames["mel"]
-    mel_db = librosa.power_to_db(mel, ref=float(mel.max()) or 1.0, top_db=TOP_DB)
+    mel_db = _mel_db(mel)
     chroma_short = frames["chroma"]
 
     # Tempo and beats (rhythm module, steps 1-4).
@@ -322,7 +362,7 @@ def _analyse_mono(y: np.ndarray, profile: LoudnessProfile, loudness_lufs: float,
     active = frame_power >= frame_power.max() * 10 ** (-ACTIVE_FRAME_DB / 10)
     if active.sum() < 2:
         active[:] = True
-    mfcc_full = dct(mel_db, type=2, axis=0, norm="ortho")[:14].copy()  # MFCC 0-13 of every frame
+    mfcc_full = _mfcc(mel_db, 14)  # MFCC 0-13 of every frame
     mfcc_all = mfcc_full[:13]  # 0-12: descriptors and structure
     mfcc = mfcc_full[1:14][:, active]  # 1-13 of the active frames: the embedding
     mel_active = np.maximum(mel[:, active], 1e-10)
@@ -330,7 +370,7 @@ def _analyse_mono(y: np.ndarray, profile: LoudnessProfile, loudness_lufs: float,
     rms = np.sqrt(frame_power / N_FFT)
     level_db = np.maximum(
         10.0 * np.log10(np.maximum(2.0 * frame_power / (_HANN_MEAN_SQUARE * N_FFT**2), 1e-30)),
-        _structure.LEVEL_FLOOR_DB,
+        structure.LEVEL_FLOOR_DB,
     )
     onset_peaks = librosa.onset.onset_detect(onset_envelope=oenv, sr=sr, hop_length=HOP)
     rhythm = _rhythm_features(oenv, beats[beats < oenv.size], tempo, rms, duration_s, int(onset_peaks.size))
@@ -440,7 +480,7 @@ def _analyse_mono(y: np.ndarray, profile: LoudnessProfile, loudness_lufs: float,
         out["tatums"] = _intervals(tatum_s, tatum_ends, tatum_conf)
 
     # Segments.
-    seg = _structure.segments(oenv=oenv, level_db=level_db, chroma=chroma_short, mel_db=mel_db, duration_s=duration_s)
+    seg = structure.segments(oenv=oenv, level_db=level_db, chroma=chroma_short, mel_db=mel_db, duration_s=duration_s)
     out["segments"] = tuple(
         Segment(
             start_s=float(seg.start_s[i]),
@@ -457,9 +497,9 @@ def _analyse_mono(y: np.ndarray, profile: LoudnessProfile, loudness_lufs: float,
     )
 
     # Sections (Foote novelty) and repetition.
-    units = _structure.structure_units(mfcc_all, chroma_short, beats, n_frames)
-    starts, confs = _structure.section_boundaries(units, downbeat_frames)
-    out["repetition"] = _structure.repetition(units)
+    units = structure.structure_units(mfcc_all, chroma_short, beats, n_frames)
+    starts, confs = structure.section_boundaries(units, downbeat_frames)
+    out["repetition"] = structure.repetition(units)
     start_s = starts / frame_rate
     end_s = np.concatenate([start_s[1:], [duration_s]])
     clarity_factor = min(1.0, clarity / 0.5)
@@ -520,7 +560,7 @@ def _analyse(y: np.ndarray, sample_rate_hz: int, profile: LoudnessProfile, *, de
     loudness_lufs = profile.integrated()
     if loudness_lufs <= LOUDNESS_FLOOR_LUFS or not np.any(y):
         return _silent(duration_s, sample_rate_hz, loudness_lufs)
-    y22 = _decode.resample(y, sample_rate_hz, ANALYSIS_SAMPLE_RATE_HZ)
+    y22 = decode.resample(y, sample_rate_hz, ANALYSIS_SAMPLE_RATE_HZ)
     return _analyse_resampled(y22, duration_s, sample_rate_hz, profile, loudness_lufs, detail=detail)
 
 
@@ -611,15 +651,15 @@ def analyze_signal(y: np.ndarray, *, sample_rate_hz: int, detail: bool = True) -
 def analyze_bytes(
     data: bytes, *, filename: str | None = None, max_duration_s: float = 1800.0, detail: bool = True
 ) -> AudioAnalysis:
-    """Decode an uploaded WAV/FLAC/Ogg/MP3 file, or read a Standard MIDI File, and analyse it.
+    """Decode an uploaded WAV/FLAC/Ogg/MP3/AIFF file, or read a Standard MIDI File, and analyse it.
 
     Loudness is measured on the file's own channels and sample rate (a stereo file is
     measured as stereo, per BS.1770), block by block while the file is decoded, and the mono
     mix is resampled to 22050 Hz as it is decoded, so that only the 22050 Hz mix is ever
     held in full (:func:`musicaas_analyzer.decode.decode_mono_streaming`); everything but
     loudness is computed on it. ``sample_rate_hz``
-    in the result is the file's rate. Bytes starting with ``MThd`` go to
-    :func:`musicaas_analyzer.midi.analyze_midi`.
+    in the result is the file's rate. A Standard MIDI File (as
+    :func:`musicaas_analyzer.decode.sniff_container` sees it) goes to :func:`analyze_midi`.
 
     Parameters
     ----------
@@ -639,12 +679,9 @@ def analyze_bytes(
     Raises
     ------
     InvalidArgument
-        See :func:`musicaas_analyzer.decode.decode_native` and
-        :func:`musicaas_analyzer.midi.analyze_midi`.
+        See :func:`musicaas_analyzer.decode.decode_native` and :func:`analyze_midi`.
     """
-    if isinstance(data, (bytes, bytearray, memoryview)) and bytes(data[:4]) == b"MThd":
-        from musicaas_analyzer.midi import analyze_midi
-
+    if isinstance(data, (bytes, bytearray, memoryview)) and decode.sniff_container(data, filename=filename)[0] == "midi":
         return analyze_midi(bytes(data), filename=filename, max_duration_s=max_duration_s, detail=detail)
     meter: list[LoudnessAccumulator] = []
 
@@ -653,7 +690,7 @@ def analyze_bytes(
             meter.append(LoudnessAccumulator(rate, block.shape[1]))
         meter[0].add(block)
 
-    y22, rate, frames, _container = _decode.decode_mono_streaming(
+    y22, rate, frames, _container = decode.decode_mono_streaming(
         data, filename=filename, max_duration_s=max_duration_s, on_block=measure, target_rate_hz=ANALYSIS_SAMPLE_RATE_HZ
     )
     profile = meter[0].profile()
@@ -662,6 +699,50 @@ def analyze_bytes(
     if loudness_lufs <= LOUDNESS_FLOOR_LUFS or not np.any(y22):
         return _silent(duration_s, rate, loudness_lufs)
     return _analyse_resampled(y22, duration_s, rate, profile, loudness_lufs, detail=detail)
+
+
+def analyze_midi(
+    data: bytes,
+    *,
+    filename: str | None = None,
+    max_duration_s: float = 1800.0,
+    render_audio: bool = True,
+    detail: bool = True,
+) -> AudioAnalysis:
+    """Analyse a Standard MIDI File: the fields its events give (:func:`musicaas_analyzer.midi.read_midi`),
+    and the others from its General MIDI rendering (the :mod:`musicaas_analyzer.midi` docstring
+    says which field comes from where).
+
+    Parameters
+    ----------
+    data, filename, max_duration_s
+        As in :func:`~musicaas_analyzer.midi.read_midi`, which raises for bad input.
+    render_audio : bool
+        Render the file to compute the audio-derived fields (embedding, loudness, audio
+        features, descriptors, scores, segments, sections); without it they are empty
+        and ``sample_rate_hz`` is 0.
+    detail : bool
+        As in :func:`analyze_signal`, for the analysis of the rendering.
+
+    Returns
+    -------
+    AudioAnalysis
+        With ``midi`` set; silent when the file has no notes, or notes that make no sound.
+    """
+    from musicaas.render import render_midi
+
+    reading = midi.read_midi(data, filename=filename, max_duration_s=max_duration_s)
+    empty = replace(_silent(reading.duration_s, 0, LOUDNESS_FLOOR_LUFS), midi=reading.features)
+    if not reading.fields:
+        return empty
+    rate = ANALYSIS_SAMPLE_RATE_HZ
+    if render_audio and reading.duration_s >= decode.MIN_DURATION_S:
+        y = render_midi(bytes(data), sample_rate_hz=rate)[: int(round(reading.duration_s * rate))]
+        if y.size >= decode.MIN_DURATION_S * rate:
+            audio = analyze_signal(y, sample_rate_hz=rate, detail=detail)
+            if not audio.is_silent:  # notes that make no sound (velocity 0) leave it silent
+                return replace(audio, **reading.fields)
+    return replace(empty, **reading.fields)
 
 
 def warm_up() -> None:

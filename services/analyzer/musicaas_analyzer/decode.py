@@ -1,11 +1,12 @@
 """Decode uploaded audio bytes into validated, analysable samples.
 
-The container is identified from the bytes themselves (magic numbers, and for MP3 the
-MPEG frame header), never from the file name alone: a FLAC file named ``song.wav``
-decodes as FLAC, and a text file named ``song.wav`` is rejected with a message that
-says what the bytes look like. Decoding is done by libsndfile (through ``soundfile``),
-whose bundled build (libsndfile 1.2) reads WAV (RIFF/RIFX/RF64), FLAC, Ogg (Vorbis, Opus)
-and MP3 (through mpg123).
+The container is identified from the bytes themselves by :mod:`musicaas.media`, the one
+owner of container sniffing, so that the analyzer accepts exactly what the gateway
+accepts: a FLAC file named ``song.wav`` decodes as FLAC, and a text file named
+``song.wav`` is rejected with a message that says what the bytes look like. Decoding is done by libsndfile (through
+``soundfile``), whose bundled build (libsndfile 1.2) reads WAV (RIFF/RIFX/RF64), FLAC,
+Ogg (Vorbis, Opus), MP3 (through mpg123) and AIFF/AIFC. Standard MIDI Files are sniffed
+here too but read by :mod:`musicaas_analyzer.midi`, not decoded.
 
 Every problem with the input raises :class:`~musicaas.runtime.errors.InvalidArgument`
 with a message naming the problem: empty data, an unsupported or unrecognised container,
@@ -19,16 +20,16 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import struct
 from dataclasses import dataclass
 
 import numpy as np
 
+from musicaas import media
 from musicaas.runtime.errors import InvalidArgument
 
-#: Containers this module decodes, as lower-case names.
-SUPPORTED_FORMATS = ("wav", "flac", "ogg", "mp3")
+#: Containers this module decodes, as lower-case names (the audio rows of :data:`musicaas.media.CONTAINERS`).
+SUPPORTED_FORMATS = tuple(c.name for c in media.ACCEPTED if c.reader == "audio")
 
 #: Shortest audio accepted, seconds. Beat tracking and key finding need a few frames.
 MIN_DURATION_S = 0.5
@@ -41,11 +42,6 @@ MIN_SAMPLE_RATE_HZ = 4000
 MAX_SAMPLE_RATE_HZ = 384000
 
 _BLOCK_FRAMES = 1 << 18
-_FILE_EXTENSIONS = {
-    "wav": "wav", "wave": "wav", "flac": "flac", "ogg": "ogg", "oga": "ogg",
-    "opus": "ogg", "mp3": "mp3",
-}
-_SUPPORTED_TEXT = ", ".join(SUPPORTED_FORMATS)
 
 
 @dataclass(frozen=True)
@@ -87,98 +83,8 @@ def _describe(name: str | None) -> str:
     return f" (named {name!r})" if name else ""
 
 
-def _looks_like_text(head: bytes) -> bool:
-    if not head:
-        return False
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        # a multi-byte character may be cut at the end of the sample
-        try:
-            text = head[:-3].decode("utf-8")
-        except UnicodeDecodeError:
-            return False
-    return sum(ch.isprintable() or ch in "\r\n\t" for ch in text) >= 0.95 * len(text)
-
-
-def _mpeg_frame_length(header: bytes) -> int | None:
-    """Length in bytes of the MPEG audio frame whose 4-byte header is given, or None."""
-    if len(header) < 4 or header[0] != 0xFF or (header[1] & 0xE0) != 0xE0:
-        return None
-    version = (header[1] >> 3) & 3  # 0: MPEG 2.5, 1: reserved, 2: MPEG 2, 3: MPEG 1
-    layer = (header[1] >> 1) & 3  # 1: layer III, 2: layer II, 3: layer I, 0: reserved
-    bitrate_index = header[2] >> 4
-    rate_index = (header[2] >> 2) & 3
-    padding = (header[2] >> 1) & 1
-    if version == 1 or layer == 0 or bitrate_index in (0, 15) or rate_index == 3:
-        return None
-    rates = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
-    rate = rates[version][rate_index]
-    if version == 3:
-        table = {
-            3: (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
-            2: (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
-            1: (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
-        }[layer]
-    else:
-        table = (
-            (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256)
-            if layer == 3
-            else (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
-        )
-    bitrate = table[bitrate_index - 1] * 1000
-    if layer == 3:  # layer I: 4-byte slots
-        return (12 * bitrate // rate + padding) * 4
-    per_frame = 144 if (layer == 2 or version == 3) else 72
-    return per_frame * bitrate // rate + padding
-
-
-def _find_mpeg_stream(data: bytes, start: int, limit: int = 65536) -> int | None:
-    """Offset of the first of two consecutive valid MPEG audio frames at/after ``start``."""
-    end = min(len(data) - 4, start + limit)
-    pos = data.find(b"\xff", start, end + 1)
-    while 0 <= pos <= end:
-        length = _mpeg_frame_length(data[pos : pos + 4])
-        if length:
-            nxt = pos + length
-            if _mpeg_frame_length(data[nxt : nxt + 4]):
-                return pos
-        pos = data.find(b"\xff", pos + 1, end + 1)
-    return None
-
-
-def _id3v2_length(data: bytes) -> int:
-    """Length of a leading ID3v2 tag (0 when there is none)."""
-    if len(data) < 10 or data[:3] != b"ID3":
-        return 0
-    size_bytes = data[6:10]
-    if any(b & 0x80 for b in size_bytes):
-        return 0
-    size = (size_bytes[0] << 21) | (size_bytes[1] << 14) | (size_bytes[2] << 7) | size_bytes[3]
-    footer = 10 if data[5] & 0x10 else 0
-    return 10 + size + footer
-
-
-_OTHER_CONTAINERS = (
-    (0, b"FORM", "AIFF (or another IFF container)"),
-    (4, b"ftyp", "MP4/M4A (AAC or ALAC)"),
-    (0, b"\x1aE\xdf\xa3", "Matroska/WebM"),
-    (0, b"MThd", "a Standard MIDI File (notes, not audio)"),
-    (0, b".snd", "Sun AU"),
-    (0, b"caff", "Core Audio Format (CAF)"),
-    (0, b"0&\xb2u\x8ef\xcf\x11", "ASF/WMA"),
-    (0, b"#!AMR", "AMR"),
-    (0, b"MAC ", "Monkey's Audio (APE)"),
-    (0, b"wvpk", "WavPack"),
-    (0, b"%PDF", "a PDF document"),
-    (0, b"PK\x03\x04", "a ZIP archive"),
-    (0, b"\x89PNG", "a PNG image"),
-    (0, b"\xff\xd8\xff", "a JPEG image"),
-)
-
-
 def sniff_container(data: bytes, *, filename: str | None = None) -> tuple[str, int]:
-    """Identify the audio container from the leading bytes.
+    """Identify the container of an upload, as the gateway does (:func:`musicaas.media.sniff`).
 
     Parameters
     ----------
@@ -190,62 +96,22 @@ def sniff_container(data: bytes, *, filename: str | None = None) -> tuple[str, i
     Returns
     -------
     container : str
-        One of :data:`SUPPORTED_FORMATS`.
+        One of :data:`SUPPORTED_FORMATS` (decoded here), or ``"midi"`` (read by
+        :mod:`musicaas_analyzer.midi`).
     offset : int
-        Where the container starts (after a leading ID3v2 tag, for FLAC).
+        Where the container starts: after a leading ID3v2 tag for FLAC, at the first MPEG
+        audio frame for MP3 behind leading junk, else 0.
 
     Raises
     ------
     InvalidArgument
-        When the bytes are a known but unsupported container, or not recognised at all.
+        When the data is empty, a known but unsupported container, or not recognised at
+        all (:func:`musicaas.media.refusal` says which).
     """
-    head = data[:16]
-    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and data[8:12] == b"WAVE":
-        return "wav", 0
-    if head[:4] == b"RIFF":
-        kind = data[8:12].decode("latin-1", "replace")
-        raise InvalidArgument(
-            f"unsupported container{_describe(filename)}: a RIFF file of type {kind!r}, not "
-            f"WAVE; supported formats are {_SUPPORTED_TEXT}"
-        )
-    if head[:4] == b"fLaC":
-        return "flac", 0
-    if head[:4] == b"OggS":
-        return "ogg", 0
-    tag = _id3v2_length(data)
-    if tag:
-        if data[tag : tag + 4] == b"fLaC":
-            return "flac", tag
-        # An ID3v2 tag is, in practice, an MP3 file; the decoder finds the first frame.
-        return "mp3", 0
-    if _find_mpeg_stream(data, 0, limit=0) == 0:
-        return "mp3", 0
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF6) == 0xF0:
-        raise InvalidArgument(
-            f"unsupported container{_describe(filename)}: raw AAC (ADTS); supported formats "
-            f"are {_SUPPORTED_TEXT}"
-        )
-    for offset, magic, name in _OTHER_CONTAINERS:
-        if data[offset : offset + len(magic)] == magic:
-            raise InvalidArgument(
-                f"unsupported container{_describe(filename)}: the data is {name}; supported "
-                f"formats are {_SUPPORTED_TEXT}"
-            )
-    # MP3 streams sometimes start with junk before the first frame.
-    if _find_mpeg_stream(data, 0) is not None:
-        return "mp3", 0
-    ext = os.path.splitext(filename)[1].lower().lstrip(".") if filename else ""
-    claimed = _FILE_EXTENSIONS.get(ext)
-    what = "text, not audio" if _looks_like_text(data[:256]) else f"starting with bytes {head[:8]!r}"
-    if claimed:
-        raise InvalidArgument(
-            f"data{_describe(filename)} is not a {claimed.upper()} file: it is {what}; "
-            f"supported formats are {_SUPPORTED_TEXT}"
-        )
-    raise InvalidArgument(
-        f"unrecognised audio data{_describe(filename)}: {what}; supported formats are "
-        f"{_SUPPORTED_TEXT}"
-    )
+    found = media.sniff(data)
+    if found is None or not found.container.accepted:
+        raise InvalidArgument(media.refusal(data, filename=filename))
+    return found.container.name, found.offset
 
 
 def _check_wav_truncation(data: bytes, filename: str | None) -> None:
@@ -277,7 +143,8 @@ def _check_rate(sample_rate_hz: int, what: str) -> None:
         )
 
 
-def _check_max_duration(max_duration_s: float) -> None:
+def check_max_duration(max_duration_s: float) -> None:
+    """Raise InvalidArgument unless ``max_duration_s`` is a finite number of seconds > 0."""
     if not (isinstance(max_duration_s, (int, float)) and math.isfinite(max_duration_s)) or max_duration_s <= 0:
         raise InvalidArgument(f"max_duration_s must be a positive number of seconds, got {max_duration_s!r}")
 
@@ -296,11 +163,15 @@ def _open(data: bytes, filename: str | None, max_duration_s: float):
 
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, not {type(data).__name__}")
-    _check_max_duration(max_duration_s)
-    if not data:
-        raise InvalidArgument(f"empty audio data (0 bytes){_describe(filename)}")
+    check_max_duration(max_duration_s)
     data = bytes(data) if not isinstance(data, bytes) else data
     container, offset = sniff_container(data, filename=filename)
+    if container not in SUPPORTED_FORMATS:
+        raise InvalidArgument(
+            f"unsupported container{_describe(filename)}: the data is "
+            f"{media.by_name(container).description}, which is analysed from its notes "
+            "(musicaas_analyzer.midi), not decoded as audio"
+        )
     label = container.upper()
     if container == "wav":
         _check_wav_truncation(data, filename)
@@ -388,7 +259,7 @@ def decode_native(
     Parameters
     ----------
     data : bytes
-        A whole WAV, FLAC, Ogg or MP3 file.
+        A whole WAV, FLAC, Ogg, MP3 or AIFF file.
     filename : str or None
         The uploaded file's name; used only in error messages (the container is sniffed).
     max_duration_s : float > 0, seconds
@@ -528,7 +399,7 @@ def decode_audio(
     Parameters
     ----------
     data : bytes
-        A whole WAV, FLAC, Ogg (Vorbis/Opus/FLAC) or MP3 file. The container is sniffed
+        A whole WAV, FLAC, Ogg (Vorbis/Opus/FLAC), MP3 or AIFF file. The container is sniffed
         from the bytes.
     filename : str or None
         The uploaded file's name, used only in error messages.

@@ -1,6 +1,7 @@
 """The track embedding: a fixed-length, L2-normalised summary for similarity search.
 
-Recipe (:data:`EMBEDDING_DIM` = 64 float32 values), all computed at the 22050 Hz analysis
+Recipe (:data:`musicaas.embedding.EMBEDDING_DIM` = 64 float32 values, the length the
+recommender's index is sized from), all computed at the 22050 Hz analysis
 rate from the one short-window STFT (2048-point Hann, hop 512, bins up to 10 kHz) that beat
 tracking uses, plus the key finder's long-window chromagram:
 
@@ -66,10 +67,10 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Length of every embedding.
-EMBEDDING_DIM = 64
-#: Index of the dimension that is 1 for silence and 0 otherwise.
-SILENCE_DIM = 63
+from musicaas.embedding import EMBEDDING_DIM
+
+#: Index of the dimension that is 1 for silence and 0 otherwise: the last one.
+SILENCE_DIM = EMBEDDING_DIM - 1
 
 _GROUPS = {
     "mfcc_mean": slice(0, 13),

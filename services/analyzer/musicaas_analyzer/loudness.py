@@ -135,11 +135,19 @@ class LoudnessProfile:
         last = self.energy.size if end_s is None else int(np.floor(end_s / _STEP_S + 1e-9))
         return _gated_mean_lufs(self._window_power(4, first, last), _RELATIVE_GATE)
 
-    def short_term_lufs(self) -> np.ndarray:
-        """Short-term loudness (3 s windows, 10 Hz rate, EBU Tech 3341), LUFS; -inf for digital silence."""
-        power = self._window_power(30)
+    def _window_lufs(self, width: int) -> np.ndarray:
         with np.errstate(divide="ignore"):
-            return -0.691 + 10.0 * np.log10(power)
+            return -0.691 + 10.0 * np.log10(self._window_power(width))
+
+    def momentary_lufs(self) -> np.ndarray:
+        """Momentary loudness (400 ms windows, 10 Hz rate, EBU Tech 3341), LUFS; -inf for
+        digital silence. Window ``i`` ends at sample ``edges[i + 4]``."""
+        return self._window_lufs(4)
+
+    def short_term_lufs(self) -> np.ndarray:
+        """Short-term loudness (3 s windows, 10 Hz rate, EBU Tech 3341), LUFS; -inf for
+        digital silence. Window ``i`` ends at sample ``edges[i + 30]``."""
+        return self._window_lufs(30)
 
     def loudness_range_lu(self) -> float:
         """Loudness range, LU (EBU Tech 3342): the spread between the 10th and 95th
@@ -287,17 +295,6 @@ class LoudnessAccumulator:
 
 
 def integrated_loudness(samples: np.ndarray, sample_rate_hz: int) -> float:
-    """Integrated loudness of mono or multichannel audio, LUFS.
-
-    Parameters
-    ----------
-    samples : np.ndarray [shape=(n,) or (n, channels)], float
-        Finite samples, full scale = 1.0. Channels are weighted 1.0 each (front L/R/C).
-    sample_rate_hz : int > 0, Hz
-
-    Returns
-    -------
-    float
-        Integrated loudness in LUFS, never below :data:`LOUDNESS_FLOOR_LUFS`.
-    """
+    """Integrated loudness, LUFS, never below :data:`LOUDNESS_FLOOR_LUFS`, of the audio
+    :func:`loudness_profile` takes (same parameters)."""
     return loudness_profile(samples, sample_rate_hz).integrated()

@@ -1,7 +1,9 @@
-"""Analysis of Standard MIDI Files: what the notes say, read without rendering.
+"""Standard MIDI Files: what the notes say, read without rendering.
 
-:func:`analyze_midi` returns the same :class:`~musicaas_analyzer.results.AudioAnalysis` as
-audio input, with ``midi`` set. Field by field:
+:func:`read_midi` reads the fields that come from the events;
+:func:`musicaas_analyzer.analysis.analyze_midi` adds those that come from a rendering and
+returns the same :class:`~musicaas_analyzer.results.AudioAnalysis` as audio input, with
+``midi`` set. Field by field:
 
 **From the file's events** (symusic parses it; nothing is rendered for these):
 
@@ -28,7 +30,8 @@ audio input, with ``midi`` set. Field by field:
   the first time signature, the number of tempo events, tracks with notes, drums, and the
   first key signature.
 
-**From a rendering** (``render_audio=True``, the default): so that a MIDI upload can be
+**From a rendering** (:func:`~musicaas_analyzer.analysis.analyze_midi` with
+``render_audio=True``, the default): so that a MIDI upload can be
 compared with audio tracks (similar-track search needs the embedding), the file is played
 with the platform's General MIDI renderer (:func:`musicaas.render.render_midi`, in-tune
 instruments, peak-normalised to 0.9), cut at ``duration_s``, and analysed as audio: the
@@ -47,20 +50,17 @@ Albrecht, J. & Shanahan, D. (2013), *Music Perception* 31(1), 59-67; Standard MI
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass
 
 import numpy as np
 
+from musicaas import media
 from musicaas.keys import Key
 from musicaas.runtime.errors import InvalidArgument
 from musicaas_analyzer import keyfinding
-from musicaas_analyzer.descriptors import AudioFeatures, EvaluationScores
-from musicaas_analyzer.embedding import silence_embedding
-from musicaas_analyzer.loudness import LOUDNESS_FLOOR_LUFS
-from musicaas_analyzer.results import AudioAnalysis, MidiFeatures, SpectralDescriptors, TempoCandidate, TimeInterval
+from musicaas_analyzer.decode import check_max_duration
+from musicaas_analyzer.results import MidiFeatures, TempoCandidate, TimeInterval
 
-#: Sample rate of the rendering, Hz.
-RENDER_SAMPLE_RATE_HZ = 22050
 #: Standard MIDI File default tempo, quarter notes per minute.
 DEFAULT_QPM = 120.0
 
@@ -74,7 +74,7 @@ def _parse(data: bytes, filename: str | None):
 
     if not data:
         raise InvalidArgument(f"empty MIDI data (0 bytes){_describe(filename)}")
-    if data[:4] != b"MThd":
+    if media.by_name("midi").match(data) is None:
         raise InvalidArgument(f"not a Standard MIDI File{_describe(filename)}: the data does not start with 'MThd'")
     if len(data) < 14:
         raise InvalidArgument(f"corrupt MIDI data{_describe(filename)}: the header chunk is truncated ({len(data)} bytes)")
@@ -164,15 +164,27 @@ def _intervals(starts_s: np.ndarray, end_s: float) -> tuple[TimeInterval, ...]:
     return tuple(TimeInterval(float(a), float(max(b - a, 0.0)), 1.0) for a, b in zip(starts_s, ends) if a < end_s)
 
 
-def analyze_midi(
-    data: bytes,
-    *,
-    filename: str | None = None,
-    max_duration_s: float = 1800.0,
-    render_audio: bool = True,
-    detail: bool = True,
-) -> AudioAnalysis:
-    """Analyse a Standard MIDI File (see the module docstring for what comes from where).
+@dataclass(frozen=True)
+class MidiReading:
+    """What a Standard MIDI File's events say, before any rendering.
+
+    Attributes
+    ----------
+    duration_s : float, seconds
+        End of the last note (tempo map applied).
+    features : MidiFeatures
+    fields : dict
+        The :class:`~musicaas_analyzer.results.AudioAnalysis` fields that come from the
+        events (module docstring), as keyword arguments; empty when the file has no notes.
+    """
+
+    duration_s: float
+    features: MidiFeatures
+    fields: dict[str, object]
+
+
+def read_midi(data: bytes, *, filename: str | None = None, max_duration_s: float = 1800.0) -> MidiReading:
+    """Read what a Standard MIDI File's events say (see the module docstring).
 
     Parameters
     ----------
@@ -182,16 +194,10 @@ def analyze_midi(
         Used only in error messages.
     max_duration_s : float > 0, seconds
         Longer files are rejected.
-    render_audio : bool
-        Render the file to compute the audio-derived fields (embedding, loudness, audio
-        features, descriptors, scores, segments, sections).
-    detail : bool
-        Passed on to the audio analysis of the rendering.
 
     Returns
     -------
-    AudioAnalysis
-        With ``midi`` set.
+    MidiReading
 
     Raises
     ------
@@ -199,10 +205,7 @@ def analyze_midi(
         Empty, not a Standard MIDI File, truncated or corrupt data; longer than
         ``max_duration_s``.
     """
-    from musicaas_analyzer.analysis import ANALYZER_VERSION, _read_only, analyze_signal
-
-    if not isinstance(max_duration_s, (int, float)) or not np.isfinite(max_duration_s) or max_duration_s <= 0:
-        raise InvalidArgument(f"max_duration_s must be a positive number of seconds, got {max_duration_s!r}")
+    check_max_duration(max_duration_s)
     score = _parse(bytes(data), filename)
     tempo_map = _TempoMap(score)
 
@@ -254,24 +257,8 @@ def analyze_midi(
         key_signature=key_signature,
     )
 
-    empty = AudioAnalysis(
-        duration_s=duration_s,
-        sample_rate_hz=0,
-        tempo_bpm=0.0,
-        beats_s=(),
-        key=None,
-        key_confidence=0.0,
-        loudness_lufs=LOUDNESS_FLOOR_LUFS,
-        embedding=_read_only(silence_embedding()),
-        analyzer_version=ANALYZER_VERSION,
-        is_silent=True,
-        features=AudioFeatures.zeros(),
-        descriptors=SpectralDescriptors.zeros(),
-        scores=EvaluationScores.zeros(),
-        midi=midi,
-    )
     if note_count == 0 or duration_s <= 0:
-        return empty
+        return MidiReading(duration_s, midi, {})
 
     # Tempo: the one in effect longest (in seconds), in beats of the denominator note.
     unit = denominator / 4.0
@@ -292,7 +279,7 @@ def analyze_midi(
     beats_s = beats_s[beats_s < duration_s]
     bars_s = tempo_map.seconds(bar_ticks)
     tatum_s = np.sort(np.concatenate([beats_s, 0.5 * (beats_s[:-1] + beats_s[1:])])) if beats_s.size > 1 else beats_s
-    key_est = keyfinding.estimate_key(pitched_pc) if pitched_pc.sum() > 0 else keyfinding.estimate_key(np.zeros(12))
+    key_est = keyfinding.estimate_key(pitched_pc)
 
     symbolic = dict(
         duration_s=duration_s,
@@ -311,16 +298,4 @@ def analyze_midi(
         is_silent=False,
         midi=midi,
     )
-    if not render_audio or duration_s < 0.5:
-        return replace(empty, **symbolic)
-
-    from musicaas.render import render_midi
-
-    y = render_midi(bytes(data), sample_rate_hz=RENDER_SAMPLE_RATE_HZ)
-    y = y[: int(round(duration_s * RENDER_SAMPLE_RATE_HZ))]
-    if y.size < 0.5 * RENDER_SAMPLE_RATE_HZ:
-        return replace(empty, **symbolic)
-    audio = analyze_signal(y, sample_rate_hz=RENDER_SAMPLE_RATE_HZ, detail=detail)
-    if audio.is_silent:  # notes that make no sound (e.g. velocity 0)
-        return replace(empty, **symbolic)
-    return replace(audio, **symbolic)
+    return MidiReading(duration_s, midi, symbolic)

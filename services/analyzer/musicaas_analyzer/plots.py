@@ -1,38 +1,40 @@
 """One picture per analysed track: ``musicaas analyze FILE... --plot DIR``.
 
-:func:`plot_track` draws four panels that share the time axis, from the track's audio and its
-:class:`~musicaas.common.v1.common_pb2.TrackAnalysis`:
+:func:`track_figure` draws four panels that share the time axis, from the track's audio and
+its :class:`~musicaas.common.v1.common_pb2.TrackAnalysis`; :func:`plot_track` writes it as
+a PNG.
 
-1. **Waveform** (min/max envelope) with the analysed beats (thin grey lines) and bars
-   (orange lines, numbered).
+1. **Waveform** (min/max envelope) with the analysed beats (``beats_s``, thin grey lines)
+   and bars (the start of each of ``bars``, orange lines, numbered).
 2. **Chromagram** (librosa ``chroma_stft``, 186 ms frames, each frame scaled to its
    maximum; frames more than 17 dB below the loudest frame are dimmed, so near-silence
-   stays dark) with the analysed key: the tonic row is outlined, the pitch classes of the key's
-   scale are labelled in black and the others in grey, and the key and its confidence are
-   written above the panel.
-3. **Sections**: coloured spans with their labels (and the section's key when the analysis
-   gives one), also shaded lightly behind the other panels.
-4. **Loudness** over time: momentary (400 ms) and short-term (3 s) loudness, K-weighted as in
-   ITU-R BS.1770 (LUFS), with the analysed integrated loudness as a dashed line.
+   stays dark) with the analysed key (``key``, ``mode``): the tonic row is outlined, the
+   pitch classes of the key's scale are labelled in black and the others in grey, and the
+   key and its confidence are written above the panel.
+3. **Sections** (``sections``): coloured spans, each with a letter (similar sections share
+   one, see below) and the section's key, also shaded lightly behind the other panels; the
+   analyzer's novelty curve (:func:`musicaas_analyzer.structure.novelty_curve`), whose
+   peaks are the section boundaries, is drawn over them.
+4. **Loudness** over time: momentary (400 ms) and short-term (3 s) loudness of the file's
+   own channels, as :mod:`musicaas_analyzer.loudness` measures them (BS.1770 K-weighting,
+   LUFS), with the analysed integrated loudness (``loudness_lufs``) as a dashed line.
 
-What the analysis carries is drawn as is; what it does not carry yet is computed here and
-marked "estimated" in the picture:
+What the analysis does not carry is computed here and marked "estimated" in the picture:
 
-* **Bars**: the analysis's bar (downbeat) times when it has them; else every n-th beat, n
-  from the analysis's time signature (default 4), starting at the beat phase with the
-  strongest mean onset strength.
-* **Sections**: the analysis's sections when it has them (unlabelled ones get letters by
-  similarity, as below); else a novelty segmentation
-  (Foote, J. (2000), "Automatic audio segmentation using a measure of audio novelty",
-  *Proc. IEEE ICME*): chroma and MFCC features averaged over 0.5 s frames, their cosine
-  self-similarity, the novelty curve of a Gaussian-tapered checkerboard kernel, its most
-  prominent peaks (at most one per 8 s, snapped to the nearest bar line) as boundaries, and
-  labels A, B, ... given to sections by the similarity of their mean features (cosine of at
-  least :data:`SAME_LABEL_SIMILARITY`: same letter). The novelty curve is drawn in the
-  sections panel.
+* **Bars**, when ``bars`` is empty (an analysis made with ``detail=False``): every n-th
+  beat, n the analysis's ``time_signature`` (4 when it has none), starting at the beat
+  phase with the strongest mean onset strength.
+* **Sections**, when ``sections`` is empty: the analyzer's own segmentation
+  (:func:`musicaas_analyzer.structure.section_boundaries`, Foote 2000) of the audio, on
+  the analysis's beats, moved to its bars.
+* **Letters**: the analysis does not label its sections. A section gets the letter of the
+  most similar earlier one when the mean of its units (the beat-synchronous MFCC and
+  chroma the analyzer segments, :func:`musicaas_analyzer.analysis.section_units`) has a
+  cosine similarity of at least :data:`SAME_LABEL_SIMILARITY` with that one's, else a new
+  letter.
 
-Field names are looked up on the message's descriptor, so this module works with analyses
-that predate bars and sections and with those that have them.
+Reference: Foote, J. (2000), "Automatic audio segmentation using a measure of audio
+novelty", *Proc. IEEE ICME*, 452-455.
 """
 
 from __future__ import annotations
@@ -45,23 +47,26 @@ from pathlib import Path
 import numpy as np
 
 from musicaas.common.v1 import common_pb2
+from musicaas.keys import tonic_pitch_class
+from musicaas.runtime.protoconv import mode_name
+from musicaas_analyzer.analysis import ANALYSIS_SAMPLE_RATE_HZ, HOP, section_units
+from musicaas_analyzer.decode import decode_native, resample, sniff_container
+from musicaas_analyzer.loudness import loudness_profile
+from musicaas_analyzer.structure import Units, novelty_curve, section_boundaries
 
 __all__ = [
-    "Section", "plot_track", "novelty_sections", "label_sections", "estimate_bars", "loudness_curves",
-    "analysis_bars", "analysis_beats_per_bar", "analysis_sections",
+    "Section", "plot_track", "track_figure", "novelty_sections", "label_sections", "estimate_bars",
+    "loudness_curves", "analysis_bars", "analysis_beats_per_bar", "analysis_sections",
 ]
 
-#: Rate the plots' features are computed at.
-PLOT_SR = 22050
-_HOP = 512
-_CHROMA_HOP = 4096
-_FEATURE_FRAME_S = 0.5
-#: At most one estimated section boundary per this many seconds.
-MIN_SECTION_S = 8.0
+#: Rate the plots' features are computed at: the analyzer's.
+PLOT_SR = ANALYSIS_SAMPLE_RATE_HZ
+_CHROMAHOP = 4096
+#: Sections whose mean units have at least this cosine similarity share a letter.
+SAME_LABEL_SIMILARITY = 0.8
 
 _SHARPS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _FLATS = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
-_LETTER_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 _MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 _MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10, 11)  # natural minor and the raised leading tone
 _SECTION_COLOURS = (
@@ -71,7 +76,7 @@ _SECTION_COLOURS = (
 
 @dataclass(frozen=True)
 class Section:
-    """A span of the track, seconds, with a label (``"A"``, ``"chorus"``, …) and an optional
+    """A span of the track, seconds, with a label (``"A"``, ``"B"``, …) and an optional
     detail line drawn under it (the section's key when the analysis has one)."""
 
     start_s: float
@@ -80,109 +85,34 @@ class Section:
     detail: str = ""
 
 
-# --- reading the analysis (old and new fields) --------------------------------------------
+# --- reading the analysis ------------------------------------------------------------------
 
 
-def _present(msg) -> dict:
-    """Fields set on a message (non-empty repeated fields, non-default scalars), by name."""
-    return {field.name: value for field, value in msg.ListFields()}
-
-
-def _first_field(msg, names: Sequence[str]) -> str | None:
-    fields = msg.DESCRIPTOR.fields_by_name
-    return next((n for n in names if n in fields), None)
-
-
-def _time_of(item) -> float | None:
-    """A time, seconds, from a repeated field's element: a number or a message with a time."""
-    if isinstance(item, (int, float)):
-        return float(item)
-    name = _first_field(item, ("start_s", "time_s", "t_s", "onset_s", "position_s", "start"))
-    return float(getattr(item, name)) if name else None
+def _key_text(tonic: str, mode: int) -> str:
+    """``"F# minor"`` from a tonic and a ``common_pb2.Mode``; ``""`` without a key."""
+    name = mode_name(mode)
+    return f"{tonic} {name}" if tonic and name else tonic
 
 
 def analysis_bars(analysis: common_pb2.TrackAnalysis) -> list[float] | None:
-    """Bar start (downbeat) times from the analysis, or None when it has none."""
-    present = _present(analysis)
-    for name in ("bars_s", "downbeats_s", "bars", "downbeats", "bar_starts_s"):
-        if name in present:
-            times = [t for t in (_time_of(item) for item in present[name]) if t is not None]
-            if times:
-                return sorted(times)
-    return None
+    """Bar start (downbeat) times from ``analysis.bars``, seconds, or None when it has none."""
+    return [float(bar.start_s) for bar in analysis.bars] or None
 
 
 def analysis_beats_per_bar(analysis: common_pb2.TrackAnalysis) -> int | None:
-    """Beats per bar of the analysis's metre (``time_signature``: beats per bar, or a
-    message with a numerator, or text such as ``"3/4"``), or None when it has none."""
-    present = _present(analysis)
-    for name in ("time_signature", "meter", "beats_per_bar"):
-        if name not in present:
-            continue
-        value = present[name]
-        if isinstance(value, str):
-            head = value.replace(" ", "").split("/")[0]
-            beats = int(head) if head.isdigit() else 0
-        elif isinstance(value, (int, float)):
-            beats = int(value)
-        else:
-            num = _first_field(value, ("numerator", "beats_per_bar", "beats", "upper"))
-            beats = int(getattr(value, num)) if num else 0
-        if beats > 0:
-            return beats
-    return None
-
-
-def _label_text(item, name: str) -> str:
-    value = getattr(item, name)
-    field = item.DESCRIPTOR.fields_by_name[name]
-    if field.enum_type is not None:
-        text = field.enum_type.values_by_number[value].name if value in field.enum_type.values_by_number else str(value)
-        return text.rsplit("_", 1)[-1].lower()
-    if isinstance(value, int):
-        return _letter(value)
-    return str(value)
+    """``analysis.time_signature`` (beats per bar), or None when the metre is unknown (0)."""
+    return int(analysis.time_signature) or None
 
 
 def analysis_sections(analysis: common_pb2.TrackAnalysis, duration_s: float) -> list[Section] | None:
-    """Sections from the analysis, or None when it has none.
-
-    Accepts a repeated message with a start (``start_s``), an end (``end_s``) or a length
-    (``duration_s``), optionally a label (``label``/``name``: a string, an enum or a cluster
-    number) and a key (``key`` and ``mode``, shown as the detail line), or a repeated number
-    holding the boundaries. Sections without a label get ``""`` (:func:`plot_track` labels
-    them by similarity).
-    """
-    items = _present(analysis).get("sections")
-    if not items:
-        return None
-    if isinstance(items[0], (int, float)):
-        edges = sorted({0.0, *[float(t) for t in items if 0.0 < float(t) < duration_s], duration_s})
-        return [Section(a, b, "") for a, b in zip(edges[:-1], edges[1:])]
-    starts = [_time_of(item) for item in items]
-    if any(s is None for s in starts):
-        return None
-    end_name = _first_field(items[0], ("end_s", "end", "stop_s"))
-    length_name = _first_field(items[0], ("duration_s", "length_s"))
-    label_name = _first_field(items[0], ("label", "name", "kind", "letter", "cluster"))
-    key_name = _first_field(items[0], ("key",))
+    """``analysis.sections`` as spans ending at most at ``duration_s``, unlabelled (``""``),
+    with the section's key as the detail line; None when the analysis has none."""
     out = []
-    for i, item in enumerate(items):
-        start = float(starts[i])
-        if end_name:
-            end = float(getattr(item, end_name))
-        elif length_name:
-            end = start + float(getattr(item, length_name))
-        else:
-            end = float(starts[i + 1]) if i + 1 < len(items) else duration_s
-        label = _label_text(item, label_name) if label_name else ""
-        detail = ""
-        if key_name and isinstance(getattr(item, key_name), str) and getattr(item, key_name):
-            detail = getattr(item, key_name)
-            if "mode" in item.DESCRIPTOR.fields_by_name:
-                detail += {common_pb2.MODE_MAJOR: " major", common_pb2.MODE_MINOR: " minor"}.get(item.mode, "")
+    for sec in analysis.sections:
+        start, end = float(sec.start_s), float(sec.start_s + sec.duration_s)
         if end > start:
-            out.append(Section(start, min(end, duration_s) if duration_s > start else end, label, detail))
+            out.append(Section(start, min(end, duration_s) if duration_s > start else end, "",
+                               _key_text(sec.key, sec.mode)))
     return out or None
 
 
@@ -196,7 +126,7 @@ def _letter(i: int) -> str:
 def _onset_envelope(y: np.ndarray, sr: int) -> np.ndarray:
     import librosa
 
-    return librosa.onset.onset_strength(y=y, sr=sr, hop_length=_HOP)
+    return librosa.onset.onset_strength(y=y, sr=sr, hop_length=HOP)
 
 
 def estimate_bars(
@@ -209,104 +139,25 @@ def estimate_bars(
         return []
     phase = 0
     if onset_env is not None and onset_env.size and beats.size >= 2 * beats_per_bar:
-        frames = np.clip(np.round(beats * sr / _HOP).astype(int), 0, onset_env.size - 1)
+        frames = np.clip(np.round(beats * sr / HOP).astype(int), 0, onset_env.size - 1)
         strength = onset_env[frames]
         phase = int(np.argmax([strength[p::beats_per_bar].mean() for p in range(beats_per_bar)]))
     return [float(t) for t in beats[phase::beats_per_bar]]
 
 
-def _frame_features(y: np.ndarray, sr: int) -> tuple[np.ndarray, float]:
-    """Chroma + MFCC features averaged over :data:`_FEATURE_FRAME_S` frames, z-scored per
-    dimension, unit norm per frame: (features [dims, frames], frame length in s)."""
-    import librosa
-
-    S = np.abs(librosa.stft(y, n_fft=2048, hop_length=_HOP))
-    chroma = librosa.feature.chroma_stft(S=S**2, sr=sr)
-    mel = librosa.feature.melspectrogram(S=S**2, sr=sr, n_mels=64)
-    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel, ref=np.max), n_mfcc=14)[1:]
-    feats = np.vstack([chroma, mfcc])
-    per = max(1, int(round(_FEATURE_FRAME_S * sr / _HOP)))
-    n = feats.shape[1] // per
-    if n == 0:
-        return np.zeros((feats.shape[0], 0)), per * _HOP / sr
-    frames = feats[:, : n * per].reshape(feats.shape[0], n, per).mean(axis=2)
-    frames = (frames - frames.mean(axis=1, keepdims=True)) / (frames.std(axis=1, keepdims=True) + 1e-9)
-    frames /= np.linalg.norm(frames, axis=0, keepdims=True) + 1e-9
-    return frames, per * _HOP / sr
+def _unit_times(units: Units) -> np.ndarray:
+    return units.start_frames * HOP / PLOT_SR
 
 
-def _checkerboard(half: int) -> np.ndarray:
-    idx = np.arange(-half, half) + 0.5
-    taper = np.exp(-0.5 * (idx / (0.5 * half)) ** 2)
-    sign = np.sign(idx)
-    return np.outer(sign * taper, sign * taper)
-
-
-def novelty_sections(
-    y: np.ndarray, sr: int, *, duration_s: float, bars_s: Sequence[float] = ()
-) -> tuple[list[Section], np.ndarray, np.ndarray]:
-    """Sections of mono audio by novelty segmentation (see the module docstring).
-
-    Returns
-    -------
-    sections : list of Section
-        Cover [0, duration_s] without gaps; labels A, B, … (similar sections share one).
-    times : np.ndarray
-        Centres of the feature frames, seconds.
-    novelty : np.ndarray
-        The novelty curve at ``times``, scaled to [0, 1].
-    """
-    from scipy.signal import find_peaks
-
-    feats, frame_s = _frame_features(y, sr)
-    n = feats.shape[1]
-    times = (np.arange(n) + 0.5) * frame_s
-    whole = [Section(0.0, duration_s, "A")]
-    if n < 8:
-        return whole, times, np.zeros(n)
-    ssm = feats.T @ feats
-    # kernel half-width: ~8 s, at most a quarter of the track, at least 2 frames
-    half = int(max(2, min(round(MIN_SECTION_S / frame_s), n // 4)))
-    kernel = _checkerboard(half)
-    # mirrored ends (the SSM of the time-reversed features): no false novelty at the edges
-    padded = np.pad(ssm, half, mode="reflect")
-    novelty = np.array([np.sum(kernel * padded[i : i + 2 * half, i : i + 2 * half]) for i in range(n)])
-    novelty = np.maximum(novelty, 0.0)
-    if novelty.max() > 0:
-        novelty /= novelty.max()
-    min_gap = max(2, int(round(MIN_SECTION_S / frame_s)))
-    peaks, props = find_peaks(novelty, distance=min_gap, prominence=0.1)
-    # keep the most prominent, at most one section per MIN_SECTION_S on average
-    limit = max(0, int(duration_s // MIN_SECTION_S) - 1)
-    peaks = np.sort(peaks[np.argsort(props["prominences"])[::-1][:limit]])
-    bounds = [float(times[p] - 0.5 * frame_s) for p in peaks]
-    bars = np.asarray(bars_s, dtype=np.float64)
-    if bars.size >= 2:
-        bar_len = float(np.median(np.diff(bars)))
-        snapped = []
-        for b in bounds:
-            nearest = float(bars[np.argmin(np.abs(bars - b))])
-            snapped.append(nearest if abs(nearest - b) <= bar_len else b)
-        bounds = snapped
-    bounds = sorted({b for b in bounds if MIN_SECTION_S / 2 <= b <= duration_s - MIN_SECTION_S / 2})
-    edges = [0.0, *bounds, duration_s]
-    labels = _similarity_labels(feats, times, edges)
-    out = [Section(a, b, label) for (a, b), label in zip(zip(edges[:-1], edges[1:]), labels)]
-    return out, times, novelty
-
-
-#: Sections whose mean features have at least this cosine similarity share a label.
-SAME_LABEL_SIMILARITY = 0.8
-
-
-def _similarity_labels(feats: np.ndarray, times: np.ndarray, edges: Sequence[float]) -> list[str]:
-    """A letter per span [edges[k], edges[k+1]): the label of the most similar earlier span
-    when their mean features are close (cosine >= SAME_LABEL_SIMILARITY), else a new letter."""
+def _similarity_labels(units: Units, edges_s: Sequence[float]) -> list[str]:
+    """A letter per span [edges_s[k], edges_s[k+1]): the label of the most similar earlier
+    span when their mean units are close (cosine >= SAME_LABEL_SIMILARITY), else a new one."""
+    times = _unit_times(units)
     means: list[np.ndarray] = []
     labels: list[str] = []
-    for a, b in zip(edges[:-1], edges[1:]):
-        sel = (times >= a) & (times < b)
-        vec = feats[:, sel].mean(axis=1) if sel.any() else np.zeros(feats.shape[0])
+    for a, b in zip(edges_s[:-1], edges_s[1:]):
+        inside = (times >= a) & (times < b)
+        vec = units.features[:, inside].mean(axis=1) if inside.any() else np.zeros(units.features.shape[0])
         vec = vec / (np.linalg.norm(vec) + 1e-9)
         sims = [float(vec @ m) for m in means]
         if sims and max(sims) >= SAME_LABEL_SIMILARITY:
@@ -318,64 +169,64 @@ def _similarity_labels(feats: np.ndarray, times: np.ndarray, edges: Sequence[flo
     return labels
 
 
-def label_sections(y: np.ndarray, sr: int, sections: Sequence[Section]) -> list[Section]:
-    """The sections with every empty label replaced by a letter given by similarity (the
-    same method as :func:`novelty_sections`); labels the analysis gave are kept."""
-    if all(s.label for s in sections):
-        return list(sections)
-    feats, frame_s = _frame_features(y, sr)
-    times = (np.arange(feats.shape[1]) + 0.5) * frame_s
-    letters = _similarity_labels(feats, times, [s.start_s for s in sections] + [sections[-1].end_s])
+def _labelled(units: Units, sections: Sequence[Section]) -> list[Section]:
+    letters = _similarity_labels(units, [s.start_s for s in sections] + [sections[-1].end_s])
     return [Section(s.start_s, s.end_s, s.label or letter, s.detail) for s, letter in zip(sections, letters)]
 
 
-def _k_weighted_power(samples: np.ndarray, sr: int, step: int) -> np.ndarray:
-    """Mean square of the K-weighted signal (BS.1770, channels summed) per ``step`` samples."""
-    from scipy.signal import lfilter
+def novelty_sections(
+    y: np.ndarray, sr: int, *, duration_s: float, beats_s: Sequence[float] = (), bars_s: Sequence[float] = ()
+) -> tuple[list[Section], np.ndarray, np.ndarray]:
+    """Sections of mono audio as the analyzer finds them (module docstring), lettered.
 
-    try:
-        from pyloudnorm.iirfilter import IIRfilter
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)], float, full scale 1.0
+    sr : int > 0, Hz
+        Rate of ``y`` (resampled to :data:`PLOT_SR` for the analysis).
+    duration_s : float, seconds
+    beats_s, bars_s : sequence of float, seconds
+        The analysis's beats (the units of the segmentation; 0.5 s frames with fewer than
+        16) and bar starts (boundaries move to the nearest within one unit).
 
-        stages = [
-            IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, sr, "high_shelf"),
-            IIRfilter(0.0, 0.5, 38.0, sr, "high_pass"),
-        ]
-        coefficients = [(np.asarray(s.b), np.asarray(s.a), float(s.passband_gain)) for s in stages]
-    except Exception:  # noqa: BLE001 - pyloudnorm missing: unweighted power
-        coefficients = []
-    x = np.asarray(samples, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[:, None]
-    n = (x.shape[0] // step) * step
-    total = np.zeros(n // step)
-    for c in range(x.shape[1]):
-        ch = x[:, c]
-        for b, a, gain in coefficients:
-            ch = gain * lfilter(b, a, ch)
-        total += np.square(ch[:n]).reshape(-1, step).mean(axis=1)
-    return total
+    Returns
+    -------
+    sections : list of Section
+        Cover [0, duration_s] without gaps; labels A, B, … (similar sections share one).
+    times : np.ndarray
+        Start of every unit, seconds.
+    novelty : np.ndarray
+        The analyzer's novelty curve at ``times``, in [0, 1].
+    """
+    units = section_units(resample(y, sr, PLOT_SR), beats_s=beats_s)
+    bar_frames = np.round(np.asarray(bars_s, dtype=np.float64) * PLOT_SR / HOP).astype(np.int64)
+    starts, _confidence = section_boundaries(units, bar_frames)
+    edges = [float(t) for t in starts * HOP / PLOT_SR if t < duration_s] + [duration_s]
+    sections = _labelled(units, [Section(a, b, "") for a, b in zip(edges[:-1], edges[1:])])
+    return sections, _unit_times(units), novelty_curve(units)
+
+
+def label_sections(y: np.ndarray, sr: int, sections: Sequence[Section], *, beats_s: Sequence[float] = ()) -> list[Section]:
+    """The sections with every empty label replaced by a letter given by similarity (the
+    same method as :func:`novelty_sections`); labels already given are kept."""
+    if all(s.label for s in sections):
+        return list(sections)
+    return _labelled(section_units(resample(y, sr, PLOT_SR), beats_s=beats_s), sections)
 
 
 def loudness_curves(samples: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Momentary (400 ms) and short-term (3 s) loudness, LUFS, every 100 ms.
+    """Momentary (400 ms) and short-term (3 s) loudness, LUFS, every 100 ms, as
+    :class:`musicaas_analyzer.loudness.LoudnessProfile` measures them.
 
-    Returns (times at the end of each window, momentary, short-term); windows that do not
-    fit yet are NaN.
+    Returns (times at the end of each 100 ms segment, momentary, short-term); windows that
+    do not fit yet are NaN, digital silence is -inf.
     """
-    step = max(1, int(round(0.1 * sr)))
-    power = _k_weighted_power(samples, sr, step)
-    times = (np.arange(power.size) + 1) * step / sr
-    csum = np.concatenate([[0.0], np.cumsum(power)])
-
-    def window(k: int) -> np.ndarray:
-        out = np.full(power.size, np.nan)
-        if power.size >= k:
-            mean = (csum[k:] - csum[:-k]) / k
-            with np.errstate(divide="ignore"):
-                out[k - 1 :] = -0.691 + 10.0 * np.log10(np.maximum(mean, 1e-12))
-        return out
-
-    return times, window(4), window(30)
+    profile = loudness_profile(samples, sr)
+    n = profile.energy.size
+    momentary, short = np.full(n, np.nan), np.full(n, np.nan)
+    momentary[3:] = profile.momentary_lufs()
+    short[29:] = profile.short_term_lufs()
+    return profile.edges[1:] / sr, momentary, short
 
 
 # --- drawing -----------------------------------------------------------------------------
@@ -384,15 +235,6 @@ def loudness_curves(samples: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarra
 def _pitch_names(tonic: str, mode: str | None) -> tuple[str, ...]:
     flat_keys = {"major": {"F", "Bb", "Eb", "Ab", "Db", "Gb", "Cb"}, "minor": {"D", "G", "C", "F", "Bb", "Eb", "Ab"}}
     return _FLATS if tonic and ("b" in tonic[1:] or tonic in flat_keys.get(mode or "", ())) else _SHARPS
-
-
-def _tonic_pc(tonic: str) -> int | None:
-    if not tonic or tonic[0].upper() not in _LETTER_PC:
-        return None
-    pc = _LETTER_PC[tonic[0].upper()]
-    for ch in tonic[1:]:
-        pc += {"#": 1, "♯": 1, "b": -1, "♭": -1}.get(ch, 0)
-    return pc % 12
 
 
 def _envelope(y: np.ndarray, sr: int, columns: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -407,81 +249,59 @@ def _shade(ax, sections: Sequence[Section], colours: dict[str, str], alpha: floa
         ax.axvspan(s.start_s, s.end_s, color=colours[s.label], alpha=alpha, lw=0)
 
 
-def plot_track(
-    audio_bytes: bytes, analysis: common_pb2.TrackAnalysis, *, path: str | Path, title: str = ""
-) -> Path:
-    """Draw the analysis of one track over its audio and write it as a PNG.
+def _audio(audio_bytes: bytes, analysis: common_pb2.TrackAnalysis, title: str) -> tuple[np.ndarray, int]:
+    """The samples the analyzer analysed, (n, channels) float32 at their own rate: the file's
+    own, or the General MIDI rendering of a Standard MIDI File."""
+    container, _offset = sniff_container(audio_bytes, filename=title or None)
+    if container == "midi":
+        from musicaas.render import render_midi
 
-    Parameters
-    ----------
-    audio_bytes : bytes
-        The file that was analysed: WAV, FLAC, Ogg or MP3, or a Standard MIDI File (drawn
-        from its General MIDI rendering, which is what the analyzer analyses).
-    analysis : musicaas.common.v1.TrackAnalysis
-        Its analysis.
-    path : str or Path
-        The PNG to write; its folder is created.
-    title : str
-        Shown above the panels (e.g. the file name).
+        return render_midi(audio_bytes, sample_rate_hz=PLOT_SR)[:, None], PLOT_SR
+    decoded = decode_native(audio_bytes, filename=title or None, max_duration_s=max(1800.0, analysis.duration_s + 1.0))
+    return decoded.samples, decoded.sample_rate_hz
 
-    Returns
-    -------
-    Path
-        ``path``.
 
-    Raises
-    ------
-    musicaas.runtime.errors.InvalidArgument
-        When the bytes cannot be decoded (or the MIDI file rendered).
+def track_figure(audio_bytes: bytes, analysis: common_pb2.TrackAnalysis, *, title: str = ""):
+    """The figure :func:`plot_track` saves (module docstring), a ``matplotlib.figure.Figure``.
+
+    Its four axes are labelled ``"waveform"``, ``"chromagram"``, ``"sections"`` and
+    ``"loudness"`` (``Axes.get_label()``); the drawn analysis has artist ids
+    (``Artist.get_gid()``): ``"beats"``, ``"bars"`` and ``"section-starts"`` (vertical line
+    collections), ``"momentary"``, ``"short-term"``, ``"integrated"`` and ``"novelty"``
+    (lines). Parameters and errors as :func:`plot_track`.
     """
     import librosa
     from matplotlib.figure import Figure
 
-    from musicaas.runtime.protoconv import mode_name
-    from musicaas_analyzer.decode import decode_native
-
-    if audio_bytes[:4] == b"MThd":  # a Standard MIDI File: draw the rendering that was analysed
-        from musicaas.render import render_midi
-
-        native, sr_native = render_midi(audio_bytes, sample_rate_hz=PLOT_SR)[:, None], PLOT_SR
-    else:
-        decoded = decode_native(
-            audio_bytes, filename=title or None, max_duration_s=max(1800.0, analysis.duration_s + 1.0)
-        )
-        native, sr_native = decoded.samples, decoded.sample_rate_hz
-    mono = native.mean(axis=1) if native.ndim == 2 else native
-    if sr_native != PLOT_SR:
-        mono = librosa.resample(mono.astype(np.float32), orig_sr=sr_native, target_sr=PLOT_SR)
-    y = np.ascontiguousarray(mono, dtype=np.float32)
+    native, sr_native = _audio(audio_bytes, analysis, title)
+    y = resample(native.mean(axis=1), sr_native, PLOT_SR)
     sr = PLOT_SR
     duration = float(analysis.duration_s) or y.size / sr
     silent = not np.any(y)
 
     beats = [float(b) for b in analysis.beats_s]
-    onset_env = _onset_envelope(y, sr) if not silent else None
     ts = analysis_beats_per_bar(analysis)
     bars = analysis_bars(analysis)
     bars_estimated = bars is None
     if bars is None:
-        bars = estimate_bars(beats, beats_per_bar=ts or 4, onset_env=onset_env, sr=sr)
+        bars = estimate_bars(beats, beats_per_bar=ts or 4, onset_env=None if silent else _onset_envelope(y, sr), sr=sr)
     sections = analysis_sections(analysis, duration)
     sections_given = sections is not None
-    labels_computed = sections_given and not all(s.label for s in sections)
-    if labels_computed:
-        sections = (label_sections(y, sr, sections) if not silent
-                    else [Section(s.start_s, s.end_s, s.label or "A", s.detail) for s in sections])
     novelty = None
-    if sections is None:
-        if silent:
-            sections = [Section(0.0, duration, "A")]
-        else:
-            sections, nov_t, nov = novelty_sections(y, sr, duration_s=duration, bars_s=bars)
-            novelty = (nov_t, nov)
+    if silent:
+        sections = [Section(s.start_s, s.end_s, "A", s.detail) for s in sections or [Section(0.0, duration, "")]]
+    elif sections_given:
+        units = section_units(y, beats_s=beats)
+        sections = _labelled(units, sections)
+        novelty = (_unit_times(units), novelty_curve(units))
+    else:
+        sections, nov_t, nov = novelty_sections(y, sr, duration_s=duration, beats_s=beats, bars_s=bars)
+        novelty = (nov_t, nov)
     labels = list(dict.fromkeys(s.label for s in sections))
     colours = {label: _SECTION_COLOURS[i % len(_SECTION_COLOURS)] for i, label in enumerate(labels)}
 
     mode = mode_name(analysis.mode)
-    key_text = f"{analysis.key} {mode}" if analysis.key else "no key"
+    key_text = _key_text(analysis.key, analysis.mode) or "no key"
     ts_text = f"{ts} beats per bar" if ts else None
     summary = [
         f"key {key_text}" + (f" (confidence {analysis.key_confidence:.2f})" if analysis.key else ""),
@@ -494,6 +314,8 @@ def plot_track(
     fig = Figure(figsize=(13, 9.5), dpi=100, layout="constrained")
     axes = fig.subplots(4, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 2.4, 0.9, 1.6]})
     ax_wave, ax_chroma, ax_sec, ax_loud = axes
+    for ax, name in zip(axes, ("waveform", "chromagram", "sections", "loudness")):
+        ax.set_label(name)
     fig.suptitle(f"{title}\n" + "  ·  ".join(summary) if title else "  ·  ".join(summary), fontsize=12)
 
     # 1. waveform, beats, bars
@@ -503,10 +325,11 @@ def plot_track(
     peak = max(float(np.max(np.abs(y))) if y.size else 0.0, 1e-3)
     ax_wave.set_ylim(-1.08 * peak, 1.25 * peak)
     if beats:
-        ax_wave.vlines(beats, -1.08 * peak, 1.08 * peak, color="0.45", lw=0.5, alpha=0.6, label=f"beats ({len(beats)})")
+        ax_wave.vlines(beats, -1.08 * peak, 1.08 * peak, color="0.45", lw=0.5, alpha=0.6, label=f"beats ({len(beats)})",
+                       gid="beats")
     if bars:
         ax_wave.vlines(bars, -1.08 * peak, 1.08 * peak, color="#e8731a", lw=1.3,
-                       label=f"bars ({len(bars)}{', estimated' if bars_estimated else ''})")
+                       label=f"bars ({len(bars)}{', estimated' if bars_estimated else ''})", gid="bars")
         every = max(1, math.ceil(len(bars) / 30))
         for i, b in enumerate(bars):
             if i % every == 0:
@@ -519,16 +342,16 @@ def plot_track(
 
     # 2. chromagram and key
     if not silent:
-        chroma = librosa.feature.chroma_stft(y=y, sr=sr, n_fft=2 * _CHROMA_HOP, hop_length=_CHROMA_HOP, norm=None)
+        chroma = librosa.feature.chroma_stft(y=y, sr=sr, n_fft=2 * _CHROMAHOP, hop_length=_CHROMAHOP, norm=None)
         # each frame scaled to its maximum, except near-silent frames, which stay dark
         frame_max = chroma.max(axis=0)
         chroma = chroma / np.maximum(frame_max, 0.02 * float(frame_max.max()) + 1e-12)
     else:
-        chroma = np.zeros((12, max(1, int(duration * sr / _CHROMA_HOP))))
-    ax_chroma.imshow(chroma, aspect="auto", origin="lower", extent=(0, chroma.shape[1] * _CHROMA_HOP / sr, -0.5, 11.5),
+        chroma = np.zeros((12, max(1, int(duration * sr / _CHROMAHOP))))
+    ax_chroma.imshow(chroma, aspect="auto", origin="lower", extent=(0, chroma.shape[1] * _CHROMAHOP / sr, -0.5, 11.5),
                      cmap="magma", interpolation="nearest", vmin=0, vmax=1)
     names = _pitch_names(analysis.key, mode)
-    tonic = _tonic_pc(analysis.key)
+    tonic = tonic_pitch_class(analysis.key) if analysis.key else None
     ax_chroma.set_yticks(range(12), names, fontsize=8)
     if tonic is not None:
         scale = {(tonic + d) % 12 for d in (_MINOR_SCALE if mode == "minor" else _MAJOR_SCALE)}
@@ -546,31 +369,33 @@ def plot_track(
                         fontsize=10, loc="left")
 
     # 3. sections
+    ax_sec.vlines([s.start_s for s in sections], 0.0, 1.0, color="white", lw=1.5, gid="section-starts")
     for s in sections:
         ax_sec.axvspan(s.start_s, s.end_s, ymin=0.0, ymax=1.0, color=colours[s.label], alpha=0.55, lw=0)
-        ax_sec.axvline(s.start_s, color="white", lw=1.5)
         text = f"{s.label}\n{s.detail}" if s.detail else s.label
         ax_sec.text(0.5 * (s.start_s + s.end_s), 0.5, text, ha="center", va="center", fontsize=9, fontweight="bold",
                     clip_on=True)
     ax_sec.set_ylim(0, 1)
     ax_sec.set_yticks([])
-    if novelty is not None:
+    if novelty is not None and novelty[1].any():
         nov_t, nov = novelty
-        ax_sec.plot(nov_t, 0.05 + 0.9 * nov, color="black", lw=0.8, alpha=0.6, label="novelty")
+        ax_sec.plot(nov_t, 0.05 + 0.9 * nov, color="black", lw=0.8, alpha=0.6, label="novelty", gid="novelty")
         ax_sec.legend(loc="upper right", fontsize=7, framealpha=0.7)
-    if sections_given:
-        origin = "from the analysis" + ("; letters: similar sections share one" if labels_computed else "")
+    if silent:
+        origin = "silence"
+    elif sections_given:
+        origin = "from the analysis; letters: similar sections share one"
     else:
-        origin = "silence" if silent else "estimated: novelty segmentation; letters: similar sections share one"
+        origin = "estimated: the analyzer's novelty segmentation; letters: similar sections share one"
     ax_sec.set_title(f"sections ({len(sections)}, {origin})", fontsize=10, loc="left")
 
     # 4. loudness
     lt, momentary, short = loudness_curves(native, sr_native)
     _shade(ax_loud, sections, colours, 0.10)
-    ax_loud.plot(lt, momentary, color="0.6", lw=0.7, label="momentary (400 ms)")
-    ax_loud.plot(lt, short, color="#c0392b", lw=1.6, label="short-term (3 s)")
+    ax_loud.plot(lt, momentary, color="0.6", lw=0.7, label="momentary (400 ms)", gid="momentary")
+    ax_loud.plot(lt, short, color="#c0392b", lw=1.6, label="short-term (3 s)", gid="short-term")
     ax_loud.axhline(analysis.loudness_lufs, color="black", ls="--", lw=1.0,
-                    label=f"integrated {analysis.loudness_lufs:.1f} LUFS")
+                    label=f"integrated {analysis.loudness_lufs:.1f} LUFS", gid="integrated")
     finite = momentary[np.isfinite(momentary)]
     top = float(finite.max()) if finite.size else analysis.loudness_lufs
     bottom = max(-70.0, min(float(np.percentile(finite, 2)) if finite.size else -70.0, analysis.loudness_lufs) - 6.0)
@@ -582,7 +407,37 @@ def plot_track(
     ax_loud.set_xlim(0, duration)
     for ax in axes:
         ax.tick_params(labelsize=8)
+    return fig
 
+
+def plot_track(
+    audio_bytes: bytes, analysis: common_pb2.TrackAnalysis, *, path: str | Path, title: str = ""
+) -> Path:
+    """Draw the analysis of one track over its audio and write it as a PNG.
+
+    Parameters
+    ----------
+    audio_bytes : bytes
+        The file that was analysed: WAV, FLAC, Ogg, MP3 or AIFF, or a Standard MIDI File
+        (drawn from its General MIDI rendering, which is what the analyzer analyses).
+    analysis : musicaas.common.v1.TrackAnalysis
+        Its analysis.
+    path : str or Path
+        The PNG to write; its folder is created.
+    title : str
+        Shown above the panels (e.g. the file name).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    musicaas.runtime.errors.InvalidArgument
+        When the bytes cannot be decoded (or the MIDI file rendered); nothing is written.
+    """
+    fig = track_figure(audio_bytes, analysis, title=title)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")

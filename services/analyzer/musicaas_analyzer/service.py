@@ -103,12 +103,9 @@ def _init_worker(blas_threads: int) -> None:
     # Ctrl-C in a terminal signals the whole process group; the service decides when its
     # workers stop (Analyzer.close), so a worker must not die mid-analysis on SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits
 
-        threadpool_limits(limits=blas_threads)  # no BLAS/OpenMP oversubscription across workers
-    except Exception:  # noqa: BLE001 - an optimisation only
-        pass
+    threadpool_limits(limits=blas_threads)  # no BLAS/OpenMP oversubscription across workers
     warm_up()
 
 

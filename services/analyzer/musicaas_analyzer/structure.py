@@ -205,6 +205,22 @@ def structure_units(mfcc: np.ndarray, chroma: np.ndarray, beats: np.ndarray, n_f
     return Units(starts, feats)
 
 
+def novelty_curve(units: Units) -> np.ndarray:
+    """Foote novelty of every unit (module docstring), scaled so that its maximum is 1.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_units,)], float in [0, 1]
+        All zero when there are fewer than ``2 * KERNEL_BEATS + 2`` units or no novelty.
+    """
+    n = units.start_frames.size
+    if n < 2 * KERNEL_BEATS + 2:
+        return np.zeros(n)
+    nov = _novelty(units.features.T @ units.features, KERNEL_BEATS)
+    top = float(nov.max())
+    return nov / top if top > 0 else nov
+
+
 def section_boundaries(units: Units, downbeats: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Section start frames (the first is 0) and their confidences (Foote novelty peaks).
 
@@ -218,14 +234,9 @@ def section_boundaries(units: Units, downbeats: np.ndarray | None = None) -> tup
 
     n = units.start_frames.size
     half = KERNEL_BEATS
-    if n < 2 * half + 2:
+    nov = novelty_curve(units)
+    if not nov.any():
         return np.array([0], dtype=np.int64), np.array([1.0])
-    ssm = units.features.T @ units.features
-    nov = _novelty(ssm, half)
-    top = float(nov.max())
-    if top <= 0:
-        return np.array([0], dtype=np.int64), np.array([1.0])
-    nov = nov / top
     peaks = librosa.util.peak_pick(
         nov, pre_max=half // 2, post_max=half // 2, pre_avg=half, post_avg=half, delta=0.1, wait=half
     )
