@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1.health import aio as health_aio
 from google.protobuf.message import DecodeError
 from grpc_reflection.v1alpha import reflection
 
@@ -188,7 +188,7 @@ async def run_service(
     """
     stop = stop or asyncio.Event()
     server = grpc.aio.server(interceptors=[ErrorInterceptor(), *interceptors], options=server_options(max_message_bytes))
-    health = HealthServicer()
+    health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     names = [s.full_name for s in services]
     for svc in services:

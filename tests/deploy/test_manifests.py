@@ -1,8 +1,7 @@
 """The Kubernetes manifests under deploy/k8s: they render, validate, and follow the rules.
 
-Rendering uses tools/validate_k8s.py (``kubectl kustomize`` when kubectl is on PATH,
-its built-in renderer otherwise); when kubectl is present the built-in renderer is
-also checked against it.
+Rendering uses tools/validate_k8s.py, which requires ``kubectl kustomize`` (kustomize v5):
+without kubectl every test here fails with that message.
 """
 
 from __future__ import annotations
@@ -27,8 +26,8 @@ TARGETS = {t.name: t for t in vk.find_targets()}
 
 
 @cache
-def rendered(name: str, renderer: str = "auto") -> tuple[dict, ...]:
-    return tuple(vk.render(TARGETS[name], renderer))
+def rendered(name: str) -> tuple[dict, ...]:
+    return tuple(vk.render(TARGETS[name]))
 
 
 def objects(name: str, kind: str) -> dict[str, dict]:
@@ -54,6 +53,16 @@ def all_workloads() -> list[tuple[str, dict]]:
     return [(t, w) for t in TARGETS for w in workloads(t)]
 
 
+def workload_params() -> list:
+    """One parameter per rendered workload. Rendering happens at collection time, so without
+    kubectl this is a single parameter whose test fails with the reason, instead of an error
+    that would stop the collection of every other test."""
+    try:
+        return [pytest.param(t, w, id=f"{t}:{w['kind']}/{w['metadata']['name']}") for t, w in all_workloads()]
+    except vk.KubectlMissing:
+        return [pytest.param(None, None, id="kubectl-missing")]
+
+
 # --------------------------------------------------------------------------- rendering
 
 
@@ -70,47 +79,11 @@ def test_rendering_is_valid(name):
     assert errors == [], "\n".join(errors)
 
 
-@pytest.mark.skipif(not vk.kubectl_available(), reason="kubectl not installed")
-@pytest.mark.parametrize("name", sorted(TARGETS))
-def test_python_renderer_matches_kubectl(name):
-    """The fallback renderer agrees with kustomize, up to the generators' hash suffixes."""
-    real = rendered(name, "kubectl")
-    ours = rendered(name, "python")
-    plain = {o["metadata"]["name"] for o in ours if o["kind"] in ("ConfigMap", "Secret")}
-    renames = {}
-    for o in real:
-        if o["kind"] in ("ConfigMap", "Secret"):
-            stem = re.sub(r"-[a-z0-9]{10}$", "", o["metadata"]["name"])
-            if stem != o["metadata"]["name"] and stem in plain:
-                renames[o["metadata"]["name"]] = stem
-
-    def norm(value):
-        if isinstance(value, dict):
-            return {k: norm(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [norm(v) for v in value]
-        return renames.get(value, value) if isinstance(value, str) else value
-
-    def key(o):
-        return (o["kind"], o["metadata"]["name"])
-
-    assert sorted(map(key, map(norm, real))) == sorted(map(key, ours))
-    theirs = {key(o): o for o in map(norm, real)}
-    for o in ours:
-        assert theirs[key(o)] == o, f"{key(o)} differs"
-
-
 def test_validator_rejects_unknown_fields():
     dep = dict(objects("base", "Deployment")["analyzer"])
     dep["spec"] = {**dep["spec"], "replicaz": 2}
     errors = vk.validate_schema([dep])
     assert errors and "replicaz" in errors[0]
-
-
-def test_python_renderer_refuses_unsupported_fields(tmp_path):
-    (tmp_path / "kustomization.yaml").write_text("kind: Kustomization\nhelmCharts: []\n")
-    with pytest.raises(vk.UnsupportedKustomization):
-        vk.PyKustomize().build(tmp_path)
 
 
 # --------------------------------------------------------------------------- workloads
@@ -165,12 +138,10 @@ def test_backend_addresses():
     assert _env("base", "generator")["MUSICAAS_TRITON_URL"] == "triton.musicaas.svc:8001"
 
 
-@pytest.mark.parametrize(
-    "target,workload",
-    [(t, w) for t, w in all_workloads()],
-    ids=[f"{t}:{w['kind']}/{w['metadata']['name']}" for t, w in all_workloads()],
-)
+@pytest.mark.parametrize("target,workload", workload_params())
 def test_workload_hardening(target, workload):
+    if workload is None:
+        vk.kustomize_version()  # raises KubectlMissing, naming what to install
     name = workload["metadata"]["name"]
     pod = workload["spec"]["template"]["spec"]
     psc = pod["securityContext"]
