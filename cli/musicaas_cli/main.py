@@ -2,7 +2,8 @@
 
 ::
 
-    musicaas up [--port-base N]                                 the stack in the foreground
+    musicaas up [--port-base N] [--no-model-server]             the stack in the foreground, supervised
+    musicaas status [--json]                                    its processes, pids, restarts, addresses
     musicaas demo [--out DIR] [--audio DIR] [--chorales N]      the main job on real music
     musicaas analyze FILE... [--json] [--jobs N] [--plot DIR]   upload, wait for analysis
     musicaas generate --key "D minor" [--tempo 90] [--bars 8] ... --out DIR [--json]
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import grpc
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from musicaas.client import (
@@ -37,7 +39,9 @@ from musicaas.common.v1 import common_pb2
 from musicaas.generator.v1 import generator_pb2
 from musicaas.runtime.protoconv import mode_name, source_name
 from musicaas_cli.demo import run_demo
-from musicaas_cli.stack import LocalStack, StackPorts
+from musicaas_cli.stack import (
+    GaveUp, LocalStack, RestartPolicy, StackFailed, StackPorts, StartInterrupted, read_stack_status,
+)
 
 
 def _client(args) -> GatewayClient:
@@ -45,25 +49,107 @@ def _client(args) -> GatewayClient:
 
 
 def cmd_up(args) -> int:
-    """``musicaas up``: run the stack until Ctrl-C or SIGTERM."""
+    """``musicaas up``: run the stack until Ctrl-C or SIGTERM, restarting what dies.
+
+    The exit status is 0 after Ctrl-C or SIGTERM (everything stopped in order), 1 when the
+    stack could not start, when a process kept dying (the supervisor gave up), or when a stack
+    already runs from this state folder.
+    """
     console = Console(stderr=True)
+    state_dir = Path(args.state_dir)
+    running = read_stack_status(state_dir)
+    if running is not None and running["running"]:
+        console.print(
+            f"[red]a musicaas stack already runs from {escape(str(state_dir))} (supervisor pid "
+            f"{running['supervisor']['pid']}); see `musicaas status`"
+        )
+        return 1
     ports = StackPorts.from_base(args.port_base) if args.port_base else StackPorts()
-    stack = LocalStack(Path(args.state_dir), ports=ports)
-    with console.status("starting musicaas") as status:
-        stack.start(lambda step: status.update(f"starting {step}"))
-    print(f"musicaas is SERVING: gateway {stack.gateway_addr} (API key in {Path(args.state_dir) / 'api_key'})", flush=True)
+    policy = RestartPolicy(max_restarts=args.max_restarts, window_s=args.restart_window)
+    stack = LocalStack(state_dir, ports=ports, tiny_model=args.tiny_model, model_server=not args.no_model_server,
+                       policy=policy)
     stop = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
+
+    def report(message: str) -> None:
+        console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+    def failed(exc: StackFailed, what: str, *, tail: bool = True) -> int:
+        console.print(f"[red]{what}: {escape(exc.name)} {escape(exc.reason)}[/red]", soft_wrap=True)
+        if tail and exc.log_tail:
+            report(f"last lines of {exc.log}:\n" + "\n".join(f"  {line}" for line in exc.log_tail))
+        elif exc.log:
+            report(f"see {exc.log}")
+        return 1
+
     try:
-        while not stop.wait(1.0):
-            dead = [n for n, ok in stack.alive().items() if not ok]
-            if dead:
-                console.print(f"[red]stopped unexpectedly: {', '.join(dead)} (see {Path(args.state_dir) / 'logs'})")
-                break
+        with console.status("starting musicaas") as status:
+            stack.start(lambda step: status.update(f"starting {step}"), stop=stop)
+    except StartInterrupted:
+        console.print("stopped before the stack was serving")
+        return 0
+    except StackFailed as exc:
+        return failed(exc, "musicaas could not start")
+    print(f"musicaas is SERVING: gateway {stack.gateway_addr} (API key in {state_dir / 'api_key'})", flush=True)
+    for name in stack.names():
+        addrs = stack.addresses(name)
+        print(f"  {name:<12} {addrs.get('grpc') or addrs.get('nats'):<24} metrics {addrs['metrics']}", flush=True)
+    print("`musicaas status` shows the processes; Ctrl-C stops them", flush=True)
+    code = 0
+    try:
+        stack.supervise(stop, report)
+    except GaveUp as exc:
+        code = failed(exc, "giving up", tail=False)  # the supervisor has just reported its last lines
     finally:
         console.print("stopping musicaas…")
         stack.stop()
+    return code
+
+
+def _status_rows(status: dict) -> list[tuple[str, ...]]:
+    rows = [("NAME", "PID", "STATE", "RESTARTS", "ADDRESS", "METRICS")]
+    for name, p in status.get("processes", {}).items():
+        addrs = p.get("addresses", {})
+        rows.append((name, str(p.get("pid") or "-"), p["state"], str(p.get("restarts", 0)),
+                     addrs.get("grpc") or addrs.get("nats") or "-", addrs.get("metrics") or "-"))
+    return rows
+
+
+def cmd_status(args) -> int:
+    """``musicaas status``: the processes of the stack running from the state folder, read from
+    its ``stack.json`` and checked against the live pids; exit status 1 when none runs."""
+    state_dir = Path(args.state_dir)
+    status = read_stack_status(state_dir)
+    if status is None or not status["running"]:
+        orphans = {n: p["pid"] for n, p in (status or {}).get("processes", {}).items() if p.get("alive")}
+        if status is None:
+            reason = f"no musicaas stack has run from {state_dir}"
+        else:
+            reason = f"no musicaas stack is running from {state_dir} (last {status.get('state')} at {status.get('updated_at')})"
+            if status.get("error"):
+                reason += f": {status['error']}"
+        if orphans:
+            reason += "; still alive without their supervisor: " + ", ".join(f"{n} (pid {p})" for n, p in orphans.items())
+        if args.json:
+            print(json.dumps({**(status or {}), "running": False, "message": reason}))
+        else:
+            print(reason)
+        return 1
+    if args.json:
+        print(json.dumps(status))
+        return 0
+    sup = status["supervisor"]
+    print(f"musicaas stack in {status['state_dir']}: {status['state']} (supervisor pid {sup['pid']}"
+          f"{'' if sup.get('supervising') else ', not restarting processes'})")
+    rows = _status_rows(status)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
     return 0
 
 
@@ -352,13 +438,31 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--state-dir", default=argparse.SUPPRESS, metavar="DIR", help=state_dir_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", parents=[common], help="run the whole stack in the foreground")
+    up = sub.add_parser("up", parents=[common], help="run the whole stack in the foreground, restarting what dies")
     up.add_argument(
         "--port-base", type=int, default=0, metavar="N",
-        help="use 8 consecutive loopback ports from here (default: gateway 50051, analyzer 50052, "
-        "recommender 50053, generator 50054, NATS 4222, Triton 8001/8000/8002)",
+        help=f"use {StackPorts.count()} consecutive loopback ports from here (default: gateway 50051, analyzer 50052, "
+        "recommender 50053, generator 50054, NATS 4222, Triton 8001/8000/8002, metrics of gateway, analyzer, "
+        "recommender, generator 9101-9104, NATS monitoring 8222)",
     )
+    up.add_argument(
+        "--no-model-server", action="store_true",
+        help="start without the model server (Triton): generation answers UNAVAILABLE, the rest works",
+    )
+    up.add_argument(
+        "--max-restarts", type=int, default=RestartPolicy.max_restarts, metavar="N",
+        help="give up (stop everything, exit 1) when a process dies after N restarts within the window (default 5)",
+    )
+    up.add_argument(
+        "--restart-window", type=float, default=RestartPolicy.window_s, metavar="S",
+        help="the window of --max-restarts, in seconds (default 60)",
+    )
+    up.add_argument("--tiny-model", action="store_true", help=argparse.SUPPRESS)  # tests: a random 1-layer model
     up.set_defaults(fn=cmd_up)
+
+    status = sub.add_parser("status", parents=[common], help="the processes of the running local stack")
+    status.add_argument("--json", action="store_true", help="the whole state as one JSON object")
+    status.set_defaults(fn=cmd_status)
 
     demo = sub.add_parser("demo", parents=[common], help="run the main job on Bach chorales (or your audio)")
     demo.add_argument("--out", default="demo-out", help="output folder (MIDI, WAV, report.json)")

@@ -15,6 +15,7 @@ from musicaas_cli import main as cli
 #: One invocation of every sub-command, with its required arguments.
 COMMANDS = {
     "up": ["up"],
+    "status": ["status"],
     "demo": ["demo"],
     "analyze": ["analyze", "a.wav", "b.wav"],
     "generate": ["generate", "--key", "D minor", "--out", "out"],

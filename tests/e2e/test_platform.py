@@ -228,8 +228,10 @@ def test_musicaas_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
 
     from musicaas.runtime.procs import free_port
 
+    from musicaas_cli.stack import StackPorts
+
     def range_is_free(start: int) -> bool:
-        for port in range(start, start + 8):
+        for port in range(start, start + StackPorts.count()):
             with socket.socket() as s:
                 try:
                     s.bind(("127.0.0.1", port))
