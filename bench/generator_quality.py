@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from collections import Counter, defaultdict
@@ -467,7 +466,7 @@ def update_card(card: Path, r: dict, args) -> None:
         "![pitch classes relative to the tonic](eval_pitch_classes.png)",
         "",
     ]
-    from musicaas_model.evaluate import write_card_section
+    from musicaas_model.card import write_card_section
 
     write_card_section(card, lines)
 

@@ -11,8 +11,9 @@ For 8-bar and 16-bar requests at 1, 4 and 16 concurrent clients:
   concurrent :class:`~musicaas_generator.triton_client.TritonGenerator` clients, each
   sending ``--requests`` requests one after the other (different seeds and keys); the
   dynamic batcher groups concurrent requests into one batched, KV-cached sampling loop.
-* **in-process**: the same model and sampler (:func:`musicaas_model.model.generate`) called
-  directly with the same ``c`` requests as one batch, ``--requests`` times.
+* **in-process**: the same model, checks and sampler (:meth:`musicaas_model.serve.SymbolicModel.sample`,
+  which the Triton path reaches through ``infer``) called directly with the same ``c``
+  requests as one batch, ``--requests`` times.
 
 Reported: generated tokens per second (all clients together), p50/p95 latency of one
 request, and the throughput gain at 16 clients over 1 client (target >= 3x); Triton's
@@ -53,6 +54,7 @@ def _prompts(tok, bars, n):
 
 
 async def _triton_round(url, tok, bars, clients, requests_each):
+    from musicaas_generator.contract import SampleRequest
     from musicaas_generator.triton_client import TritonGenerator
 
     latencies, total_tokens = [], 0
@@ -63,7 +65,7 @@ async def _triton_round(url, tok, bars, clients, requests_each):
         for r in range(requests_each):
             i = c * requests_each + r
             t = time.perf_counter()
-            out = await g.generate(prompts[i], temperature=1.0, seed=100 + i, num_bars=bars)
+            out = await g.generate(SampleRequest(prompts[i], temperature=1.0, seed=100 + i, num_bars=bars))
             latencies.append(time.perf_counter() - t)
             total_tokens += len(out)
 
@@ -77,18 +79,17 @@ async def _triton_round(url, tok, bars, clients, requests_each):
 
 
 def _inprocess_round(server, tok, bars, clients, requests_each):
-    from musicaas_generator import contract
-    from musicaas_model.model import GenerationRequest, generate
+    from musicaas_generator.contract import SampleRequest
 
     latencies, total_tokens = [], 0
     prompts = _prompts(tok, bars, clients * requests_each)
     started = time.perf_counter()
     for r in range(requests_each):
-        reqs = [GenerationRequest(prompts[c * requests_each + r], 1.0, 100 + c * requests_each + r, bars,
-                                  contract.default_max_new_tokens(bars), key_guidance=True)
+        reqs = [SampleRequest(prompts[c * requests_each + r], temperature=1.0, seed=100 + c * requests_each + r,
+                              num_bars=bars)
                 for c in range(clients)]
         t = time.perf_counter()
-        outs = generate(server.model, reqs, server.special, server.grammar)
+        outs = server.sample(reqs)
         dt = time.perf_counter() - t
         latencies += [dt] * clients
         total_tokens += sum(len(o) for o in outs)

@@ -1,4 +1,7 @@
-"""NATS JetStream adapter: events, blobs (object store) and track state (KV).
+"""NATS JetStream adapter: events, blobs (object store), tracks and generation jobs (KV).
+
+Nothing outside this module touches NATS types: the rest of the platform calls
+:class:`Bus` and gets protobuf messages and :mod:`musicaas.runtime.errors` back.
 
 Events
 ------
@@ -13,6 +16,19 @@ the handler returned (its work is durable), nak with a delay on a transient erro
 terminate and call ``on_permanent_failure`` on input that can never succeed
 (:class:`~musicaas.runtime.errors.InvalidArgument`, :class:`~musicaas.runtime.errors.NotFound`)
 or once the delivery count reaches ``max_deliver``, so no message is redelivered forever.
+
+Tracks
+------
+A track id is content-derived (:func:`track_id_for`), so the same bytes are one track.
+:meth:`Bus.add_track` stores the bytes, creates the ``Track`` record (state ``uploaded``)
+and announces it on ``music.tracks.uploaded``, idempotently (the gateway's uploads and the
+generator's pieces alike); the consumers move it on with :meth:`Bus.update_track`.
+
+Generation jobs
+---------------
+One ``musicaas.generator.v1.GenerationJob`` per generation id in the ``generations`` bucket:
+:meth:`Bus.create_job` (the gateway's ``SubmitGeneration``; the same id twice answers the
+stored job), :meth:`Bus.get_job`, :meth:`Bus.update_job` (the generator, as the job runs).
 """
 
 from __future__ import annotations
@@ -20,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -33,6 +50,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
 from musicaas.common.v1 import common_pb2
+from musicaas.events.v1 import events_pb2
+from musicaas.generator.v1 import generator_pb2
 from musicaas.runtime.errors import InvalidArgument, MusicaasError, NotFound, Unavailable
 
 log = structlog.get_logger()
@@ -62,6 +81,8 @@ GENERATION_BUCKET = "generations"
 DUPLICATE_WINDOW_S = 120.0
 
 M = TypeVar("M", bound=Message)
+#: What a NATS call raises when the server does not answer or refuses.
+_NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError)
 
 _STATE_ORDER = {
     common_pb2.TRACK_STATE_UNSPECIFIED: 0,
@@ -101,7 +122,8 @@ def cloudevent_headers(subject: str, *, event_id: str, source: str) -> dict[str,
 
 
 class Bus:
-    """Connection to NATS JetStream with the platform's stream, KV bucket and object store.
+    """Connection to NATS JetStream with the platform's stream, KV buckets (tracks, generation
+    jobs) and object store.
 
     Use as an async context manager; closing drains the connection.
 
@@ -124,9 +146,9 @@ class Bus:
         self.connect_timeout_s = connect_timeout_s
         self.nc: nats.NATS | None = None
         self.js = None
-        self.kv = None
-        self.jobs_kv = None
-        self.obj = None
+        self._tracks = None
+        self._jobs = None
+        self._blobs = None
 
     @classmethod
     def from_settings(cls, settings, *, name: str) -> "Bus":
@@ -191,9 +213,9 @@ class Bus:
             await self.js.add_stream(config)
         except nats.js.errors.BadRequestError:
             await self.js.update_stream(config)
-        self.kv = await self._bucket(self.js.key_value, self.js.create_key_value, TRACK_BUCKET, history=5)
-        self.jobs_kv = await self._bucket(self.js.key_value, self.js.create_key_value, GENERATION_BUCKET, history=5)
-        self.obj = await self._bucket(self.js.object_store, self.js.create_object_store, BLOB_BUCKET)
+        self._tracks = await self._bucket(self.js.key_value, self.js.create_key_value, TRACK_BUCKET, history=5)
+        self._jobs = await self._bucket(self.js.key_value, self.js.create_key_value, GENERATION_BUCKET, history=5)
+        self._blobs = await self._bucket(self.js.object_store, self.js.create_object_store, BLOB_BUCKET)
 
     async def _bucket(self, open_, create, name: str, **config):
         """Open the KV bucket or object store ``name``, creating it when missing (also when
@@ -227,7 +249,7 @@ class Bus:
         headers = cloudevent_headers(subject, event_id=event_id, source=f"/musicaas/{self.name}")
         try:
             ack = await self.js.publish(subject, event.SerializeToString(), headers=headers, stream=STREAM)
-        except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError) as exc:
+        except _NATS_ERRORS as exc:
             raise Unavailable(f"could not publish {subject}: {exc}") from exc
         log.debug("event_published", subject=subject, event_id=event_id, duplicate=ack.duplicate)
 
@@ -332,36 +354,99 @@ class Bus:
     async def put_blob(self, name: str, data: bytes, *, content_type: str) -> common_pb2.BlobRef:
         """Store bytes in the object store under ``name``; returns its reference."""
         try:
-            await self.obj.put(name, data)
-        except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError) as exc:
+            await self._blobs.put(name, data)
+        except _NATS_ERRORS as exc:
             raise Unavailable(f"could not store blob {name}: {exc}") from exc
         return common_pb2.BlobRef(bucket=BLOB_BUCKET, name=name, size_bytes=len(data), content_type=content_type)
 
     async def get_blob(self, ref: common_pb2.BlobRef) -> bytes:
         """Read a blob. Raises :class:`NotFound` when it does not exist."""
         try:
-            result = await self.obj.get(ref.name)
-        except nats.js.errors.ObjectNotFoundError as exc:
+            result = await self._blobs.get(ref.name)
+        except (nats.js.errors.ObjectNotFoundError, nats.js.errors.NotFoundError) as exc:
             raise NotFound(f"blob {ref.name!r} not found") from exc
-        except nats.js.errors.NotFoundError as exc:
-            raise NotFound(f"blob {ref.name!r} not found") from exc
-        except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError) as exc:
+        except _NATS_ERRORS as exc:
             raise Unavailable(f"could not read blob {ref.name}: {exc}") from exc
         return result.data
 
-    # -- track state ------------------------------------------------------------------------
+    # -- tracks -----------------------------------------------------------------------------
 
     async def get_track(self, track_id: str) -> common_pb2.Track | None:
         """The stored track, or None when there is none."""
-        return await get_message(self.kv, track_id, common_pb2.Track)
+        return await _get_message(self._tracks, track_id, common_pb2.Track)
 
     async def create_track(self, track: common_pb2.Track) -> bool:
-        """Store a new track; returns False (and writes nothing) when the id exists."""
-        try:
-            await self.kv.create(track.track_id, track.SerializeToString())
-            return True
-        except nats.js.errors.KeyWrongLastSequenceError:
-            return False
+        """Store a new track record; returns False (and writes nothing) when the id exists.
+
+        Raises
+        ------
+        Unavailable
+            When NATS does not answer.
+        """
+        return await _create_message(self._tracks, track.track_id, track)
+
+    async def add_track(
+        self,
+        data: bytes,
+        *,
+        filename: str,
+        title: str,
+        content_type: str,
+        source: int,
+        generation_id: str = "",
+    ) -> common_pb2.Track:
+        """Store a new track's bytes, record it (state ``uploaded``) and publish ``music.tracks.uploaded``.
+
+        Idempotent per content (:func:`track_id_for`): a track that is already past ``uploaded``
+        is returned as it is (nothing stored or announced again); one still ``uploaded`` (a
+        crash between recording and announcing, or a second upload before the analysis) is
+        announced again with its stored record, and the stream's duplicate window drops a
+        repeat that comes soon.
+
+        Parameters
+        ----------
+        data : bytes
+            The audio (or MIDI) file.
+        filename : str
+            File name; its last path component names the blob ``tracks/<track_id>/<name>``.
+        title, content_type : str
+        source : common_pb2.TrackSource
+        generation_id : str
+            The generation that made the track (generated tracks), else empty.
+
+        Returns
+        -------
+        common_pb2.Track
+            The stored record (``track_id``, ``state``, ``audio_blob``, ...).
+
+        Raises
+        ------
+        Unavailable
+            When NATS does not answer.
+        """
+        track_id = track_id_for(data)
+        track = await self.get_track(track_id)
+        if track is not None and track.state != common_pb2.TRACK_STATE_UPLOADED:
+            return track
+        if track is None:
+            ref = await self.put_blob(f"tracks/{track_id}/{filename.rsplit('/', 1)[-1]}", data,
+                                      content_type=content_type)
+            now = now_ts()
+            track = common_pb2.Track(
+                track_id=track_id, state=common_pb2.TRACK_STATE_UPLOADED, title=title, filename=filename,
+                source=source, audio_blob=ref, created_at=now, updated_at=now, generation_id=generation_id,
+            )
+            if not await self.create_track(track):  # created by a concurrent writer meanwhile
+                track = await self.get_track(track_id) or track
+        await self.publish(
+            TRACKS_UPLOADED,
+            events_pb2.TrackUploaded(
+                track_id=track_id, audio_blob=track.audio_blob, filename=track.filename, title=track.title,
+                source=track.source, generation_id=track.generation_id,
+            ),
+            event_id=f"uploaded:{track_id}",
+        )
+        return track
 
     async def update_track(
         self, track_id: str, change: Callable[[common_pb2.Track], None], *, create_if_missing: bool = False
@@ -375,13 +460,87 @@ class Bus:
         Unavailable
             When concurrent writers keep winning.
         """
-        return await update_message(
-            self.kv, track_id, lambda: common_pb2.Track(track_id=track_id), change,
+        return await _update_message(
+            self._tracks, track_id, lambda: common_pb2.Track(track_id=track_id), change,
             create_if_missing=create_if_missing, what="track",
         )
 
+    # -- generation jobs ----------------------------------------------------------------------
 
-async def get_message(kv, key: str, message_type: type[M]) -> M | None:
+    async def create_job(self, job: generator_pb2.GenerationJob) -> tuple[generator_pb2.GenerationJob, bool]:
+        """Store a new job (``created_at`` / ``updated_at`` set now when unset).
+
+        Returns
+        -------
+        (GenerationJob, bool)
+            The stored job and True, or, when ``job.generation_id`` exists already, the job
+            stored under it and False (nothing written).
+
+        Raises
+        ------
+        InvalidArgument
+            When ``job.generation_id`` is empty.
+        Unavailable
+            When NATS does not answer.
+        """
+        if not job.generation_id:
+            raise InvalidArgument("generation_id is empty")
+        job = _copy(job)
+        now = now_ts()
+        for stamp in (job.created_at, job.updated_at):
+            if not stamp.seconds and not stamp.nanos:
+                stamp.CopyFrom(now)
+        for _ in range(3):
+            if await _create_message(self._jobs, job.generation_id, job):
+                return job, True
+            existing = await self.get_job(job.generation_id)
+            if existing is not None:
+                return existing, False
+        raise Unavailable(f"could not record generation {job.generation_id!r}: it keeps appearing and vanishing")
+
+    async def get_job(self, generation_id: str) -> generator_pb2.GenerationJob | None:
+        """The stored job, or None when there is none."""
+        return await _get_message(self._jobs, generation_id, generator_pb2.GenerationJob)
+
+    async def update_job(
+        self, generation_id: str, change: Callable[[generator_pb2.GenerationJob], None]
+    ) -> generator_pb2.GenerationJob:
+        """Apply ``change`` to the stored job (created when missing) with optimistic concurrency.
+
+        Raises
+        ------
+        Unavailable
+            When concurrent writers keep winning.
+        """
+        return await _update_message(
+            self._jobs, generation_id, lambda: generator_pb2.GenerationJob(generation_id=generation_id), change,
+            what="generation",
+        )
+
+
+def track_id_for(data: bytes) -> str:
+    """The content-derived id of a track: ``trk_`` + the first 24 hex characters of the bytes' SHA-256."""
+    return "trk_" + hashlib.sha256(data).hexdigest()[:24]
+
+
+def _copy(message: M) -> M:
+    out = type(message)()
+    out.CopyFrom(message)
+    return out
+
+
+async def _create_message(kv, key: str, message: Message) -> bool:
+    """Store ``message`` under a new ``key``; False when ``key`` exists (nothing written)."""
+    try:
+        await kv.create(key, message.SerializeToString())
+        return True
+    except nats.js.errors.KeyWrongLastSequenceError:
+        return False
+    except _NATS_ERRORS as exc:
+        raise Unavailable(f"could not create {key!r}: {exc}") from exc
+
+
+async def _get_message(kv, key: str, message_type: type[M]) -> M | None:
     """The protobuf message stored under ``key`` in a KV bucket, or None when there is none.
 
     Raises
@@ -393,14 +552,14 @@ async def get_message(kv, key: str, message_type: type[M]) -> M | None:
         entry = await kv.get(key)
     except nats.js.errors.KeyNotFoundError:
         return None
-    except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError) as exc:
+    except _NATS_ERRORS as exc:
         raise Unavailable(f"could not read {key!r}: {exc}") from exc
     if not entry.value:
         return None
     return message_type.FromString(entry.value)
 
 
-async def update_message(
+async def _update_message(
     kv, key: str, new: Callable[[], M], change: Callable[[M], None], *, create_if_missing: bool = True,
     what: str = "entry",
 ) -> M:
@@ -423,7 +582,7 @@ async def update_message(
     NotFound
         When ``key`` is missing and ``create_if_missing`` is False.
     Unavailable
-        When 20 attempts in a row lose to concurrent writers.
+        When NATS does not answer, or 20 attempts in a row lose to concurrent writers.
     """
     for _ in range(20):
         try:
@@ -434,6 +593,8 @@ async def update_message(
                 raise NotFound(f"{what} {key!r} not found") from None
             message, revision = new(), None
             message.created_at.CopyFrom(now_ts())
+        except _NATS_ERRORS as exc:
+            raise Unavailable(f"could not read {what} {key!r}: {exc}") from exc
         change(message)
         message.updated_at.CopyFrom(now_ts())
         try:
@@ -444,6 +605,8 @@ async def update_message(
             return message
         except nats.js.errors.KeyWrongLastSequenceError:
             await asyncio.sleep(0.01)
+        except _NATS_ERRORS as exc:
+            raise Unavailable(f"could not write {what} {key!r}: {exc}") from exc
     raise Unavailable(f"could not update {what} {key!r}: too many concurrent writers")
 
 

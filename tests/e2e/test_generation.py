@@ -197,7 +197,7 @@ def test_cancelling_the_stream_stops_the_generation(stack, client):
         client.get_generation(generation_id)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     # the service goes on serving
-    assert client.generate(key="C major", num_bars=1, seed=1).midi.startswith(b"MThd")
+    assert client.generate(key="C major", num_bars=1, seed=1).pieces[0].midi.startswith(b"MThd")
 
 
 def test_cli_generate_async_with_variations(stack, tmp_path):

@@ -1,27 +1,39 @@
-"""Gateway unit tests: container sniffing and the API-key interceptor on an in-process server."""
+"""Gateway unit tests: container sniffing (:mod:`musicaas.media`) and the API-key interceptor on an in-process server."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
 
+from musicaas import media
 from musicaas.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from musicaas.render import encode_wav
 from musicaas.runtime.errors import NotFound
 from musicaas.runtime.server import GrpcService, run_service
-from musicaas_gateway.service import ApiKeyInterceptor, sniff_audio_container
+from musicaas_gateway.service import ApiKeyInterceptor
+
+
+def _sniffed(data: bytes) -> str | None:
+    found = media.sniff(data)
+    return found.container.name if found is not None and found.container.accepted else None
 
 
 def test_sniff_recognises_real_wav_and_rejects_text():
     import numpy as np
 
     wav = encode_wav(np.zeros(100, dtype=np.float32), sample_rate_hz=8000)
-    assert sniff_audio_container(wav[:16]) == "wav"
-    assert sniff_audio_container(b"fLaC\x00\x00") == "flac"
-    assert sniff_audio_container(b"OggS\x00\x02") == "ogg"
-    assert sniff_audio_container(b"ID3\x04\x00") == "mp3"
-    assert sniff_audio_container(b"hello world, not audio") is None
-    assert sniff_audio_container(b"") is None
+    assert _sniffed(wav) == "wav"
+    assert _sniffed(b"fLaC\x00\x00") == "flac"
+    assert _sniffed(b"OggS\x00\x02") == "ogg"
+    assert _sniffed(b"ID3\x04\x00\x00\x00\x00\x00\x00") == "mp3"  # an (empty) ID3v2.4 tag
+    assert _sniffed(b"hello world, not audio") is None
+    assert _sniffed(b"") is None
+    # the refusal says what the bytes are and lists the table's containers
+    reason = media.refusal(b"hello world, not audio", filename="notes.wav")
+    assert reason == (
+        "data (named 'notes.wav') is not a WAV file: it is text, not audio; "
+        f"supported formats are {', '.join(c.name for c in media.CONTAINERS if c.accepted)}"
+    )
 
 
 class _Gateway(gateway_pb2_grpc.GatewayServiceServicer):

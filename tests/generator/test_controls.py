@@ -236,19 +236,53 @@ def test_melody_needs_a_grammar(tok, parts):
         generate(model, [_req(prompt, 0, melody=MELODY)], special)
 
 
-def test_server_validates_melody_rows(tok):
+def test_server_checks_what_needs_the_model(tok):
     from musicaas_model.serve import SymbolicModel
 
     server = SymbolicModel.tiny()
     prompt = tokens.build_prompt(Key.parse("G major"), 2, tokenizer=tok)
-    row = {"prompt": prompt, "temperature": 1.0, "seed": 0, "num_bars": 2, "max_new_tokens": 50}
-    with pytest.raises(ValueError, match="longer than NUM_BARS"):
-        server.generate_rows([dict(row, melody=[x for m in MELODY for x in m])])
-    with pytest.raises(ValueError, match="outside the model's range"):
-        server.generate_rows([dict(row, melody=[0, 1, 10])])
-    with pytest.raises(ValueError, match="TOP_P"):
-        server.generate_rows([dict(row, top_p=0.0)])
-    assert server.generate_rows([dict(row, melody=[])])[0]
+
+    def req(**kwargs):
+        return contract.SampleRequest(**(dict(prompt_tokens=prompt, temperature=1.0, seed=0, num_bars=2,
+                                              max_new_tokens=50) | kwargs))
+
+    with pytest.raises(contract.FieldError, match="longer than num_bars = 2 bars of 4/4") as info:
+        server.sample([req(melody=MELODY)])
+    assert info.value.field == "melody"
+    with pytest.raises(contract.FieldError, match="outside the model's range") as info:
+        server.sample([req(melody=[(0, 1, 10)])])
+    assert info.value.field == "melody"
+    with pytest.raises(contract.FieldError, match="outside") as info:
+        server.sample([req(prompt_tokens=[len(tok.vocab)])])
+    assert info.value.field == "prompt_tokens"
+    primer = tokens.midi_to_primer_tokens(_midi([(q, 1, 60) for q in range(4)]), tokenizer=tok)
+    with pytest.raises(contract.FieldError, match="primer"):
+        server.sample([req(prompt_tokens=tokens.build_prompt(Key.parse("G major"), 2, primer_tokens=primer,
+                                                             tokenizer=tok), melody=MELODY[:2])])
+    assert server.sample([req()])[0]
+
+
+def test_server_answers_each_row_and_a_bad_row_does_not_fail_the_batch(tok):
+    import numpy as np
+
+    from musicaas_model.serve import SymbolicModel
+
+    server = SymbolicModel.tiny()
+    prompt = tokens.build_prompt(Key.parse("G major"), 2, tokenizer=tok)
+    good = contract.SampleRequest(prompt, temperature=1.0, seed=3, num_bars=2, max_new_tokens=40).to_inputs()
+    bad = contract.SampleRequest(prompt, temperature=1.0, seed=3, num_bars=2, max_new_tokens=40,
+                                 melody=MELODY).to_inputs()  # 16 beats: longer than 2 bars
+    empty_melody = dict(good, **{contract.MELODY: np.zeros((1, 0), dtype=np.float32)})  # empty MELODY: none
+    out_of_range = dict(good, **{contract.TOP_P: np.asarray([[0.0]], dtype=np.float32)})
+    responses = server.infer([good, bad, empty_melody, out_of_range])
+    assert len(responses) == 4 and all(set(r) == {contract.TOKENS, contract.ERROR} for r in responses)
+    ids = contract.decode_outputs(responses[0])
+    assert ids and contract.decode_outputs(responses[2]) == ids  # same row, same seed, same tokens
+    for response, field in ((responses[1], "melody"), (responses[3], "top_p")):
+        with pytest.raises(contract.FieldError) as info:
+            contract.decode_outputs(response)
+        assert info.value.field == field
+    assert server.batch_sizes[2] == 1  # the two good rows were sampled together, once
 
 
 def test_key_guidance_keeps_to_the_scale_and_the_tonic_triad(tok, parts):

@@ -1,55 +1,57 @@
-"""The generator's flow with an in-memory bus, job store and a fake model server: concurrent
-variations with consecutive seeds, progress events, cancellation (nothing stored or
-published), Triton down, and the asynchronous-job consumer (idempotency, bad controls)."""
+"""The generator's flow on a real nats-server (a real :class:`Bus`: object store, track and job
+buckets, the MUSIC stream) with a fake model server: concurrent variations with consecutive
+seeds, progress events, cancellation (nothing stored or published), Triton down, and the
+asynchronous-job consumer (idempotency, bad controls)."""
 
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
+import uuid
 
-import nats.js.errors
+import nats.errors
 import pytest
 
 from musicaas.chorales import iter_chorales
 from musicaas.common.v1 import common_pb2
 from musicaas.events.v1 import events_pb2
 from musicaas.generator.v1 import generator_pb2
-from musicaas.runtime.errors import Unavailable
-from musicaas_generator import service as svc
+from musicaas.runtime import bus as busmod
+from musicaas.runtime.bus import Bus
+from musicaas.runtime.errors import NotFound, Unavailable
 from musicaas_generator import tokens
+from musicaas_generator.jobs import JobRunner
+from musicaas_generator.pipeline import Generator
+from musicaas_generator.servicer import GeneratorServicer
+from musicaas_generator.settings import GeneratorSettings
+
+pytestmark = pytest.mark.integration
 
 
-class FakeBus:
-    def __init__(self) -> None:
-        self.blobs: dict[str, bytes] = {}
-        self.tracks: list[common_pb2.Track] = []
-        self.events: list[tuple[str, object, str]] = []
-
-    async def put_blob(self, name, data, *, content_type):
-        self.blobs[name] = data
-        return common_pb2.BlobRef(bucket="blobs", name=name, size_bytes=len(data), content_type=content_type)
-
-    async def create_track(self, track):
-        self.tracks.append(track)
-        return True
-
-    async def publish(self, subject, event, *, event_id):
-        self.events.append((subject, event, event_id))
+def transposed(ids: list[int], semitones: int) -> list[int]:
+    """``ids`` with every ``Pitch_*`` token moved by ``semitones`` (another piece, another track id)."""
+    vocab = tokens.load_tokenizer().vocab
+    inverse = {i: name for name, i in vocab.items()}
+    out = []
+    for t in ids:
+        name = inverse[t]
+        out.append(vocab[f"Pitch_{int(name[6:]) + semitones}"] if name.startswith("Pitch_") else t)
+    return out
 
 
 class FakeTriton:
-    """Returns ``ids`` once ``gate`` is set; records calls and cancellations."""
+    """Answers each request with ``ids`` transposed by ``seed % 12`` once ``gate`` is set; records
+    calls and cancellations (seeds are distinct across this module, so are the pieces)."""
 
     def __init__(self, ids, *, gate: asyncio.Event | None = None, error: Exception | None = None) -> None:
         self.ids = list(ids)
         self.gate = gate
         self.error = error
-        self.calls: list[dict] = []
+        self.calls: list = []
         self.cancelled = 0
         self.closed = 0
 
-    async def generate(self, prompt, **kwargs):
-        self.calls.append({"prompt": list(prompt), **kwargs})
+    async def generate(self, request, *, timeout_s=None):
+        self.calls.append(request)
         try:
             if self.gate is not None:
                 await self.gate.wait()
@@ -58,31 +60,10 @@ class FakeTriton:
             raise
         if self.error is not None:
             raise self.error
-        return list(self.ids)
+        return transposed(self.ids, request.seed % 12)
 
     async def close(self):
         self.closed += 1
-
-
-class FakeKV:
-    def __init__(self) -> None:
-        self.data: dict[str, tuple[bytes, int]] = {}
-
-    async def get(self, key):
-        if key not in self.data:
-            raise nats.js.errors.KeyNotFoundError()
-        value, rev = self.data[key]
-        return SimpleNamespace(value=value, revision=rev)
-
-    async def create(self, key, value):
-        if key in self.data:
-            raise nats.js.errors.KeyWrongLastSequenceError()
-        self.data[key] = (value, 1)
-
-    async def update(self, key, value, last):
-        if self.data[key][1] != last:
-            raise nats.js.errors.KeyWrongLastSequenceError()
-        self.data[key] = (value, last + 1)
 
 
 @pytest.fixture(scope="module")
@@ -91,19 +72,44 @@ def music_ids():
     return tokens.midi_to_primer_tokens(next(iter_chorales(1)).midi, max_bars=2)
 
 
-def make(ids, **triton_kwargs):
-    bus, triton, jobs = FakeBus(), FakeTriton(ids, **triton_kwargs), svc.JobStore(FakeKV())
-    settings = svc.GeneratorSettings(triton_timeout_s=30)
-    return svc.Generator(bus, triton, settings, jobs), bus, triton, jobs
+@pytest.fixture(scope="module")
+async def bus(nats_url):
+    async with Bus(nats_url, name="test-generator") as b:
+        yield b
 
 
-def request(**params):
-    return generator_pb2.GenerateTrackRequest(params=generator_pb2.GenerationParams(key="D minor", num_bars=2, **params))
+async def stream_events(bus: Bus, subject: str, message_type):
+    """Every event on ``subject`` in the MUSIC stream (an ephemeral pull consumer; the other tests'
+    raw messages on the shared server, which carry no CloudEvents type, are skipped)."""
+    sub = await bus.js.pull_subscribe(subject, stream=busmod.STREAM)
+    out = []
+    try:
+        while True:
+            msgs = await sub.fetch(batch=100, timeout=0.5)
+            out += [message_type.FromString(m.data) for m in msgs
+                    if (m.headers or {}).get("ce-type") == busmod.EVENT_TYPES[subject]]
+    except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        pass
+    finally:
+        await sub.unsubscribe()
+    return out
 
 
-async def test_variations_run_concurrently_with_consecutive_seeds(music_ids):
+def make(bus, ids, **triton_kwargs):
+    triton = FakeTriton(ids, **triton_kwargs)
+    return Generator(bus, triton, GeneratorSettings(triton_timeout_s=30)), triton
+
+
+def request(generation_id: str | None = None, **params):
+    return generator_pb2.GenerateTrackRequest(
+        params=generator_pb2.GenerationParams(key="D minor", num_bars=2, **params),
+        generation_id=generation_id or f"gen_test_{uuid.uuid4().hex[:12]}",
+    )
+
+
+async def test_variations_run_concurrently_with_consecutive_seeds(bus, music_ids):
     gate = asyncio.Event()
-    gen, bus, triton, jobs = make(music_ids, gate=gate)
+    gen, triton = make(bus, music_ids, gate=gate)
     task = asyncio.create_task(gen.generate(request(seed=40, num_variations=3, instrument=52, top_k=5, top_p=0.9)))
     for _ in range(200):  # every variation is in flight before any answers: Triton can batch them
         if len(triton.calls) == 3:
@@ -112,25 +118,41 @@ async def test_variations_run_concurrently_with_consecutive_seeds(music_ids):
     assert len(triton.calls) == 3
     gate.set()
     resp = await task
-    assert sorted(c["seed"] for c in triton.calls) == [40, 41, 42]
-    assert all(c["top_k"] == 5 and c["top_p"] == pytest.approx(0.9) and c["melody"] is None for c in triton.calls)
+    assert sorted(c.seed for c in triton.calls) == [40, 41, 42]
+    assert all(c.top_k == 5 and c.top_p == pytest.approx(0.9) and c.melody is None and c.key_guidance
+               for c in triton.calls)
+    assert len({c.prompt_tokens for c in triton.calls}) == 1  # one prompt, three seeds
     assert [p.index for p in resp.pieces] == [0, 1, 2] and [p.seed for p in resp.pieces] == [40, 41, 42]
     assert all(p.midi.startswith(b"MThd") and p.audio_wav.startswith(b"RIFF") for p in resp.pieces)
-    assert all(p.midi_blob.name and p.audio_blob.name for p in resp.pieces)
     assert not any(p.HasField("soprano_kept") for p in resp.pieces)
     assert resp.params.num_variations == 3 and resp.params.metre == "4/4" and resp.params.style == "chorale"
-    subjects = [s for s, _, _ in bus.events]
-    assert subjects.count("music.tracks.uploaded") == 3 and subjects[-1] == "music.generations.completed"
-    completed = bus.events[-1][1]
-    assert [p.track_id for p in completed.pieces] == [p.track_id for p in resp.pieces]
-    assert not any(p.midi or p.audio_wav for p in completed.pieces)  # references only
-    job = await jobs.get(resp.generation_id)
+    assert len({p.track_id for p in resp.pieces}) == 3
+
+    # stored: the MIDI and the audio, and each piece as a generated track
+    for p in resp.pieces:
+        assert p.track_id == busmod.track_id_for(p.audio_wav)
+        assert await bus.get_blob(p.midi_blob) == p.midi and await bus.get_blob(p.audio_blob) == p.audio_wav
+        track = await bus.get_track(p.track_id)
+        assert track.state == common_pb2.TRACK_STATE_UPLOADED and track.source == common_pb2.TRACK_SOURCE_GENERATED
+        assert track.generation_id == resp.generation_id and track.audio_blob == p.audio_blob
+    # announced: every piece for the analyzer, then the generation (references only)
+    uploaded = {e.track_id: e for e in await stream_events(bus, busmod.TRACKS_UPLOADED, events_pb2.TrackUploaded)}
+    for p in resp.pieces:
+        assert uploaded[p.track_id].generation_id == resp.generation_id
+        assert uploaded[p.track_id].audio_blob == p.audio_blob
+    completed = [e for e in await stream_events(bus, busmod.GENERATIONS_COMPLETED, events_pb2.GenerationCompleted)
+                 if e.generation_id == resp.generation_id]
+    assert len(completed) == 1
+    assert [p.track_id for p in completed[0].pieces] == [p.track_id for p in resp.pieces]
+    assert not any(p.midi or p.audio_wav for p in completed[0].pieces)
+    job = await bus.get_job(resp.generation_id)
     assert job.state == generator_pb2.GENERATION_STATE_COMPLETED and len(job.pieces) == 3
+    assert job.params.seed == 40 and not any(p.midi or p.audio_wav for p in job.pieces)
 
 
-async def test_stream_reports_progress_then_the_result(music_ids):
-    gen, bus, triton, jobs = make(music_ids)
-    servicer = svc.GeneratorServicer(gen)
+async def test_stream_reports_progress_then_the_result(bus, music_ids):
+    gen, triton = make(bus, music_ids)
+    servicer = GeneratorServicer(gen)
     events = [e async for e in servicer.GenerateTrackStream(request(seed=1, num_variations=2), None)]
     stages = [generator_pb2.GenerationStage.Name(e.stage) for e in events]
     assert stages[0] == "GENERATION_STAGE_QUEUED"
@@ -144,13 +166,14 @@ async def test_stream_reports_progress_then_the_result(music_ids):
     assert len(events[-1].result.pieces) == 2
 
 
-async def test_cancelled_stream_stops_sampling_and_stores_nothing(music_ids):
-    gen, bus, triton, jobs = make(music_ids, gate=asyncio.Event())  # the model never answers
-    servicer = svc.GeneratorServicer(gen)
+async def test_cancelled_stream_stops_sampling_and_stores_nothing(bus, music_ids):
+    gen, triton = make(bus, music_ids, gate=asyncio.Event())  # the model never answers
+    servicer = GeneratorServicer(gen)
+    generation_id = f"gen_cancel_{uuid.uuid4().hex[:12]}"
     seen = []
 
     async def consume():
-        async for e in servicer.GenerateTrackStream(request(num_variations=4), None):
+        async for e in servicer.GenerateTrackStream(request(generation_id, num_variations=4), None):
             seen.append(e)
 
     task = asyncio.create_task(consume())
@@ -162,47 +185,65 @@ async def test_cancelled_stream_stops_sampling_and_stores_nothing(music_ids):
     with pytest.raises(asyncio.CancelledError):
         await task
     assert triton.cancelled == 4
-    assert bus.blobs == {} and bus.tracks == [] and bus.events == []
-    assert await jobs.get(seen[0].generation_id) is None
+    assert seen[0].generation_id == generation_id
+    assert await bus.get_job(generation_id) is None
+    with pytest.raises(NotFound):
+        await bus.get_blob(common_pb2.BlobRef(name=f"generations/{generation_id}/piece-0.mid"))
+    uploaded = await stream_events(bus, busmod.TRACKS_UPLOADED, events_pb2.TrackUploaded)
+    completed = await stream_events(bus, busmod.GENERATIONS_COMPLETED, events_pb2.GenerationCompleted)
+    assert generation_id not in {e.generation_id for e in uploaded + completed}
 
 
-async def test_model_server_down_is_unavailable_and_drops_the_channel(music_ids):
-    gen, bus, triton, jobs = make(music_ids, error=Unavailable("model server at x:1 is unavailable: down"))
+async def test_model_server_down_is_unavailable_and_drops_the_channel(bus, music_ids):
+    gen, triton = make(bus, music_ids, error=Unavailable("model server at x:1 is unavailable: down"))
+    generation_id = f"gen_down_{uuid.uuid4().hex[:12]}"
     with pytest.raises(Unavailable, match="model server"):
-        await gen.generate(request(seed=3))
-    assert triton.closed >= 1 and bus.events == []
+        await gen.generate(request(generation_id, seed=3))
+    assert triton.closed >= 1
+    assert await bus.get_job(generation_id) is None
+    completed = await stream_events(bus, busmod.GENERATIONS_COMPLETED, events_pb2.GenerationCompleted)
+    assert generation_id not in {e.generation_id for e in completed}
 
 
-async def test_async_job_with_bad_controls_fails_with_the_reason(music_ids):
-    gen, bus, triton, jobs = make(music_ids)
+async def test_async_job_with_bad_controls_fails_with_the_reason(bus, music_ids):
+    gen, triton = make(bus, music_ids)
+    generation_id = f"gen_bad_{uuid.uuid4().hex[:12]}"
     event = events_pb2.GenerationRequested(
-        generation_id="gen_bad", params=generator_pb2.GenerationParams(key="H minor", num_bars=2)
+        generation_id=generation_id, params=generator_pb2.GenerationParams(key="H minor", num_bars=2)
     )
-    await gen.handle_requested(event, {})
-    job = await jobs.get("gen_bad")
+    await JobRunner(gen).handle_requested(event, {})
+    job = await bus.get_job(generation_id)
     assert job.state == generator_pb2.GENERATION_STATE_FAILED
     assert job.error.startswith("INVALID_ARGUMENT") and "key" in job.error
-    assert [s for s, _, _ in bus.events] == ["music.generations.failed"]
-    assert bus.events[0][1].code == "INVALID_ARGUMENT" and triton.calls == []
+    assert job.params.key == "H minor"  # the request is kept with the failure
+    failed = [e for e in await stream_events(bus, busmod.GENERATIONS_FAILED, events_pb2.GenerationFailed)
+              if e.generation_id == generation_id]
+    assert len(failed) == 1 and failed[0].code == "INVALID_ARGUMENT" and "key" in failed[0].reason
+    assert triton.calls == []
 
 
-async def test_async_job_runs_once(music_ids):
-    gen, bus, triton, jobs = make(music_ids)
+async def test_async_job_runs_once(bus, music_ids):
+    gen, triton = make(bus, music_ids)
+    runner = JobRunner(gen)
+    generation_id = f"gen_once_{uuid.uuid4().hex[:12]}"
     event = events_pb2.GenerationRequested(
-        generation_id="gen_once", params=generator_pb2.GenerationParams(key="C major", num_bars=2, seed=9)
+        generation_id=generation_id, params=generator_pb2.GenerationParams(key="C major", num_bars=2, seed=9)
     )
-    await gen.handle_requested(event, {})
-    await gen.handle_requested(event, {})  # redelivered: already completed, skipped
+    await runner.handle_requested(event, {})
+    await runner.handle_requested(event, {})  # redelivered: already completed, skipped
     assert len(triton.calls) == 1
-    job = await jobs.get("gen_once")
+    job = await bus.get_job(generation_id)
     assert job.state == generator_pb2.GENERATION_STATE_COMPLETED and job.pieces[0].seed == 9
 
 
-async def test_async_job_transient_error_is_retried_not_failed(music_ids):
-    gen, bus, triton, jobs = make(music_ids, error=Unavailable("model server at x:1 is unavailable: down"))
+async def test_async_job_transient_error_is_retried_not_failed(bus, music_ids):
+    gen, triton = make(bus, music_ids, error=Unavailable("model server at x:1 is unavailable: down"))
+    generation_id = f"gen_retry_{uuid.uuid4().hex[:12]}"
     event = events_pb2.GenerationRequested(
-        generation_id="gen_retry", params=generator_pb2.GenerationParams(key="C major", num_bars=2)
+        generation_id=generation_id, params=generator_pb2.GenerationParams(key="C major", num_bars=2)
     )
     with pytest.raises(Unavailable):  # the bus naks it and redelivers later
-        await gen.handle_requested(event, {})
-    assert (await jobs.get("gen_retry")).state == generator_pb2.GENERATION_STATE_RUNNING
+        await JobRunner(gen).handle_requested(event, {})
+    assert (await bus.get_job(generation_id)).state == generator_pb2.GENERATION_STATE_RUNNING
+    failed = await stream_events(bus, busmod.GENERATIONS_FAILED, events_pb2.GenerationFailed)
+    assert generation_id not in {e.generation_id for e in failed}

@@ -1,13 +1,19 @@
-"""The NATS adapter against a real nats-server with JetStream (loopback, temporary store)."""
+"""The NATS adapter against a real nats-server with JetStream (loopback, temporary store): events,
+consumers, blobs, tracks (content-derived ids, idempotent creation) and generation jobs."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import uuid
 
+import nats.errors
 import pytest
 
 from musicaas.common.v1 import common_pb2
 from musicaas.events.v1 import events_pb2
+from musicaas.generator.v1 import generator_pb2
 from musicaas.runtime import bus as busmod
 from musicaas.runtime.bus import Bus
 from musicaas.runtime.errors import InvalidArgument, NotFound, Unavailable
@@ -15,22 +21,34 @@ from musicaas.runtime.errors import InvalidArgument, NotFound, Unavailable
 pytestmark = pytest.mark.integration
 
 
+async def stored_ids(bus: Bus, subject: str) -> list[str]:
+    """``Nats-Msg-Id`` of every message the MUSIC stream holds on ``subject`` (the session's
+    nats-server is shared by every test module, so tests look for their own ids)."""
+    sub = await bus.js.pull_subscribe(subject, stream=busmod.STREAM)
+    out: list[str] = []
+    with contextlib.suppress(nats.errors.TimeoutError):
+        while True:
+            out += [(m.headers or {}).get("Nats-Msg-Id") for m in await sub.fetch(batch=100, timeout=0.5)]
+    await sub.unsubscribe()
+    return out
+
+
 async def test_publish_sets_cloudevents_headers_and_dedups(nats_url):
+    event_id = f"failed:trk_x:{uuid.uuid4().hex}"
     async with Bus(nats_url, name="test-pub") as bus:
         sub = await bus.nc.subscribe("music.tracks.failed")
         event = events_pb2.TrackFailed(track_id="trk_x", stage="test", code="INVALID_ARGUMENT", reason="r")
-        await bus.publish(busmod.TRACKS_FAILED, event, event_id="failed:trk_x:dedup")
-        await bus.publish(busmod.TRACKS_FAILED, event, event_id="failed:trk_x:dedup")
+        await bus.publish(busmod.TRACKS_FAILED, event, event_id=event_id)
+        await bus.publish(busmod.TRACKS_FAILED, event, event_id=event_id)
         msg = await sub.next_msg(timeout=2)
         assert msg.headers["ce-specversion"] == "1.0"
         assert msg.headers["ce-type"] == "io.musicaas.tracks.failed.v1"
-        assert msg.headers["ce-id"] == "failed:trk_x:dedup"
-        assert msg.headers["Nats-Msg-Id"] == "failed:trk_x:dedup"
+        assert msg.headers["ce-id"] == event_id
+        assert msg.headers["Nats-Msg-Id"] == event_id
         assert msg.headers["content-type"] == "application/protobuf"
         assert events_pb2.TrackFailed.FromString(msg.data).reason == "r"
-        info = await bus.js.stream_info(busmod.STREAM, subjects_filter="music.tracks.failed")
         # the second publish with the same id was dropped by the duplicate window
-        assert info.state.messages == 1
+        assert (await stored_ids(bus, busmod.TRACKS_FAILED)).count(event_id) == 1
 
 
 async def test_consumer_acks_retries_and_terminates(nats_url):
@@ -39,6 +57,8 @@ async def test_consumer_acks_retries_and_terminates(nats_url):
     attempts: dict[str, int] = {}
 
     async def handler(event, headers):
+        if event.track_id not in ("ok", "bad", "flaky", "broken"):
+            return  # another test's upload on the shared server
         attempts[event.track_id] = attempts.get(event.track_id, 0) + 1
         if event.track_id == "bad":
             raise InvalidArgument("corrupt audio")
@@ -106,6 +126,99 @@ async def test_blobs_and_track_state(nats_url):
         assert (await bus.get_track("t1")).state == common_pb2.TRACK_STATE_INDEXED
         with pytest.raises(NotFound):
             await bus.update_track("missing", to_indexed)
+
+
+def test_track_ids_are_content_derived():
+    data = b"RIFF some audio"
+    assert busmod.track_id_for(data) == "trk_" + hashlib.sha256(data).hexdigest()[:24]
+    assert busmod.track_id_for(data) == busmod.track_id_for(bytes(data)) != busmod.track_id_for(data + b"!")
+
+
+async def test_add_track_stores_records_and_announces_once_per_content(nats_url):
+    data = b"RIFF" + uuid.uuid4().bytes * 100  # bytes no other test stores
+    track_id = busmod.track_id_for(data)
+    async with Bus(nats_url, name="test-add-track") as bus:
+        sub = await bus.nc.subscribe("music.tracks.uploaded")  # every publish, also those the stream drops
+        track = await bus.add_track(data, filename="dir/song.wav", title="Song", content_type="audio/wav",
+                                    source=common_pb2.TRACK_SOURCE_UPLOAD)
+        assert track.track_id == track_id and track.state == common_pb2.TRACK_STATE_UPLOADED
+        assert (track.filename, track.title, track.source) == ("dir/song.wav", "Song", common_pb2.TRACK_SOURCE_UPLOAD)
+        assert track.audio_blob.name == f"tracks/{track_id}/song.wav" and track.audio_blob.content_type == "audio/wav"
+        assert await bus.get_blob(track.audio_blob) == data
+        assert await bus.get_track(track_id) == track
+        assert track.created_at.seconds > 0 and track.updated_at == track.created_at
+
+        # the same bytes again (another name) while still uploaded: the stored record, announced again
+        again = await bus.add_track(data, filename="copy.wav", title="Copy", content_type="audio/wav",
+                                    source=common_pb2.TRACK_SOURCE_UPLOAD)
+        assert again == track
+        with pytest.raises(NotFound):
+            await bus.get_blob(common_pb2.BlobRef(name=f"tracks/{track_id}/copy.wav"))  # nothing stored twice
+
+        # once analysed, adding it again changes and announces nothing
+        await bus.update_track(track_id, lambda t: setattr(t, "state", common_pb2.TRACK_STATE_ANALYZED))
+        later = await bus.add_track(data, filename="song.wav", title="Song", content_type="audio/wav",
+                                    source=common_pb2.TRACK_SOURCE_UPLOAD)
+        assert later.state == common_pb2.TRACK_STATE_ANALYZED
+        published = []
+        with contextlib.suppress(nats.errors.TimeoutError):
+            while True:
+                published.append(await sub.next_msg(timeout=0.5))
+        await sub.unsubscribe()
+        mine = [(m.headers, events_pb2.TrackUploaded.FromString(m.data)) for m in published]
+        mine = [(h, e) for h, e in mine if e.track_id == track_id]
+        assert len(mine) == 2 and all(e.audio_blob == track.audio_blob and e.title == "Song" for _, e in mine)
+        assert {h["Nats-Msg-Id"] for h, _ in mine} == {f"uploaded:{track_id}"}
+        # the repeat fell in the duplicate window
+        assert (await stored_ids(bus, busmod.TRACKS_UPLOADED)).count(f"uploaded:{track_id}") == 1
+
+
+async def test_generated_tracks_carry_their_generation(nats_url):
+    data = b"RIFF" + uuid.uuid4().bytes * 10
+    async with Bus(nats_url, name="test-add-generated") as bus:
+        track = await bus.add_track(data, filename="audio.wav", title="generated C major", content_type="audio/wav",
+                                    source=common_pb2.TRACK_SOURCE_GENERATED, generation_id="gen_abc")
+        assert track.source == common_pb2.TRACK_SOURCE_GENERATED and track.generation_id == "gen_abc"
+        assert (await bus.get_track(track.track_id)).generation_id == "gen_abc"
+
+
+async def test_jobs_are_created_once_read_and_updated(nats_url):
+    generation_id = f"gen_{uuid.uuid4().hex[:24]}"
+    async with Bus(nats_url, name="test-jobs") as bus:
+        assert await bus.get_job(generation_id) is None
+        queued = generator_pb2.GenerationJob(generation_id=generation_id, state=generator_pb2.GENERATION_STATE_QUEUED,
+                                             params=generator_pb2.GenerationParams(key="D minor", seed=4))
+        job, created = await bus.create_job(queued)
+        assert created and job.state == generator_pb2.GENERATION_STATE_QUEUED and job.params.seed == 4
+        assert job.created_at.seconds > 0 and job.updated_at == job.created_at
+        assert not queued.HasField("created_at")  # the caller's message is left as it was
+        assert await bus.get_job(generation_id) == job
+
+        # the same id twice: nothing written, the stored job answers
+        other = generator_pb2.GenerationJob(generation_id=generation_id,
+                                            params=generator_pb2.GenerationParams(key="C major"))
+        existing, created = await bus.create_job(other)
+        assert not created and existing == job
+
+        def running(j):
+            j.state = generator_pb2.GENERATION_STATE_RUNNING
+
+        def add_piece(j):
+            j.pieces.add(index=len(j.pieces))
+
+        updated = await bus.update_job(generation_id, running)
+        assert updated.state == generator_pb2.GENERATION_STATE_RUNNING and updated.created_at == job.created_at
+        assert updated.updated_at.ToDatetime() >= job.updated_at.ToDatetime()
+        await asyncio.gather(*(bus.update_job(generation_id, add_piece) for _ in range(5)))  # no write is lost
+        stored = await bus.get_job(generation_id)
+        assert sorted(p.index for p in stored.pieces) == [0, 1, 2, 3, 4] and stored.params.key == "D minor"
+
+        # a job the generator runs without a submission (GenerateTrack) is created by its first update
+        sync_id = f"gen_{uuid.uuid4().hex[:24]}"
+        made = await bus.update_job(sync_id, running)
+        assert made.generation_id == sync_id and made.created_at.seconds > 0
+        with pytest.raises(InvalidArgument, match="generation_id"):
+            await bus.create_job(generator_pb2.GenerationJob())
 
 
 async def test_unreachable_nats_is_unavailable():

@@ -1,8 +1,9 @@
 """The public gRPC API: authentication, validation, size limits, deadlines, and the flows.
 
 * ``UploadTrack`` (client streaming): metadata first, then chunks; the size limit is
-  enforced while receiving. The container is sniffed from the first bytes so that a file
-  that is no audio at all is refused at once with INVALID_ARGUMENT; anything subtler
+  enforced while receiving. The container is sniffed from the bytes by :mod:`musicaas.media`
+  (the analyzer takes the same decision with it) so that a file that is no audio at all is
+  refused at once with INVALID_ARGUMENT, saying what the bytes are; anything subtler
   (a truncated or corrupt file) fails on the asynchronous path with a
   ``music.tracks.failed`` event and the track in state ``failed``. The bytes go to the
   object store, the track to the KV bucket, and ``music.tracks.uploaded`` to the stream.
@@ -12,8 +13,8 @@
   recommender with a deadline on every call. ``GenerateTrackStream`` relays the generator's
   progress stream; when the caller cancels, the downstream call is cancelled too, which
   stops the generation.
-* ``SubmitGeneration`` records the job (state QUEUED) in the ``generations`` key-value
-  bucket and publishes ``music.generations.requested``; the generator consumes it.
+* ``SubmitGeneration`` records the job (state QUEUED, :meth:`Bus.create_job`) and publishes
+  ``music.generations.requested``; the generator consumes it.
   ``GetGeneration`` reads the job (optionally with the MIDI and WAV bytes from the object
   store). Submitting an existing generation id returns the existing job (idempotent).
 
@@ -23,28 +24,24 @@ time (:func:`hmac.compare_digest`) against every configured key.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import hmac
 
 import grpc
-import nats.errors
-import nats.js.errors
 import structlog
 
+from musicaas import media
 from musicaas.common.v1 import common_pb2
 from musicaas.events.v1 import events_pb2
 from musicaas.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from musicaas.generator.v1 import generator_pb2, generator_pb2_grpc
 from musicaas.recommender.v1 import recommender_pb2, recommender_pb2_grpc
 from musicaas.runtime import bus as busmod
-from musicaas.runtime.bus import Bus, new_id, now_ts
+from musicaas.runtime.bus import Bus, new_id
 from musicaas.runtime.errors import (
     InvalidArgument,
     NotFound,
     ResourceExhausted,
     Unauthenticated,
-    Unavailable,
     from_rpc_error,
 )
 from musicaas.runtime.settings import ServiceSettings
@@ -53,7 +50,6 @@ log = structlog.get_logger()
 
 #: Methods that need no API key (Kubernetes probes and tooling).
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-#: Key-value bucket of generation jobs (shared with the generator, which runs them).
 
 
 class GatewaySettings(ServiceSettings):
@@ -71,29 +67,6 @@ class GatewaySettings(ServiceSettings):
     generate_timeout_s: float = 180.0
     #: Deadline of a streamed generation (GenerateTrackStream), in seconds.
     generate_stream_timeout_s: float = 600.0
-
-
-def sniff_audio_container(head: bytes) -> str | None:
-    """Name of the audio container that ``head`` (the first bytes) starts with, or None.
-
-    Recognises RIFF/WAVE, FLAC, Ogg, MP3 (ID3 tag or an MPEG audio frame sync), AIFF, and
-    Standard MIDI Files (``MThd``; returned as ``"midi"``, which the analyzer reads as notes).
-    """
-    if head[:4] == b"MThd":
-        return "midi"
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return "wav"
-    if head[:4] == b"fLaC":
-        return "flac"
-    if head[:4] == b"OggS":
-        return "ogg"
-    if head[:3] == b"ID3":
-        return "mp3"
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
-        return "mp3"
-    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return "aiff"
-    return None
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
@@ -172,40 +145,18 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         data = b"".join(chunks)
         if not data:
             raise InvalidArgument(f"upload {meta.filename!r} is empty (0 bytes)")
-        container = sniff_audio_container(data[:16])
-        if container is None:
-            raise InvalidArgument(
-                f"upload {meta.filename!r} is not a supported audio file: its first bytes are no "
-                "WAV, FLAC, Ogg, MP3 or MIDI header"
-            )
-        track_id = "trk_" + hashlib.sha256(data).hexdigest()[:24]
-        existing = await self.bus.get_track(track_id)
-        if existing is not None and existing.state != common_pb2.TRACK_STATE_UPLOADED:
-            return gateway_pb2.UploadTrackResponse(track_id=track_id, state=existing.state, size_bytes=size)
+        found = media.sniff(data)
+        if found is None or not found.container.accepted:
+            raise InvalidArgument(media.refusal(data, filename=meta.filename or None))
+        container = found.container.name
         filename = meta.filename or f"upload.{container}"
-        ref = await self.bus.put_blob(
-            f"tracks/{track_id}/{filename.rsplit('/', 1)[-1]}", data, content_type=meta.content_type or f"audio/{container}"
+        track = await self.bus.add_track(
+            data, filename=filename, title=meta.title or filename,
+            content_type=meta.content_type or f"audio/{container}", source=common_pb2.TRACK_SOURCE_UPLOAD,
         )
-        track = common_pb2.Track(
-            track_id=track_id,
-            state=common_pb2.TRACK_STATE_UPLOADED,
-            title=meta.title or filename,
-            filename=filename,
-            source=common_pb2.TRACK_SOURCE_UPLOAD,
-            audio_blob=ref,
-            created_at=now_ts(),
-            updated_at=now_ts(),
-        )
-        await self.bus.create_track(track)
-        await self.bus.publish(
-            busmod.TRACKS_UPLOADED,
-            events_pb2.TrackUploaded(
-                track_id=track_id, audio_blob=ref, filename=filename, title=track.title, source=common_pb2.TRACK_SOURCE_UPLOAD
-            ),
-            event_id=f"uploaded:{track_id}",
-        )
-        log.info("track_uploaded", track_id=track_id, size_bytes=size, filename=filename)
-        return gateway_pb2.UploadTrackResponse(track_id=track_id, state=common_pb2.TRACK_STATE_UPLOADED, size_bytes=size)
+        log.info("track_uploaded", track_id=track.track_id, size_bytes=size, filename=filename,
+                 state=common_pb2.TrackState.Name(track.state))
+        return gateway_pb2.UploadTrackResponse(track_id=track.track_id, state=track.state, size_bytes=size)
 
     async def GetTrack(self, request, context) -> gateway_pb2.GetTrackResponse:
         if not request.track_id:
@@ -243,18 +194,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         if not request.HasField("params"):
             raise InvalidArgument("params is missing: expected at least params.key")
         generation_id = request.generation_id or new_id("gen")
-        job = generator_pb2.GenerationJob(
+        job, created = await self.bus.create_job(generator_pb2.GenerationJob(
             generation_id=generation_id, state=generator_pb2.GENERATION_STATE_QUEUED, params=request.params,
-            created_at=now_ts(), updated_at=now_ts(),
-        )
-        try:
-            await self.bus.jobs_kv.create(generation_id, job.SerializeToString())
-        except nats.js.errors.KeyWrongLastSequenceError:
-            existing = await self._get_job(generation_id)
-            if existing is not None:  # idempotent: the same id was submitted before
-                return gateway_pb2.SubmitGenerationResponse(generation_id=generation_id, state=existing.state)
-        except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError) as exc:
-            raise Unavailable(f"could not record generation {generation_id}: {exc}") from exc
+        ))
+        if not created:  # idempotent: the same id was submitted before
+            return gateway_pb2.SubmitGenerationResponse(generation_id=generation_id, state=job.state)
         await self.bus.publish(
             busmod.GENERATIONS_REQUESTED,
             events_pb2.GenerationRequested(generation_id=generation_id, params=request.params),
@@ -263,13 +207,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         log.info("generation_submitted", generation_id=generation_id)
         return gateway_pb2.SubmitGenerationResponse(generation_id=generation_id, state=generator_pb2.GENERATION_STATE_QUEUED)
 
-    async def _get_job(self, generation_id: str) -> generator_pb2.GenerationJob | None:
-        return await busmod.get_message(self.bus.jobs_kv, generation_id, generator_pb2.GenerationJob)
-
     async def GetGeneration(self, request, context) -> gateway_pb2.GetGenerationResponse:
         if not request.generation_id:
             raise InvalidArgument("generation_id is empty")
-        job = await self._get_job(request.generation_id)
+        job = await self.bus.get_job(request.generation_id)
         if job is None:
             raise NotFound(f"generation {request.generation_id!r} not found")
         if request.include_data and job.state == generator_pb2.GENERATION_STATE_COMPLETED:

@@ -49,8 +49,6 @@ MIDI_TICKS_PER_QUARTER = 480
 
 _CONTROL_PREFIXES = ("Key_", "Bars_", "Style_", "Metre_", "TempoBin_", "Inst_")
 
-SUPPORTED_METRES = contract.SUPPORTED_METRES
-STYLES = contract.STYLES
 #: Upper edges (bpm, exclusive) of the tempo bins 0..6; bin 7 is >= the last edge.
 TEMPO_BIN_EDGES = (60.0, 72.0, 84.0, 96.0, 108.0, 120.0, 144.0)
 #: The 16 General MIDI instrument families (program // 8), the ``Inst_<i>`` control.
@@ -164,8 +162,8 @@ def control_token_names(max_bars: int = contract.MAX_BARS) -> list[str]:
     return (
         [key_token(k) for k in ALL_KEYS]
         + [bars_token(n) for n in range(1, max_bars + 1)]
-        + [style_token(s) for s in STYLES]
-        + [metre_token(m) for m in SUPPORTED_METRES]
+        + [style_token(s) for s in contract.STYLES]
+        + [metre_token(m) for m in contract.SUPPORTED_METRES]
         + [f"TempoBin_{i}" for i in range(len(TEMPO_BIN_EDGES) + 1)]
         + [f"Inst_{i}" for i in range(len(INSTRUMENT_FAMILIES))]
     )
@@ -210,10 +208,10 @@ def build_prompt(
     ------
     InvalidArgument
         Naming the field: ``num_bars`` outside [1, 32], ``metre`` not in
-        :data:`SUPPORTED_METRES`, ``style`` not in :data:`STYLES`, ``tempo_bpm`` outside
-        [20, 300], ``instrument`` outside [0, 127], ``primer_tokens`` with ids outside the
-        vocabulary or a time signature other than ``metre``, or a prompt longer than
-        :data:`contract.MAX_PROMPT_TOKENS`.
+        :data:`contract.SUPPORTED_METRES`, ``style`` not in :data:`contract.STYLES`,
+        ``tempo_bpm`` outside [20, 300], ``instrument`` outside [0, 127], ``primer_tokens``
+        with ids outside the vocabulary or a time signature other than ``metre``, or a
+        prompt longer than :data:`contract.MAX_PROMPT_TOKENS`.
     """
     num_bars = contract.validate_num_bars(num_bars)
     metre = contract.validate_metre(metre)

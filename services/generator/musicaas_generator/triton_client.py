@@ -4,23 +4,22 @@
 
     async with TritonGenerator("127.0.0.1:8001", timeout_s=60) as g:
         await g.wait_ready(timeout_s=30)
-        ids = await g.generate(prompt, temperature=1.0, seed=7, num_bars=8, max_new_tokens=800)
+        ids = await g.generate(SampleRequest(prompt, temperature=1.0, seed=7, num_bars=8))
 
-Failures map onto the musicaas error tree: a server that cannot be reached (or whose
-model is not loaded) raises :class:`~musicaas.runtime.errors.Unavailable`
-("model server at <url> is unavailable: ..."), a call that runs out of time
-:class:`~musicaas.runtime.errors.DeadlineExceeded`, a request the server rejects as
-malformed :class:`~musicaas.runtime.errors.InvalidArgument`. Arguments are validated
-before any network traffic (:mod:`musicaas_generator.contract`).
+The request is a :class:`~musicaas_generator.contract.SampleRequest` (validated when it is
+built, before any network traffic). Failures map onto the musicaas error tree: a server
+that cannot be reached (or whose model is not loaded) raises
+:class:`~musicaas.runtime.errors.Unavailable` ("model server at <url> is unavailable: ..."),
+a call that runs out of time :class:`~musicaas.runtime.errors.DeadlineExceeded`, a row the
+model's own checks reject (its ``ERROR`` output) :class:`~musicaas_generator.contract.FieldError`
+naming the field, and a request Triton itself rejects as malformed
+:class:`~musicaas.runtime.errors.InvalidArgument`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Sequence
-
-import numpy as np
 
 from musicaas.runtime.errors import DeadlineExceeded, InvalidArgument, MusicaasError, Unavailable
 from musicaas_generator import contract
@@ -105,9 +104,6 @@ class TritonGenerator:
             return DeadlineExceeded(f"model server at {self.url} did not answer within {timeout_s:g}s")
         if status == "INVALID_ARGUMENT":
             return InvalidArgument(f"model server at {self.url} rejected the request: {detail}")
-        if "ValueError: " in detail:  # the model's own argument checks (PyTriton reports them as INTERNAL)
-            reason = detail.rsplit("ValueError: ", 1)[1].strip().splitlines()[0]
-            return InvalidArgument(f"model server at {self.url} rejected the request: {reason}")
         return self._unavailable(f"{status or type(exc).__name__}: {detail}")
 
     # ------------------------------------------------------------------ health
@@ -142,84 +138,34 @@ class TritonGenerator:
     # ------------------------------------------------------------------ inference
 
     @staticmethod
-    def build_inputs(prompt_tokens: Sequence[int], *, temperature: float, seed: int, num_bars: int, max_new_tokens: int,
-                     top_k: int = 0, top_p: float = 1.0, melody: Sequence | None = None, key_guidance: bool = True):
-        """``tritonclient.grpc.InferInput`` objects for one request (batch of 1), validated.
-
-        ``MELODY`` is sent only when a melody is given (it is an optional input).
-        """
+    def build_inputs(request: contract.SampleRequest):
+        """``tritonclient.grpc.InferInput`` objects of :meth:`contract.SampleRequest.to_inputs` (a batch of 1)."""
         from tritonclient.grpc import InferInput
 
-        prompt = contract.validate_prompt(prompt_tokens)
-        values = {
-            contract.PROMPT_TOKENS: np.asarray([prompt], dtype=np.int64),
-            contract.TEMPERATURE: np.asarray([[contract.validate_temperature(temperature)]], dtype=np.float32),
-            contract.SEED: np.asarray([[contract.validate_seed(seed)]], dtype=np.int64),
-            contract.NUM_BARS: np.asarray([[contract.validate_num_bars(num_bars)]], dtype=np.int32),
-            contract.MAX_NEW_TOKENS: np.asarray([[contract.validate_max_new_tokens(max_new_tokens)]], dtype=np.int32),
-            contract.TOP_K: np.asarray([[contract.validate_top_k(top_k)]], dtype=np.int32),
-            contract.TOP_P: np.asarray([[contract.validate_top_p(top_p)]], dtype=np.float32),
-            contract.KEY_GUIDANCE: np.asarray([[1 if key_guidance else 0]], dtype=np.int32),
-        }
-        if melody is not None:
-            notes = contract.validate_melody(melody)
-            values[contract.MELODY] = np.asarray([[x for note in notes for x in note]], dtype=np.float32)
+        datatypes = {name: triton for name, _dtype, triton, _shape in contract.INPUTS}
         inputs = []
-        for name, dtype, triton_dtype, _shape in contract.INPUTS:
-            if name not in values:
-                continue
-            array = values[name].astype(dtype, copy=False)
-            item = InferInput(name, list(array.shape), triton_dtype)
+        for name, array in request.to_inputs().items():
+            item = InferInput(name, list(array.shape), datatypes[name])
             item.set_data_from_numpy(array)
             inputs.append(item)
         return inputs
 
-    async def generate(
-        self,
-        prompt_tokens: Sequence[int],
-        *,
-        temperature: float,
-        seed: int,
-        num_bars: int,
-        max_new_tokens: int | None = None,
-        timeout_s: float | None = None,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        melody: Sequence | None = None,
-        key_guidance: bool = True,
-    ) -> list[int]:
-        """Sample a continuation of ``prompt_tokens`` on the server.
+    async def generate(self, request: contract.SampleRequest, *, timeout_s: float | None = None) -> list[int]:
+        """Sample a continuation of ``request.prompt_tokens`` on the server.
 
         With a primer in the prompt (ids after ``BOS``) the result starts with the primer.
-        With ``melody`` the server harmonises it: it samples the other voices while
+        With ``request.melody`` the server harmonises it: it samples the other voices while
         forcing every melody note to be the top voice at its onset (constrained
         decoding), so the decoded MIDI keeps 100% of the melody (see
         :func:`musicaas_generator.tokens.soprano_kept`).
 
         Parameters
         ----------
-        prompt_tokens : sequence of int
-            Prompt ids (see :func:`musicaas_generator.tokens.build_prompt`).
-        temperature : float in (0, 5]
-        seed : int (signed 64-bit)
-            Same inputs and seed give the same tokens.
-        num_bars : int in [1, 32]
-        max_new_tokens : int in [1, 4096], optional
-            Default :func:`contract.default_max_new_tokens` of ``num_bars``.
-        timeout_s : float, optional
-            Deadline of this call (default: the client's ``timeout_s``).
-        top_k : int in [0, 1000]
-            Sample among the ``top_k`` most likely ids (0 = off; Fan et al. 2018).
-        top_p : float in (0, 1]
-            Nucleus sampling: the smallest set of ids holding ``top_p`` of the mass (1.0 = off;
-            Holtzman et al. 2020).
-        melody : sequence of MelodyNote, optional
-            Melody to harmonise (:func:`musicaas_generator.tokens.parse_melody`); it must fit
-            in ``num_bars`` bars and the prompt must hold no primer.
-        key_guidance : bool
-            Key-guided decoding (default): pitches outside the requested key's scale are
-            masked and the first and last bar keep to the tonic triad (melody notes are
-            never masked). False samples the model's own distribution.
+        request : contract.SampleRequest
+            The validated request (prompt, temperature, seed, bars, token budget, top-k,
+            top-p, melody, key guidance).
+        timeout_s : float > 0, optional
+            Deadline of this call in seconds (default: the client's ``timeout_s``).
 
         Returns
         -------
@@ -228,38 +174,37 @@ class TritonGenerator:
 
         Raises
         ------
-        InvalidArgument
-            For an argument out of range (the message names it) or a request the server rejects.
+        FieldError
+            (an :class:`InvalidArgument`) when the model rejects the request, naming the field;
+            a plain :class:`InvalidArgument` when Triton itself rejects it.
         Unavailable
-            When the server cannot be reached or the model is not loaded.
+            When the server cannot be reached, the model is not loaded or it failed.
         DeadlineExceeded
             When the call takes longer than ``timeout_s``.
         """
-        if max_new_tokens is None:
-            max_new_tokens = contract.default_max_new_tokens(contract.validate_num_bars(num_bars))
-        inputs = self.build_inputs(
-            prompt_tokens, temperature=temperature, seed=seed, num_bars=num_bars, max_new_tokens=max_new_tokens,
-            top_k=top_k, top_p=top_p, melody=melody, key_guidance=key_guidance,
-        )
         from tritonclient.grpc import InferRequestedOutput
 
         deadline = float(timeout_s if timeout_s is not None else self.timeout_s)
         if deadline <= 0:
             raise InvalidArgument(f"timeout_s must be > 0, got {timeout_s!r}")
+        inputs = self.build_inputs(request)
         client = self._ensure_client()
         try:
             result = await asyncio.wait_for(
                 client.infer(
                     self.model_name,
                     inputs,
-                    outputs=[InferRequestedOutput(contract.TOKENS)],
+                    outputs=[InferRequestedOutput(name) for name, *_ in contract.OUTPUTS],
                     client_timeout=deadline,
                 ),
                 timeout=deadline + 1.0,
             )
         except Exception as exc:
             raise self._map_error(exc, timeout_s=deadline) from exc
-        tokens = result.as_numpy(contract.TOKENS)
-        if tokens is None:
-            raise self._unavailable(f"response holds no {contract.TOKENS} output")
-        return contract.strip_padding(np.asarray(tokens).reshape(-1).tolist())
+        try:
+            return contract.decode_outputs({name: result.as_numpy(name) for name, *_ in contract.OUTPUTS})
+        except contract.FieldError as exc:
+            raise contract.FieldError(exc.field, f"model server at {self.url} rejected the request: {exc.message}") \
+                from None
+        except ValueError as exc:
+            raise self._unavailable(str(exc)) from None

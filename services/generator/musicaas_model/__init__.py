@@ -9,6 +9,7 @@ by this package's ``__init__``, so locating the package stays cheap):
               (temperature, top-k, top-p, per-row seeds)
 ``constraints`` constrained decoding: REMI grammar + metre, key guidance, melody harmonisation
 ``train``     ``python -m musicaas_model.train --out <dir>``
+``card``      the model card and training figure that ``train`` writes (no torch)
 ``serve``     ``python -m musicaas_model.serve`` and :func:`musicaas_model.serve.start_triton`
 ``evaluate``  ``python -m musicaas_model.evaluate``: key adherence of a checkpoint
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from musicaas.keys import ALL_KEYS, Key
+from musicaas.keys import Key
 
 #: Ticks per quarter note of the scores we build (REMI quantises them anyway).
 TICKS_PER_QUARTER = 480

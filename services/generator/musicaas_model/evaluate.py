@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from musicaas.keys import ALL_KEYS, Key
+from musicaas_model.card import write_card_section
 
 _MAJOR = (0, 2, 4, 5, 7, 9, 11)
 _MINOR = (0, 2, 3, 5, 7, 8, 9, 10, 11)
@@ -196,33 +197,6 @@ def update_model_card(card: Path, result: dict) -> None:
         "",
     ]
     write_card_section(card, lines)
-
-
-def write_card_section(card: Path, lines: list[str]) -> None:
-    """Replace (or append) one ``## `` section of a Markdown model card.
-
-    Parameters
-    ----------
-    card : pathlib.Path
-        The Markdown file; created when missing.
-    lines : list of str
-        The new section, one line per item; ``lines[0]`` is its heading (e.g. ``"## Key adherence"``).
-        The section found in ``card`` runs from the first occurrence of that heading to the next
-        ``"\n## "`` (or the end of the file); without one, the section is appended after a blank line.
-
-    Raises
-    ------
-    OSError
-        When ``card`` cannot be read or written.
-    """
-    text = card.read_text() if card.exists() else ""
-    head, sep, tail = text.partition(lines[0])
-    if sep:
-        rest = tail.split("\n## ", 1)
-        text = head + "\n".join(lines) + (("\n## " + rest[1]) if len(rest) > 1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines)
-    card.write_text(text)
 
 
 if __name__ == "__main__":

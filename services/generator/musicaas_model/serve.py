@@ -14,8 +14,10 @@ From Python (tests, the local stack)::
 The model (named :data:`musicaas_generator.contract.MODEL_NAME`) does the whole
 autoregressive sampling per request (see :func:`musicaas_model.model.generate`), with
 Triton's dynamic batcher grouping concurrent requests into one batched, KV-cached
-sampling loop. The tensor names, dtypes and shapes come from
-:mod:`musicaas_generator.contract`.
+sampling loop. The tensor names, dtypes and shapes, the request type that decodes and
+validates each row (:class:`~musicaas_generator.contract.SampleRequest`) and the per-row
+``ERROR`` output come from :mod:`musicaas_generator.contract`; this module adds only the
+checks that need the model (vocabulary, pitch range, melody against the prompt's metre).
 
 ``LD_LIBRARY_PATH``: the Python backend stub that tritonserver starts loads
 ``libpython3.X.so``; with an interpreter built outside the system paths (pyenv) the
@@ -37,8 +39,9 @@ import sys
 import sysconfig
 import threading
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -77,8 +80,8 @@ class SymbolicModel:
         self.special = special
         self.meta = meta
         self.source = source
-        self.calls = 0
-        self.rows = 0
+        #: How many sampling loops (forward batches) ran with each number of rows.
+        self.batch_sizes: Counter[int] = Counter()
         self.grammar = Grammar.from_vocab(dict(vocab)) if vocab else None
 
     @classmethod
@@ -109,118 +112,90 @@ class SymbolicModel:
         return cls(tiny_model(len(vocab), seed=seed), SpecialIds.from_vocab(vocab), {"tiny": True}, source="tiny",
                    vocab=vocab)
 
-    def generate_rows(self, rows: list[dict[str, Any]]) -> list[list[int]]:
-        """Validate and sample every row (``prompt, temperature, seed, num_bars, max_new_tokens``)."""
-        from musicaas_model.model import GenerationRequest, generate
+    def check(self, request: contract.SampleRequest) -> contract.SampleRequest:
+        """``request`` when this model can serve it (the checks that need the model; the
+        contract's ranges were checked when the request was built).
 
+        Raises
+        ------
+        contract.FieldError
+            ``prompt_tokens`` with ids outside the vocabulary; ``melody`` when this model has no
+            grammar, the prompt holds a primer, a pitch is outside the model's range, or the
+            melody is longer than ``num_bars`` bars of the prompt's metre.
+        """
         vocab_size = self.model.cfg.vocab_size
-        requests = []
-        for r in rows:
-            prompt = [int(t) for t in r["prompt"]]
-            if not prompt or len(prompt) > contract.MAX_PROMPT_TOKENS:
-                raise ValueError(f"{contract.PROMPT_TOKENS} must hold 1..{contract.MAX_PROMPT_TOKENS} ids, got {len(prompt)}")
-            if min(prompt) < 0 or max(prompt) >= vocab_size:
-                raise ValueError(f"{contract.PROMPT_TOKENS} holds ids outside [0, {vocab_size})")
-            temperature = float(r["temperature"])
-            if not np.isfinite(temperature) or temperature <= 0 or temperature > contract.MAX_TEMPERATURE:
-                raise ValueError(f"{contract.TEMPERATURE} must be in (0, {contract.MAX_TEMPERATURE}], got {temperature}")
-            num_bars = int(r["num_bars"])
-            if not contract.MIN_BARS <= num_bars <= contract.MAX_BARS:
-                raise ValueError(f"{contract.NUM_BARS} must be in [{contract.MIN_BARS}, {contract.MAX_BARS}], got {num_bars}")
-            max_new = int(r["max_new_tokens"])
-            if not 1 <= max_new <= contract.MAX_NEW_TOKENS_LIMIT:
-                raise ValueError(f"{contract.MAX_NEW_TOKENS} must be in [1, {contract.MAX_NEW_TOKENS_LIMIT}], got {max_new}")
-            top_k = int(r.get("top_k", 0))
-            if not 0 <= top_k <= contract.MAX_TOP_K:
-                raise ValueError(f"{contract.TOP_K} must be in [0, {contract.MAX_TOP_K}], got {top_k}")
-            top_p = float(r.get("top_p", 1.0))
-            if not np.isfinite(top_p) or not 0.0 < top_p <= 1.0:
-                raise ValueError(f"{contract.TOP_P} must be in (0, 1], got {top_p}")
-            melody = self._check_melody(r.get("melody"), prompt, num_bars)
-            key_guidance = bool(int(r.get("key_guidance", 1)))
-            requests.append(GenerationRequest(prompt, temperature, int(r["seed"]), num_bars, max_new, top_k, top_p, melody,
-                                              key_guidance))
-        self.calls += 1
-        self.rows += len(requests)
-        return generate(self.model, requests, self.special, self.grammar)
+        if max(request.prompt_tokens) >= vocab_size:
+            raise contract.FieldError("prompt_tokens", f"prompt_tokens holds ids outside [0, {vocab_size})")
+        if request.melody is not None:
+            self._check_melody(request)
+        return request
 
-    def _check_melody(self, flat, prompt: list[int], num_bars: int) -> list[tuple[float, float, int]] | None:
-        """``MELODY`` (flattened triples) as checked notes; ``None`` when absent or empty."""
-        if flat is None or len(flat) == 0:
-            return None
+    def _check_melody(self, request: contract.SampleRequest) -> None:
+        def bad(message: str) -> contract.FieldError:
+            return contract.FieldError("melody", f"melody: {message}")
+
         if self.grammar is None:
-            raise ValueError(f"{contract.MELODY}: this model has no vocabulary grammar; harmonisation is unavailable")
-        values = [float(x) for x in flat]
-        if len(values) % 3:
-            raise ValueError(f"{contract.MELODY} must hold (start_beats, duration_beats, pitch) triples")
-        try:
-            notes = contract.validate_melody([values[i : i + 3] for i in range(0, len(values), 3)])
-        except Exception as exc:
-            raise ValueError(f"{contract.MELODY}: {getattr(exc, 'message', exc)}") from None
+            raise bad("this model has no vocabulary grammar; harmonisation is unavailable")
+        prompt = list(request.prompt_tokens)
         if self.special.bos in prompt and prompt.index(self.special.bos) < len(prompt) - 1:
-            raise ValueError(f"{contract.MELODY}: a melody cannot be combined with a primer")
+            raise bad("a melody cannot be combined with a primer")
         pitches = set(self.grammar.pitch.values())
-        for start, _d, pitch in notes:
+        for start, _d, pitch in request.melody:
             if pitch not in pitches:
-                raise ValueError(f"{contract.MELODY}: the note at beat {start:g} has pitch {pitch}, outside the "
-                                 f"model's range [{min(pitches)}, {max(pitches)}]")
+                raise bad(f"the note at beat {start:g} has pitch {pitch}, outside the model's range "
+                          f"[{min(pitches)}, {max(pitches)}]")
         metre = next((self.grammar.metre_ctrl[t] for t in prompt if t in self.grammar.metre_ctrl), "4/4")
         num, den = (int(x) for x in metre.split("/"))
-        bar_beats = num * 4 / den
-        end = max(s + d for s, d, _ in notes)
-        if end > num_bars * bar_beats + 1e-6:
-            raise ValueError(f"{contract.MELODY}: the melody lasts {end:g} beats, longer than {contract.NUM_BARS} = "
-                             f"{num_bars} bars of {metre}")
-        return notes
+        end = max(s + d for s, d, _ in request.melody)
+        if end > request.num_bars * num * 4 / den + 1e-6:
+            raise bad(f"the melody lasts {end:g} beats, longer than num_bars = {request.num_bars} bars of {metre}")
+
+    def sample(self, requests: Sequence[contract.SampleRequest]) -> list[list[int]]:
+        """Check (:meth:`check`) and sample every request in one batch; ids per request.
+
+        Raises
+        ------
+        contract.FieldError
+            For the first request this model cannot serve.
+        """
+        return self._generate([self.check(r) for r in requests])
+
+    def _generate(self, requests: Sequence[contract.SampleRequest]) -> list[list[int]]:
+        from musicaas_model.model import GenerationRequest, generate
+
+        rows = [
+            GenerationRequest(list(r.prompt_tokens), r.temperature, r.seed, r.num_bars, r.max_new_tokens, r.top_k,
+                              r.top_p, None if r.melody is None else list(r.melody), r.key_guidance)
+            for r in requests
+        ]
+        self.batch_sizes[len(rows)] += 1
+        return generate(self.model, rows, self.special, self.grammar)
 
     def infer(self, requests: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        """PyTriton callable: a list of requests (each ``[b, ...]`` arrays) -> a list of ``{TOKENS: [b, L]}``.
+        """PyTriton callable: a list of requests (each ``[b, ...]`` arrays) -> per request ``{TOKENS, ERROR}``.
 
-        Requests are handled as one batch even when their prompts differ in length
-        (the sampler left-pads them), which PyTriton's ``@batch`` (a plain
-        concatenation) cannot do.
+        Every row of every request is decoded and checked on its own
+        (:meth:`contract.SampleRequest.from_inputs`, :meth:`check`); a row that fails gets its
+        :class:`contract.FieldError` in ``ERROR`` and the other rows are sampled together as
+        one batch, even when their prompts differ in length (the sampler left-pads them),
+        which PyTriton's ``@batch`` (a plain concatenation) cannot do.
         """
-        rows, owners = [], []
-        for i, req in enumerate(requests):
-            prompts = np.asarray(req[contract.PROMPT_TOKENS])
-            if prompts.ndim == 1:
-                prompts = prompts[None, :]
-            for j in range(prompts.shape[0]):
-                rows.append({
-                    "prompt": prompts[j].tolist(),
-                    "temperature": float(np.asarray(req[contract.TEMPERATURE]).reshape(-1)[j]),
-                    "seed": int(np.asarray(req[contract.SEED]).reshape(-1)[j]),
-                    "num_bars": int(np.asarray(req[contract.NUM_BARS]).reshape(-1)[j]),
-                    "max_new_tokens": int(np.asarray(req[contract.MAX_NEW_TOKENS]).reshape(-1)[j]),
-                    "top_k": int(np.asarray(req[contract.TOP_K]).reshape(-1)[j]) if contract.TOP_K in req else 0,
-                    "top_p": float(np.asarray(req[contract.TOP_P]).reshape(-1)[j]) if contract.TOP_P in req else 1.0,
-                    "melody": _row(req[contract.MELODY] if contract.MELODY in req else None, j),
-                    "key_guidance": int(np.asarray(req[contract.KEY_GUIDANCE]).reshape(-1)[j])
-                    if contract.KEY_GUIDANCE in req else 1,
-                })
-                owners.append(i)
+        rows: list[list[contract.SampleRequest | contract.FieldError]] = []
+        for req in requests:
+            mine: list[contract.SampleRequest | contract.FieldError] = []
+            for j in range(contract.num_rows(req)):
+                try:
+                    mine.append(self.check(contract.SampleRequest.from_inputs(req, j)))
+                except contract.FieldError as exc:
+                    mine.append(exc)
+            rows.append(mine)
+        good = [r for mine in rows for r in mine if isinstance(r, contract.SampleRequest)]
         started = time.perf_counter()
-        outputs = self.generate_rows(rows)
-        LOGGER.info("generated %d row(s) from %d request(s) in %.2fs", len(rows), len(requests), time.perf_counter() - started)
-        responses = []
-        for i in range(len(requests)):
-            mine = [out for out, owner in zip(outputs, owners) if owner == i]
-            width = max(1, max(len(o) for o in mine))
-            arr = np.full((len(mine), width), contract.TOKENS_PAD, dtype=np.int64)
-            for j, o in enumerate(mine):
-                arr[j, : len(o)] = o
-            responses.append({contract.TOKENS: arr})
-        return responses
-
-
-def _row(value, j: int):
-    """Row ``j`` of an optional batched input (``None`` when the request left it out)."""
-    if value is None:
-        return None
-    arr = np.asarray(value)
-    if arr.ndim == 1:
-        return arr.tolist() if j == 0 else None
-    return arr[j].tolist()
+        outputs = iter(self._generate(good) if good else [])
+        LOGGER.info("generated %d row(s) from %d request(s) in %.2fs (%d rejected)", len(good), len(requests),
+                    time.perf_counter() - started, sum(len(m) for m in rows) - len(good))
+        return [contract.encode_outputs([next(outputs) if isinstance(r, contract.SampleRequest) else r for r in mine])
+                for mine in rows]
 
 
 def _tensor_specs():
@@ -338,7 +313,7 @@ def start_triton(
             raise FileNotFoundError(f"model checkpoint not found at {path}: train it with python -m musicaas_model.train")
         model = SymbolicModel.from_checkpoint(path)
     # Warm the sampler once (first-call allocations) before Triton routes traffic to it.
-    model.generate_rows([{"prompt": [model.special.bos], "temperature": 1.0, "seed": 0, "num_bars": 1, "max_new_tokens": 4}])
+    model.sample([contract.SampleRequest((model.special.bos,), temperature=1.0, seed=0, num_bars=1, max_new_tokens=4)])
 
     ensure_libpython_on_library_path()
     address = bind_address or host
