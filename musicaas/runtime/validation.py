@@ -12,6 +12,7 @@ field               maximum                     characters
 ``filename``        255 bytes of UTF-8          printable Unicode; no control characters,
                     (POSIX ``NAME_MAX``)        no ``/`` or ``\\`` (a name, not a path)
 ``title``           256 characters              printable Unicode; no control characters
+short controls      32 characters               printable Unicode (``params.key``, ...)
 ``content_type``    127 characters              ``type/subtype`` in the RFC 6838
                                                 restricted-name alphabet
 track id            ``trk_`` + 24 hex digits    ``[0-9a-f]``
@@ -94,18 +95,29 @@ def check_filename(value: str, *, field: str = "filename") -> str:
     return value
 
 
-def check_title(value: str, *, field: str = "title") -> str:
-    """Check a title; returns it unchanged. Empty is allowed.
+def check_text(value: str, *, field: str, max_chars: int) -> str:
+    """Check a short free-text field (a control such as a key name); empty is allowed.
 
     Raises
     ------
     InvalidArgument
-        Longer than :data:`MAX_TITLE_CHARS` characters, or a control character.
+        Longer than ``max_chars`` characters, or a control character.
     """
-    if len(value) > MAX_TITLE_CHARS:
-        raise InvalidArgument(f"{field} is {len(value)} characters long, more than {MAX_TITLE_CHARS}: {quote(value)}")
+    if len(value) > max_chars:
+        raise InvalidArgument(f"{field} is {len(value)} characters long, more than {max_chars}: {quote(value)}")
     _printable(field, value)
     return value
+
+
+def check_title(value: str, *, field: str = "title") -> str:
+    """Check a title (at most :data:`MAX_TITLE_CHARS` characters, printable); empty is allowed.
+
+    Raises
+    ------
+    InvalidArgument
+        Too long, or a control character.
+    """
+    return check_text(value, field=field, max_chars=MAX_TITLE_CHARS)
 
 
 def check_content_type(value: str, *, field: str = "content_type") -> str:

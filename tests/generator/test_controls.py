@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 from musicaas_model import data  # noqa: E402
 from musicaas_model.constraints import Grammar  # noqa: E402
 from musicaas_model.model import GenerationRequest, SpecialIds, filter_logits, generate, tiny_model  # noqa: E402
+from generator_helpers import midi_of  # noqa: E402 - tests/generator is on sys.path
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -28,20 +29,6 @@ def tok(train_tokenizer):
 def parts(tok):
     vocab = dict(tok.vocab)
     return tiny_model(len(vocab), block_size=128), SpecialIds.from_vocab(vocab), Grammar.from_vocab(vocab)
-
-
-def _midi(notes, *, tpq=480, numerator=4, tracks=1):
-    """A MIDI file from ``(start_beats, duration_beats, pitch)`` notes."""
-    import symusic
-
-    score = symusic.Score(tpq)
-    score.time_signatures.append(symusic.TimeSignature(0, numerator, 4))
-    for k in range(tracks):
-        track = symusic.Track(program=0, is_drum=False, name=f"t{k}")
-        for start, duration, pitch in notes:
-            track.notes.append(symusic.Note(int(start * tpq), int(duration * tpq), int(pitch) + 12 * k, 80))
-        score.tracks.append(track)
-    return bytes(score.dumps_midi())
 
 
 MELODY = [(0, 1, 67), (1, 1, 69), (2, 2, 71), (4.5, 0.5, 72), (5, 3, 74), (9, 2, 67), (11, 1, 66), (12, 4, 67)]
@@ -84,7 +71,7 @@ def test_prompt_rejects_bad_controls(tok, kwargs, field):
 
 
 def test_prompt_with_primer_counts_its_bars(tok):
-    primer = tokens.midi_to_primer_tokens(_midi([(q, 1, 60 + q % 7) for q in range(8)]), tokenizer=tok)
+    primer = tokens.midi_to_primer_tokens(midi_of([(q, 1, 60 + q % 7) for q in range(8)]), tokenizer=tok)
     assert tokens.token_names(primer, tokenizer=tok)[:2] == ["Bar_None", "TimeSig_4/4"]
     assert primer.count(tok.vocab["Bar_None"]) == 2
     prompt = tokens.build_prompt(Key.parse("C major"), 4, primer_tokens=primer, tokenizer=tok)
@@ -96,7 +83,7 @@ def test_prompt_with_primer_counts_its_bars(tok):
 
 def test_primer_max_bars_and_long_prompt(tok):
     notes = [(q / 2, 0.5, 48 + (q * 5) % 36) for q in range(64 * 2)]
-    primer = tokens.midi_to_primer_tokens(_midi(notes, tracks=3), max_bars=8, tokenizer=tok)
+    primer = tokens.midi_to_primer_tokens(midi_of(notes, tracks=3), max_bars=8, tokenizer=tok)
     assert primer.count(tok.vocab["Bar_None"]) == 8
     assert len(tokens.build_prompt(Key.parse("C major"), 8, primer_tokens=primer, tokenizer=tok)) <= \
         contract.MAX_PROMPT_TOKENS
@@ -114,14 +101,14 @@ def test_malformed_primer(tok, midi, message):
 
 def test_primer_without_notes(tok):
     with pytest.raises(InvalidArgument, match="primer_midi: the file holds no notes"):
-        tokens.midi_to_primer_tokens(_midi([]), tokenizer=tok)
+        tokens.midi_to_primer_tokens(midi_of([]), tokenizer=tok)
 
 
 # ----------------------------------------------------------------------------- melodies
 
 
 def test_parse_melody_quantises():
-    melody = tokens.parse_melody(_midi([(0.02, 0.98, 67), (1.0, 1.05, 69), (2.0, 2.0, 71)]))
+    melody = tokens.parse_melody(midi_of([(0.02, 0.98, 67), (1.0, 1.05, 69), (2.0, 2.0, 71)]))
     assert melody == [tokens.MelodyNote(0.0, 1.0, 67), tokens.MelodyNote(1.0, 1.0, 69), tokens.MelodyNote(2.0, 2.0, 71)]
     assert tokens.melody_bars(melody) == 1 and tokens.melody_bars(melody, "3/4") == 2
 
@@ -137,20 +124,20 @@ def test_malformed_melody(midi, message):
 
 def test_melody_must_be_monophonic():
     with pytest.raises(InvalidArgument, match=r"melody_midi: not monophonic.*beat 1\b.*beat 1\.5"):
-        tokens.parse_melody(_midi([(0, 1, 60), (1, 2, 62), (1.5, 1, 64)]))
+        tokens.parse_melody(midi_of([(0, 1, 60), (1, 2, 62), (1.5, 1, 64)]))
     with pytest.raises(InvalidArgument, match="melody_midi: not monophonic"):
-        tokens.parse_melody(_midi([(0, 1, 60)], tracks=2))  # a chord: two tracks in octaves
+        tokens.parse_melody(midi_of([(0, 1, 60)], tracks=2))  # a chord: two tracks in octaves
     with pytest.raises(InvalidArgument, match="melody_midi: the file holds no notes"):
-        tokens.parse_melody(_midi([]))
+        tokens.parse_melody(midi_of([]))
 
 
 def test_soprano_kept_measures_the_top_voice(tok):
     melody = [tokens.MelodyNote(0, 1, 67), tokens.MelodyNote(1, 1, 69)]
-    both = _midi([(0, 1, 67), (1, 1, 69), (0, 2, 60)])
+    both = midi_of([(0, 1, 67), (1, 1, 69), (0, 2, 60)])
     assert tokens.soprano_kept(both, melody) == 1.0
-    above = _midi([(0, 1, 67), (1, 1, 69), (0, 2, 68)])  # 68 sounds above the melody's 67 at beat 0
+    above = midi_of([(0, 1, 67), (1, 1, 69), (0, 2, 68)])  # 68 sounds above the melody's 67 at beat 0
     assert tokens.soprano_kept(above, melody) == 0.5
-    assert tokens.soprano_kept(_midi([(0, 1, 60)]), melody) == 0.0
+    assert tokens.soprano_kept(midi_of([(0, 1, 60)]), melody) == 0.0
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -199,7 +186,7 @@ def test_requested_metre_and_bars(tok, parts, metre):
 
 def test_primer_continuation_starts_with_the_primer(tok, parts):
     model, special, grammar = parts
-    primer = tokens.midi_to_primer_tokens(_midi([(q, 1, 60 + q % 7) for q in range(8)]), tokenizer=tok)
+    primer = tokens.midi_to_primer_tokens(midi_of([(q, 1, 60 + q % 7) for q in range(8)]), tokenizer=tok)
     prompt = tokens.build_prompt(Key.parse("C major"), 2, primer_tokens=primer, tokenizer=tok)
     out = generate(model, [_req(prompt, 5, bars=2, max_new=400)], special, grammar)[0]
     assert out[: len(primer)] == primer
@@ -209,7 +196,7 @@ def test_primer_continuation_starts_with_the_primer(tok, parts):
 def test_long_primer_is_windowed(tok, parts):
     model, special, grammar = parts  # block size 128 < the prompt
     notes = [(q / 2, 0.5, 48 + (q * 5) % 36) for q in range(64)]
-    primer = tokens.midi_to_primer_tokens(_midi(notes, tracks=2), tokenizer=tok)
+    primer = tokens.midi_to_primer_tokens(midi_of(notes, tracks=2), tokenizer=tok)
     prompt = tokens.build_prompt(Key.parse("C major"), 1, primer_tokens=primer, tokenizer=tok)
     assert len(prompt) > model.cfg.block_size
     out = generate(model, [_req(prompt, 0, bars=1, max_new=100)], special, grammar)[0]
@@ -255,7 +242,7 @@ def test_server_checks_what_needs_the_model(tok):
     with pytest.raises(contract.FieldError, match="outside") as info:
         server.sample([req(prompt_tokens=[len(tok.vocab)])])
     assert info.value.field == "prompt_tokens"
-    primer = tokens.midi_to_primer_tokens(_midi([(q, 1, 60) for q in range(4)]), tokenizer=tok)
+    primer = tokens.midi_to_primer_tokens(midi_of([(q, 1, 60) for q in range(4)]), tokenizer=tok)
     with pytest.raises(contract.FieldError, match="primer"):
         server.sample([req(prompt_tokens=tokens.build_prompt(Key.parse("G major"), 2, primer_tokens=primer,
                                                              tokenizer=tok), melody=MELODY[:2])])

@@ -8,6 +8,7 @@ from musicaas.generator.v1 import generator_pb2
 from musicaas.runtime.errors import InvalidArgument
 from musicaas_generator import contract, tokens
 from musicaas_generator.params import MAX_VARIATIONS, plan_generation, validate_params
+from generator_helpers import midi_of  # noqa: E402 - tests/generator is on sys.path
 
 
 def test_defaults_and_seed_are_filled():
@@ -75,17 +76,6 @@ def test_bad_controls_name_the_field(fields, named):
     assert named in info.value.message
 
 
-def _midi(notes):
-    import symusic
-
-    score = symusic.Score(480)
-    track = symusic.Track(program=0, is_drum=False, name="m")
-    for start, duration, pitch in notes:
-        track.notes.append(symusic.Note(int(start * 480), int(duration * 480), pitch, 80))
-    score.tracks.append(track)
-    return bytes(score.dumps_midi())
-
-
 def test_plan_has_one_request_per_variation_with_consecutive_seeds(tokenizer):
     plan = plan_generation(generator_pb2.GenerationParams(
         key="A minor", num_bars=3, seed=7, num_variations=3, temperature=0.8, top_k=4, top_p=0.5, key_guidance=False,
@@ -104,7 +94,7 @@ def test_plan_reads_the_melody_once_and_takes_its_length(tokenizer, monkeypatch)
     calls = []
     real = tokens.parse_melody
     monkeypatch.setattr(tokens, "parse_melody", lambda midi: calls.append(midi) or real(midi))
-    melody_midi = _midi([(float(b), 1.0, 67 + b % 3) for b in range(10)])  # 10 beats: 3 bars of 4/4
+    melody_midi = midi_of([(float(b), 1.0, 67 + b % 3) for b in range(10)])  # 10 beats: 3 bars of 4/4
     plan = plan_generation(generator_pb2.GenerationParams(key="G major", melody_midi=melody_midi, seed=1,
                                                           num_variations=2), tokenizer=tokenizer)
     assert calls == [melody_midi]

@@ -14,6 +14,7 @@ from musicaas.runtime.procs import free_port
 from musicaas_generator import contract, tokens
 from musicaas_generator.contract import SampleRequest
 from musicaas_generator.triton_client import TritonGenerator
+from generator_helpers import midi_of  # noqa: E402 - tests/generator is on sys.path
 
 pytestmark = pytest.mark.integration
 
@@ -107,17 +108,6 @@ def tiny_tok():
     return data.build_tokenizer()
 
 
-def _melody_midi(notes):
-    import symusic
-
-    score = symusic.Score(480)
-    track = symusic.Track(program=0, is_drum=False, name="melody")
-    for start, duration, pitch in notes:
-        track.notes.append(symusic.Note(int(start * 480), int(duration * 480), pitch, 80))
-    score.tracks.append(track)
-    return bytes(score.dumps_midi())
-
-
 async def test_top_k_top_p_metre_and_seed_through_triton(tiny_triton, tiny_tok):
     prompt = tokens.build_prompt(Key.parse("A minor"), 2, metre="3/4", style="folk", tempo_bpm=120, tokenizer=tiny_tok)
 
@@ -139,7 +129,7 @@ async def test_top_k_top_p_metre_and_seed_through_triton(tiny_triton, tiny_tok):
 
 
 async def test_harmonisation_through_triton_keeps_the_melody(tiny_triton, tiny_tok):
-    melody = tokens.parse_melody(_melody_midi([(0, 1, 67), (1, 1, 69), (2, 2, 71), (4, 1, 72), (5, 3, 74), (8, 4, 67)]))
+    melody = tokens.parse_melody(midi_of([(0, 1, 67), (1, 1, 69), (2, 2, 71), (4, 1, 72), (5, 3, 74), (8, 4, 67)]))
     bars = tokens.melody_bars(melody)
     prompt = tokens.build_prompt(Key.parse("G major"), bars, tokenizer=tiny_tok)
     async with TritonGenerator(tiny_triton.grpc_url, timeout_s=60) as g:
@@ -160,7 +150,7 @@ async def test_harmonisation_through_triton_keeps_the_melody(tiny_triton, tiny_t
 
 
 async def test_primer_continuation_through_triton(tiny_triton, tiny_tok):
-    primer = tokens.midi_to_primer_tokens(_melody_midi([(q, 1, 60 + q % 5) for q in range(8)]), tokenizer=tiny_tok)
+    primer = tokens.midi_to_primer_tokens(midi_of([(q, 1, 60 + q % 5) for q in range(8)]), tokenizer=tiny_tok)
     prompt = tokens.build_prompt(Key.parse("C major"), 2, primer_tokens=primer, tokenizer=tiny_tok)
     async with TritonGenerator(tiny_triton.grpc_url, timeout_s=30) as g:
         await g.wait_ready(timeout_s=10)

@@ -143,7 +143,7 @@ async def test_add_track_stores_records_and_announces_once_per_content(nats_url)
                                     source=common_pb2.TRACK_SOURCE_UPLOAD)
         assert track.track_id == track_id and track.state == common_pb2.TRACK_STATE_UPLOADED
         assert (track.filename, track.title, track.source) == ("dir/song.wav", "Song", common_pb2.TRACK_SOURCE_UPLOAD)
-        assert track.audio_blob.name == f"tracks/{track_id}/song.wav" and track.audio_blob.content_type == "audio/wav"
+        assert track.audio_blob.name == f"tracks/{track_id}/source" and track.audio_blob.content_type == "audio/wav"
         assert await bus.get_blob(track.audio_blob) == data
         assert await bus.get_track(track_id) == track
         assert track.created_at.seconds > 0 and track.updated_at == track.created_at

@@ -25,6 +25,7 @@ async def main(settings: AnalyzerSettings | None = None, *, stop: asyncio.Event 
         await run_service(
             name="analyzer",
             **settings.server_kwargs(),
+            ready=[lambda: bus.is_connected],
             services=[GrpcService(AnalyzerServicer(analyzer), analyzer_pb2_grpc.add_AnalyzerServiceServicer_to_server,
                                   "musicaas.analyzer.v1.AnalyzerService")],
             # one pull loop per worker process, so uploads are analysed on every core

@@ -44,6 +44,7 @@ async def main(settings: GatewaySettings | None = None, *, stop: asyncio.Event |
         await run_service(
             name="gateway",
             **settings.server_kwargs(),
+            ready=[lambda: bus.is_connected],
             services=[GrpcService(servicer, gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
                                   "musicaas.gateway.v1.GatewayService")],
             interceptors=[ApiKeyInterceptor(keys)],

@@ -1,13 +1,21 @@
 """The public gRPC API: authentication, validation, size limits, deadlines, and the flows.
 
-* ``UploadTrack`` (client streaming): metadata first, then chunks; the size limit is
-  enforced while receiving. The container is sniffed from the bytes by :mod:`musicaas.media`
-  (the analyzer takes the same decision with it) so that a file that is no audio at all is
-  refused at once with INVALID_ARGUMENT, saying what the bytes are; anything subtler
-  (a truncated or corrupt file) fails on the asynchronous path with a
-  ``music.tracks.failed`` event and the track in state ``failed``. The bytes go to the
-  object store, the track to the KV bucket, and ``music.tracks.uploaded`` to the stream.
-  Track ids are content-derived, so re-uploading the same bytes is idempotent.
+* ``UploadTrack`` (client streaming): metadata first (file name, title and MIME type
+  checked by :mod:`musicaas.runtime.validation`), then chunks. The chunks stream into the
+  object store as they arrive (:meth:`Bus.add_uploaded_track`), so the gateway holds at most
+  a few MiB per upload whatever the file size, and at most ``max_concurrent_uploads`` uploads
+  at once; the size limit is enforced while receiving, and a client that sends nothing for
+  ``upload_idle_timeout_s`` is cut off (DEADLINE_EXCEEDED). A refused, stalled or cancelled
+  upload leaves no object and no track. The container is sniffed from the first MiB by
+  :mod:`musicaas.media` (the analyzer takes the same decision with it) so that a file that
+  is no audio at all is refused at once with INVALID_ARGUMENT, saying what the bytes are;
+  anything subtler (a truncated or corrupt file) fails on the asynchronous path with a
+  ``music.tracks.failed`` event and the track in state ``failed``. The track goes to the KV
+  bucket and ``music.tracks.uploaded`` to the stream; object names are the platform's,
+  never the caller's file name. Track ids are content-derived, so re-uploading the same
+  bytes is idempotent.
+* Every id and string a caller sends is checked before it reaches NATS, the recommender or
+  a log line (:mod:`musicaas.runtime.validation`): INVALID_ARGUMENT naming the field.
 * ``GetTrack`` reads the track state.
 * ``GenerateTrack``, ``SimilarTracks``, ``Recommend`` call the generator and the
   recommender with a deadline on every call. ``GenerateTrackStream`` relays the generator's
@@ -24,6 +32,7 @@ time (:func:`hmac.compare_digest`) against every configured key.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 
 import grpc
@@ -37,7 +46,9 @@ from musicaas.generator.v1 import generator_pb2, generator_pb2_grpc
 from musicaas.recommender.v1 import recommender_pb2, recommender_pb2_grpc
 from musicaas.runtime import bus as busmod
 from musicaas.runtime.bus import Bus, new_id
+from musicaas.runtime import validation
 from musicaas.runtime.errors import (
+    DeadlineExceeded,
     InvalidArgument,
     NotFound,
     ResourceExhausted,
@@ -57,8 +68,14 @@ class GatewaySettings(ServiceSettings):
     grpc_port: int = 50051
     #: Comma-separated API keys accepted in ``authorization: Bearer``.
     api_keys: str = ""
-    #: Largest upload accepted, in bytes.
-    max_upload_bytes: int = 50 * 1024 * 1024
+    #: Largest upload accepted, in bytes (1 GiB: 30 minutes of 48 kHz 24-bit stereo WAV is 518 MB).
+    max_upload_bytes: int = 1024 * 1024 * 1024
+    #: Uploads in progress at once; one more is refused with RESOURCE_EXHAUSTED.
+    max_concurrent_uploads: int = 32
+    #: Seconds an upload may go without a message before it is cut off.
+    upload_idle_timeout_s: float = 30.0
+    #: Bytes of one upload buffered between the client and the object store.
+    upload_buffer_bytes: int = 4 * 1024 * 1024
     recommender_addr: str = "127.0.0.1:50053"
     generator_addr: str = "127.0.0.1:50054"
     #: Deadline of a recommender call, in seconds.
@@ -67,6 +84,26 @@ class GatewaySettings(ServiceSettings):
     generate_timeout_s: float = 180.0
     #: Deadline of a streamed generation (GenerateTrackStream), in seconds.
     generate_stream_timeout_s: float = 600.0
+
+
+#: Bytes of an upload read before its container is sniffed (an ID3 tag may precede the audio).
+SNIFF_BYTES = 1024 * 1024
+#: Most liked or disliked track ids in one Recommend request.
+MAX_EXAMPLE_IDS = 100
+#: Longest ``GenerationParams.key`` / ``metre`` / ``style``, in characters ("F# minor", "3/4", "chorale").
+MAX_CONTROL_CHARS = 32
+
+
+def _check_generation(request) -> None:
+    """Bounds of a generation request's ids and text controls (their meaning is the generator's to check)."""
+    if request.generation_id:
+        validation.check_generation_id(request.generation_id)
+    for name in ("key", "metre", "style"):
+        validation.check_text(getattr(request.params, name), field=f"params.{name}", max_chars=MAX_CONTROL_CHARS)
+
+
+def _check_filter(flt) -> None:
+    validation.check_text(flt.key, field="filter.key", max_chars=MAX_CONTROL_CHARS)
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
@@ -123,50 +160,85 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self.settings = settings
         self.generator = generator_pb2_grpc.GeneratorServiceStub(generator_channel)
         self.recommender = recommender_pb2_grpc.RecommenderServiceStub(recommender_channel)
+        self._uploads = asyncio.Semaphore(settings.max_concurrent_uploads)
 
     async def UploadTrack(self, request_iterator, context) -> gateway_pb2.UploadTrackResponse:
-        meta = None
-        chunks: list[bytes] = []
-        size = 0
-        limit = self.settings.max_upload_bytes
-        async for message in request_iterator:
-            kind = message.WhichOneof("payload")
-            if kind == "metadata":
-                if meta is not None or chunks:
-                    raise InvalidArgument("metadata must be the first and only metadata message of the stream")
-                meta = message.metadata
-            elif kind == "chunk":
-                size += len(message.chunk)
-                if size > limit:
-                    raise ResourceExhausted(f"upload exceeds the limit of {limit} bytes")
-                chunks.append(message.chunk)
-        if meta is None:
+        messages = request_iterator.__aiter__()
+        first = await self._next_message(messages)
+        if first is None or first.WhichOneof("payload") != "metadata":
             raise InvalidArgument("the first message of UploadTrack must carry metadata (filename)")
-        data = b"".join(chunks)
-        if not data:
-            raise InvalidArgument(f"upload {meta.filename!r} is empty (0 bytes)")
-        found = media.sniff(data)
-        if found is None or not found.container.accepted:
-            raise InvalidArgument(media.refusal(data, filename=meta.filename or None))
-        container = found.container.name
-        filename = meta.filename or f"upload.{container}"
-        track = await self.bus.add_track(
-            data, filename=filename, title=meta.title or filename,
-            content_type=meta.content_type or f"audio/{container}", source=common_pb2.TRACK_SOURCE_UPLOAD,
-        )
-        log.info("track_uploaded", track_id=track.track_id, size_bytes=size, filename=filename,
+        meta = first.metadata
+        filename = validation.check_filename(meta.filename, field="metadata.filename")
+        title = validation.check_title(meta.title, field="metadata.title")
+        content_type = validation.check_content_type(meta.content_type, field="metadata.content_type")
+        if self._uploads.locked():
+            raise ResourceExhausted(
+                f"too many uploads in progress (at most {self.settings.max_concurrent_uploads}); retry later"
+            )
+        async with self._uploads:
+            head, size = bytearray(), 0
+            chunks = self._chunks(messages)
+            async for chunk in chunks:  # the first MiB, to sniff the container before storing anything
+                head += chunk
+                if len(head) >= SNIFF_BYTES:
+                    break
+            if not head:
+                raise InvalidArgument(f"upload {validation.quote(filename)} is empty (0 bytes)")
+            found = media.sniff(bytes(head))
+            if found is None or not found.container.accepted:
+                raise InvalidArgument(media.refusal(bytes(head), filename=filename or None))
+            container = found.container
+
+            async def stream():
+                nonlocal size
+                size = len(head)
+                yield bytes(head)
+                async for chunk in chunks:
+                    size += len(chunk)
+                    yield chunk
+
+            track = await self.bus.add_uploaded_track(
+                stream(), filename=filename or f"upload.{container.name}", title=title or filename or "",
+                content_type=content_type or container.mime_type, source=common_pb2.TRACK_SOURCE_UPLOAD,
+                max_buffered_bytes=self.settings.upload_buffer_bytes,
+            )
+        log.info("track_uploaded", track_id=track.track_id, size_bytes=size, container=container.name,
                  state=common_pb2.TrackState.Name(track.state))
         return gateway_pb2.UploadTrackResponse(track_id=track.track_id, state=track.state, size_bytes=size)
 
+    async def _next_message(self, messages):
+        """The next message of a client stream, or None at its end; a client that sends
+        nothing for ``upload_idle_timeout_s`` seconds is cut off."""
+        try:
+            return await asyncio.wait_for(messages.__anext__(), self.settings.upload_idle_timeout_s)
+        except StopAsyncIteration:
+            return None
+        except asyncio.TimeoutError as exc:
+            raise DeadlineExceeded(
+                f"upload idle for {self.settings.upload_idle_timeout_s:g} s: send chunks without pausing"
+            ) from exc
+
+    async def _chunks(self, messages):
+        """The chunks of an upload after its metadata, enforcing the size limit as they arrive."""
+        limit, size = self.settings.max_upload_bytes, 0
+        while (message := await self._next_message(messages)) is not None:
+            if message.WhichOneof("payload") != "chunk":
+                raise InvalidArgument("metadata must be the first and only metadata message of the stream")
+            size += len(message.chunk)
+            if size > limit:
+                raise ResourceExhausted(f"upload exceeds the limit of {limit} bytes")
+            if message.chunk:
+                yield message.chunk
+
     async def GetTrack(self, request, context) -> gateway_pb2.GetTrackResponse:
-        if not request.track_id:
-            raise InvalidArgument("track_id is empty")
+        validation.check_track_id(request.track_id)
         track = await self.bus.get_track(request.track_id)
         if track is None:
             raise NotFound(f"track {request.track_id!r} not found")
         return gateway_pb2.GetTrackResponse(track=track)
 
     async def GenerateTrack(self, request, context) -> gateway_pb2.GenerateTrackResponse:
+        _check_generation(request)
         try:
             resp = await self.generator.GenerateTrack(
                 generator_pb2.GenerateTrackRequest(params=request.params, generation_id=request.generation_id),
@@ -177,6 +249,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         return gateway_pb2.GenerateTrackResponse(result=resp.result)
 
     async def GenerateTrackStream(self, request, context):
+        _check_generation(request)
         call = self.generator.GenerateTrackStream(
             generator_pb2.GenerateTrackRequest(params=request.params, generation_id=request.generation_id),
             timeout=self.settings.generate_stream_timeout_s,
@@ -193,6 +266,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     async def SubmitGeneration(self, request, context) -> gateway_pb2.SubmitGenerationResponse:
         if not request.HasField("params"):
             raise InvalidArgument("params is missing: expected at least params.key")
+        _check_generation(request)
         generation_id = request.generation_id or new_id("gen")
         job, created = await self.bus.create_job(generator_pb2.GenerationJob(
             generation_id=generation_id, state=generator_pb2.GENERATION_STATE_QUEUED, params=request.params,
@@ -208,8 +282,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         return gateway_pb2.SubmitGenerationResponse(generation_id=generation_id, state=generator_pb2.GENERATION_STATE_QUEUED)
 
     async def GetGeneration(self, request, context) -> gateway_pb2.GetGenerationResponse:
-        if not request.generation_id:
-            raise InvalidArgument("generation_id is empty")
+        validation.check_generation_id(request.generation_id)
         job = await self.bus.get_job(request.generation_id)
         if job is None:
             raise NotFound(f"generation {request.generation_id!r} not found")
@@ -220,6 +293,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         return gateway_pb2.GetGenerationResponse(generation=job)
 
     async def SimilarTracks(self, request, context) -> gateway_pb2.SimilarTracksResponse:
+        validation.check_track_id(request.track_id)
+        _check_filter(request.filter)
         try:
             resp = await self.recommender.SimilarTracks(
                 recommender_pb2.SimilarTracksRequest(track_id=request.track_id, limit=request.limit, filter=request.filter),
@@ -230,6 +305,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         return gateway_pb2.SimilarTracksResponse(tracks=resp.tracks)
 
     async def Recommend(self, request, context) -> gateway_pb2.RecommendResponse:
+        for field in ("liked_track_ids", "disliked_track_ids"):
+            ids = getattr(request, field)
+            if len(ids) > MAX_EXAMPLE_IDS:
+                raise InvalidArgument(f"{field} has {len(ids)} ids, more than {MAX_EXAMPLE_IDS}")
+            for i, track_id in enumerate(ids):
+                validation.check_track_id(track_id, field=f"{field}[{i}]")
+        _check_filter(request.filter)
         try:
             resp = await self.recommender.Recommend(
                 recommender_pb2.RecommendRequest(

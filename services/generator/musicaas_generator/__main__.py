@@ -41,6 +41,7 @@ async def main(settings: GeneratorSettings | None = None, *, stop: asyncio.Event
         await run_service(
             name="generator",
             **settings.server_kwargs(),
+            ready=[lambda: bus.is_connected],
             services=[GrpcService(GeneratorServicer(generator), generator_pb2_grpc.add_GeneratorServiceServicer_to_server,
                                   "musicaas.generator.v1.GeneratorService")],
             # asynchronous jobs (music.generations.requested), one at a time

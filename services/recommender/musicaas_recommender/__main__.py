@@ -47,6 +47,7 @@ async def main(settings: RecommenderSettings | None = None, *, stop: asyncio.Eve
         await run_service(
             name="recommender",
             **settings.server_kwargs(),
+            ready=[lambda: bus.is_connected],
             services=[GrpcService(RecommenderServicer(index), recommender_pb2_grpc.add_RecommenderServiceServicer_to_server,
                                   "musicaas.recommender.v1.RecommenderService")],
             background=[
