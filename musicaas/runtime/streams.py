@@ -17,6 +17,11 @@ import threading
 from collections import deque
 
 
+def _resolve(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class PipeAborted(Exception):
     """Raised in the reader when the writer aborted the pipe (the upload was cancelled or refused)."""
 
@@ -39,6 +44,7 @@ class ChunkPipe:
         self._closed = False
         self._error: BaseException | None = None
         self._cond = threading.Condition()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
         #: Largest number of bytes buffered at any moment (for tests and benchmarks).
         self.peak_buffered_bytes = 0
 
@@ -60,12 +66,18 @@ class ChunkPipe:
         """
         if not data:
             return
-        with self._cond:
-            if self._closed or self._error is not None:
-                raise PipeAborted("write to a closed or aborted pipe")
-            full = not self._room()
-        if full:
-            await asyncio.to_thread(self._wait_for_room)
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._cond:
+                if self._closed or self._error is not None:
+                    raise PipeAborted("write to a closed or aborted pipe")
+                if self._room():
+                    break
+                # wait in the event loop, not in a thread: the reader (an executor thread)
+                # wakes us when it has taken data, so no executor thread is held while full
+                waiter = loop.create_future()
+                self._waiters.append((loop, waiter))
+            await waiter
         with self._cond:
             if self._error is not None:
                 raise PipeAborted("the pipe was aborted") from self._error
@@ -74,9 +86,11 @@ class ChunkPipe:
             self.peak_buffered_bytes = max(self.peak_buffered_bytes, self._buffered)
             self._cond.notify_all()
 
-    def _wait_for_room(self) -> None:
-        with self._cond:
-            self._cond.wait_for(self._room)
+    def _wake_writers(self) -> None:
+        """Resolve the futures of writers waiting for room (called with the lock held)."""
+        while self._waiters:
+            loop, waiter = self._waiters.pop()
+            loop.call_soon_threadsafe(_resolve, waiter)
 
     def close(self) -> None:
         """End of data: the reader gets the rest, then 0 (end of file)."""
@@ -90,6 +104,7 @@ class ChunkPipe:
             self._error = error or PipeAborted("the upload was aborted")
             self._chunks.clear()
             self._buffered = 0
+            self._wake_writers()
             self._cond.notify_all()
 
     # -- the reader's side: a minimal binary file object ---------------------------------
@@ -126,5 +141,6 @@ class ChunkPipe:
                 else:
                     self._chunks[0] = head[take:]
             self._buffered -= n
-            self._cond.notify_all()
+            if self._room():
+                self._wake_writers()
             return n

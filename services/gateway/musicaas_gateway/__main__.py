@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 
 import grpc
@@ -32,6 +33,10 @@ async def main(settings: GatewaySettings | None = None, *, stop: asyncio.Event |
     keys = [k.strip() for k in settings.api_keys.split(",") if k.strip()]
     if not keys:
         structlog.get_logger().warning("no_api_keys", hint="set MUSICAAS_API_KEYS; every call will be rejected")
+    # each upload in flight holds one executor thread (the object store reads its pipe there):
+    # enough threads for every upload allowed at once, plus the other blocking work
+    executor = concurrent.futures.ThreadPoolExecutor(settings.max_concurrent_uploads + 8, thread_name_prefix="gateway")
+    asyncio.get_running_loop().set_default_executor(executor)
     async with contextlib.AsyncExitStack() as stack:
         bus = await stack.enter_async_context(Bus.from_settings(settings, name="gateway"))
         generator_channel = _channel(settings.generator_addr, settings.max_message_bytes)
