@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import grpc
 from google.protobuf import json_format
@@ -196,6 +197,21 @@ class GatewayClient:
                 yield gateway_pb2.UploadTrackRequest(chunk=data[i : i + CHUNK_BYTES])
 
         return self.stub.UploadTrack(messages(), metadata=self.metadata, timeout=self.timeout_s)
+
+    def upload_stream(
+        self, file: BinaryIO, *, filename: str, title: str = "", timeout_s: float | None = None,
+    ) -> gateway_pb2.UploadTrackResponse:
+        """Upload what ``file`` (a binary file object) holds from its position, read and sent in
+        512 KiB chunks as the call goes, so that memory stays bounded whatever the size.
+        ``timeout_s`` is the call's deadline (default: the client's). Raises ``grpc.RpcError``
+        as :meth:`upload_bytes`."""
+        def messages():
+            yield gateway_pb2.UploadTrackRequest(metadata=gateway_pb2.UploadMetadata(filename=filename, title=title))
+            while chunk := file.read(CHUNK_BYTES):
+                yield gateway_pb2.UploadTrackRequest(chunk=chunk)
+
+        return self.stub.UploadTrack(messages(), metadata=self.metadata,
+                                     timeout=self.timeout_s if timeout_s is None else timeout_s)
 
     def upload_file(self, path: Path, *, title: str = "") -> gateway_pb2.UploadTrackResponse:
         """Upload the file at ``path`` (its name is the container hint, its stem the default title)."""

@@ -18,10 +18,21 @@ base as its resource and that one component). Each is rendered with
   match a pod template, HPA targets exist, ConfigMaps, Secrets and
   ServiceAccounts used by pods exist (Secrets documented as created out of
   band are exempt: ``EXTERNAL_SECRETS``), gRPC probes use a declared container
-  port, and namespaced objects live in ``musicaas``.
+  port, and namespaced objects live in ``musicaas``; and the metrics wiring:
+  every musicaas service Deployment (``SERVICES``) declares a container port
+  named ``metrics`` equal to its ``MUSICAAS_METRICS_PORT`` and to its
+  ``prometheus.io/port`` annotation (with ``prometheus.io/scrape: "true"`` and
+  ``prometheus.io/path: /metrics``), every scrape annotation names a declared
+  port, every ServiceMonitor selects a rendered Service that has each of its
+  endpoints' named ports, and every PodMonitor a pod template that has them.
 
-One line per target is printed with its object count; the exit status is 1
-when anything failed, 2 when kubectl (with kustomize v5) is not installed.
+Custom resources whose schemas kubernetes-validate does not ship (the
+Prometheus Operator's ``SCHEMALESS_KINDS``) skip the schema step, which says
+so, but not the reference checks.
+
+One line per target is printed with its object count (and the objects whose
+schema was skipped, with why); the exit status is 1 when anything failed, 2 when
+kubectl (with kustomize v5) is not installed.
 """
 
 from __future__ import annotations
@@ -64,6 +75,14 @@ CLUSTER_SCOPED_KINDS = {
     "MutatingWebhookConfiguration",
 }
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+#: The musicaas gRPC services: each Deployment serves Prometheus metrics (see check_metrics).
+SERVICES = ("gateway", "analyzer", "recommender", "generator")
+#: Custom resources without a schema in kubernetes-validate (it ships the built-in
+#: Kubernetes API only), by apiVersion and kind, with the reason printed when skipped.
+SCHEMALESS_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "Prometheus Operator CRD, no schema in kubernetes-validate",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "Prometheus Operator CRD, no schema in kubernetes-validate",
+}
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
 
@@ -184,6 +203,8 @@ def validate_schema(objs: list[dict], version: str = K8S_VERSION) -> list[str]:
     errors = []
     for o in objs:
         ident = f"{o.get('kind')}/{o.get('metadata', {}).get('name')}"
+        if (o.get("apiVersion"), o.get("kind")) in SCHEMALESS_KINDS:
+            continue  # reported by schema_skipped()
         try:
             kubernetes_validate.validate(o, version, strict=True)
         except kubernetes_validate.ValidationError as err:
@@ -194,6 +215,16 @@ def validate_schema(objs: list[dict], version: str = K8S_VERSION) -> list[str]:
         except VersionNotSupportedError as err:
             return [err.message]
     return errors
+
+
+def schema_skipped(objs: list[dict]) -> list[str]:
+    """One note per object that :func:`validate_schema` leaves out (``SCHEMALESS_KINDS``), with why."""
+    return [
+        f"{o['kind']}/{o['metadata']['name']}: schema not validated ({SCHEMALESS_KINDS[(o['apiVersion'], o['kind'])]}); "
+        "references checked"
+        for o in objs
+        if (o.get("apiVersion"), o.get("kind")) in SCHEMALESS_KINDS
+    ]
 
 
 def _selector_matches(selector: dict, labels: dict) -> bool:
@@ -253,6 +284,88 @@ def check_references(objs: list[dict], namespace: str = NAMESPACE) -> list[str]:
                 if svc and svc not in names.get("Service", set()):
                     errors.append(f"{ident}: serviceName {svc} not rendered")
             errors.extend(_pod_refs(ident, pod_spec(o) or {}, names))
+    return errors + check_metrics(objs, namespace)
+
+
+def _container_ports(spec: dict) -> dict[str, int]:
+    """``{name: containerPort}`` of every named port of a pod spec's containers."""
+    return {p["name"]: p["containerPort"] for c in spec.get("containers") or [] for p in c.get("ports") or []
+            if p.get("name")}
+
+
+def check_metrics(objs: list[dict], namespace: str = NAMESPACE) -> list[str]:
+    """The metrics wiring of one rendering: service Deployments, scrape annotations,
+    ServiceMonitors and PodMonitors (see the module docstring); returns the error messages."""
+    errors = []
+    pods = [(o, (o["spec"]["template"].get("metadata") or {}), pod_spec(o) or {})
+            for o in objs if o["kind"] in WORKLOAD_KINDS]
+    for o, meta, spec in pods:
+        ident = f"{o['kind']}/{o['metadata']['name']}"
+        annotations = meta.get("annotations") or {}
+        declared = {p["containerPort"] for c in spec.get("containers") or [] for p in c.get("ports") or []}
+        if annotations.get("prometheus.io/scrape") == "true":
+            port = annotations.get("prometheus.io/port", "")
+            if not port.isdigit() or int(port) not in declared:
+                errors.append(f"{ident}: annotation prometheus.io/port {port!r} is not a containerPort")
+        for c in spec.get("containers") or []:
+            env = {e["name"]: e.get("value") for e in c.get("env") or []}
+            named = {p.get("name"): p["containerPort"] for p in c.get("ports") or []}
+            if "MUSICAAS_METRICS_PORT" in env and str(named.get("metrics")) != env["MUSICAAS_METRICS_PORT"]:
+                errors.append(f"{ident}: {c['name']} MUSICAAS_METRICS_PORT={env['MUSICAAS_METRICS_PORT']} but its "
+                              f"port named metrics is {named.get('metrics')}")
+        if o["kind"] != "Deployment" or o["metadata"]["name"] not in SERVICES:
+            continue
+        metrics = _container_ports(spec).get("metrics")
+        if metrics is None:
+            errors.append(f"{ident}: no container port named metrics")
+            continue
+        if not any(e["name"] == "MUSICAAS_METRICS_PORT" for c in spec.get("containers") or []
+                   for e in c.get("env") or []):
+            errors.append(f"{ident}: MUSICAAS_METRICS_PORT is not set (want {metrics}, its metrics port)")
+        want = {"prometheus.io/scrape": "true", "prometheus.io/port": str(metrics), "prometheus.io/path": "/metrics"}
+        for key, value in want.items():
+            if annotations.get(key) != value:
+                errors.append(f"{ident}: pod annotation {key}={annotations.get(key)!r}, want {value!r}")
+    services = [o for o in objs if o["kind"] == "Service"]
+    for o in objs:
+        ident = f"{o['kind']}/{o['metadata']['name']}"
+        if o["kind"] not in ("ServiceMonitor", "PodMonitor"):
+            continue
+        spec = o.get("spec") or {}
+        names = (spec.get("namespaceSelector") or {}).get("matchNames") or [o["metadata"].get("namespace", namespace)]
+        selector = spec.get("selector")
+        if selector is None:
+            errors.append(f"{ident}: no selector")
+            continue
+
+        def selects(labels: dict) -> bool:
+            return selector == {} or _selector_matches(selector, labels)
+
+        if o["kind"] == "ServiceMonitor":
+            chosen = [s for s in services if s["metadata"].get("namespace") in names
+                      and selects(s["metadata"].get("labels") or {})]
+            if not chosen:
+                errors.append(f"{ident}: selector matches no rendered Service")
+            for ep in spec.get("endpoints") or [{}]:
+                if not ep.get("port"):
+                    errors.append(f"{ident}: an endpoint names no port")
+                    continue
+                for svc in chosen:
+                    if ep["port"] not in {p.get("name") for p in svc["spec"].get("ports") or []}:
+                        errors.append(f"{ident}: Service/{svc['metadata']['name']} has no port named {ep['port']}")
+        else:
+            chosen = [(w, spec_) for w, meta, spec_ in pods if w["metadata"].get("namespace") in names
+                      and selects(meta.get("labels") or {})]
+            if not chosen:
+                errors.append(f"{ident}: selector matches no rendered pod template")
+            for ep in spec.get("podMetricsEndpoints") or [{}]:
+                if not ep.get("port"):
+                    errors.append(f"{ident}: a podMetricsEndpoint names no port")
+                    continue
+                for w, spec_ in chosen:
+                    if ep["port"] not in _container_ports(spec_):
+                        errors.append(f"{ident}: {w['kind']}/{w['metadata']['name']} has no container port named "
+                                      f"{ep['port']}")
     return errors
 
 
@@ -303,6 +416,7 @@ class Result:
     target: Target
     objects: list[dict]
     errors: list[str]
+    notes: tuple[str, ...] = ()
 
 
 def check_target(target: Target, version: str = K8S_VERSION) -> Result:
@@ -314,7 +428,7 @@ def check_target(target: Target, version: str = K8S_VERSION) -> Result:
     except RenderError as exc:
         return Result(target, [], [f"render: {exc}"])
     errors = validate_schema(objs, version) + check_references(objs)
-    return Result(target, objs, errors)
+    return Result(target, objs, errors, tuple(schema_skipped(objs)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{status} {res.target.name:<28} {len(res.objects):>3} objects"
             f"  (kubectl kustomize {kustomize}, validated against Kubernetes {args.k8s_version})"
         )
+        for note in res.notes:
+            print(f"       note: {note}")
         for err in res.errors:
             print(f"       {err}")
         failed += bool(res.errors)

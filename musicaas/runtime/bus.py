@@ -8,14 +8,18 @@ Events
 One stream, ``MUSIC``, on ``music.>``. Payloads are protobuf messages from
 ``musicaas.events.v1``; headers follow the CloudEvents NATS protocol binding in binary
 content mode (``ce-specversion``, ``ce-id``, ``ce-type``, ``ce-source``, ``ce-time``,
-``content-type``), and ``Nats-Msg-Id`` carries a deterministic id so that a re-published
-event is dropped by the stream's duplicate window.
+``content-type``, and the distributed-tracing extension's ``traceparent`` / ``tracestate``
+with the publisher's span), and ``Nats-Msg-Id`` carries a deterministic id so that a
+re-published event is dropped by the stream's duplicate window.
 
 Consumers (:meth:`Bus.consume`) are durable pull consumers with explicit acks: ack after
 the handler returned (its work is durable), nak with a delay on a transient error,
 terminate and call ``on_permanent_failure`` on input that can never succeed
 (:class:`~musicaas.runtime.errors.InvalidArgument`, :class:`~musicaas.runtime.errors.NotFound`)
 or once the delivery count reaches ``max_deliver``, so no message is redelivered forever.
+Each delivery runs in a CONSUMER span whose parent is the publisher's span (one upload is
+one trace across the services), and is counted per durable (deliveries, acks, naks, terms,
+pending messages: :mod:`musicaas.runtime.telemetry`).
 
 Tracks
 ------
@@ -38,7 +42,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import nats
@@ -52,7 +56,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from musicaas.common.v1 import common_pb2
 from musicaas.events.v1 import events_pb2
 from musicaas.generator.v1 import generator_pb2
+from musicaas.runtime import telemetry
 from musicaas.runtime.errors import InvalidArgument, MusicaasError, NotFound, Unavailable
+from musicaas.runtime.streams import ChunkPipe, PipeAborted
 
 log = structlog.get_logger()
 
@@ -149,6 +155,9 @@ class Bus:
         self._tracks = None
         self._jobs = None
         self._blobs = None
+        self._connected = asyncio.Event()
+        self._closing = False
+        self._reconnect: asyncio.Task | None = None
 
     @classmethod
     def from_settings(cls, settings, *, name: str) -> "Bus":
@@ -186,7 +195,13 @@ class Bus:
                 await asyncio.sleep(0.5)
         self.js = self.nc.jetstream(timeout=10)
         await self._ensure_resources()
+        self._connected.set()
         log.info("nats_connected", url=self.url)
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the NATS connection is up (health checks use it)."""
+        return self.nc is not None and self.nc.is_connected and self._connected.is_set()
 
     async def _connect_once(self) -> nats.NATS:
         nc = nats.NATS()
@@ -198,8 +213,44 @@ class Bus:
             reconnect_time_wait=1,
             allow_reconnect=True,
             drain_timeout=5,
+            closed_cb=self._on_closed,
         )
         return nc
+
+    async def _on_closed(self) -> None:
+        """nats-py gave up on a connection (e.g. the server closed it over a protocol error):
+        unless we are closing, open a new one, so that one bad request cannot take a service
+        off NATS for good."""
+        self._connected.clear()
+        if self._closing or (self._reconnect is not None and not self._reconnect.done()):
+            return
+        log.warning("nats_connection_closed", error=str(self.nc.last_error) if self.nc else None)
+        self._reconnect = asyncio.get_running_loop().create_task(self._reopen())
+
+    async def _reopen(self) -> None:
+        delay = 0.5
+        while not self._closing:
+            try:
+                await self.connect()
+                log.info("nats_reconnected", url=self.url)
+                return
+            except Unavailable as exc:
+                log.warning("nats_reconnect_failed", error=exc.message)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def wait_connected(self, timeout_s: float | None = None) -> None:
+        """Wait until the connection is (re)established.
+
+        Raises
+        ------
+        Unavailable
+            When it is not within ``timeout_s`` seconds.
+        """
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout_s)
+        except asyncio.TimeoutError as exc:
+            raise Unavailable(f"NATS at {self.url} is unavailable") from exc
 
     async def _ensure_resources(self) -> None:
         config = StreamConfig(
@@ -231,6 +282,11 @@ class Bus:
 
     async def close(self) -> None:
         """Drain and close the NATS connection (pending acks and publishes are flushed; at most 5 s)."""
+        self._closing = True
+        if self._reconnect is not None and not self._reconnect.done():
+            self._reconnect.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reconnect
         if self.nc is not None and not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
@@ -247,10 +303,14 @@ class Bus:
             When JetStream does not acknowledge the event.
         """
         headers = cloudevent_headers(subject, event_id=event_id, source=f"/musicaas/{self.name}")
-        try:
-            ack = await self.js.publish(subject, event.SerializeToString(), headers=headers, stream=STREAM)
-        except _NATS_ERRORS as exc:
-            raise Unavailable(f"could not publish {subject}: {exc}") from exc
+        # a PRODUCER span; its context goes out as the event's traceparent / tracestate
+        with telemetry.publish_span(subject, headers, event_id=event_id) as span:
+            try:
+                ack = await self.js.publish(subject, event.SerializeToString(), headers=headers, stream=STREAM)
+            except _NATS_ERRORS as exc:
+                telemetry.mark_span_error(span, f"not published: {exc}")
+                raise Unavailable(f"could not publish {subject}: {exc}") from exc
+            span.set_attribute("messaging.nats.duplicate", bool(ack.duplicate))
         log.debug("event_published", subject=subject, event_id=event_id, duplicate=ack.duplicate)
 
     async def consume(
@@ -303,19 +363,50 @@ class Bus:
             try:
                 msgs = await sub.fetch(batch=1, timeout=fetch_timeout_s)
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                telemetry.CONSUMER_PENDING.labels(durable).set(0)  # nothing left to deliver
                 continue
             except nats.errors.ConnectionClosedError:
-                return
+                if self._closing:
+                    return
+                # the connection was closed under us: wait for the new one and subscribe again
+                clog.warning("consumer_resubscribing")
+                await self._connected.wait()
+                sub = await self.js.pull_subscribe(subject, durable=durable, stream=STREAM, config=config)
+                continue
             except Exception as exc:  # noqa: BLE001 - NATS hiccup; keep consuming
                 clog.warning("fetch_failed", error=str(exc))
                 await asyncio.sleep(1.0)
                 continue
             for msg in msgs:
-                await self._handle(msg, clog, message_type, handler, on_permanent_failure, max_deliver, nak_delay_s)
+                await self._handle(msg, clog, durable, subject, message_type, handler, on_permanent_failure,
+                                   max_deliver, nak_delay_s)
 
-    async def _handle(self, msg, clog, message_type, handler, on_permanent_failure, max_deliver, nak_delay_s) -> None:
+    async def _handle(self, msg, clog, durable, subject, message_type, handler, on_permanent_failure, max_deliver,
+                      nak_delay_s) -> None:
+        """One delivery, in a CONSUMER span that continues the publisher's trace; counted
+        (delivery, then ack, nak or term) in :mod:`musicaas.runtime.telemetry`'s metrics."""
         headers = dict(msg.headers or {})
         deliveries = msg.metadata.num_delivered if msg.metadata else 1
+        telemetry.CONSUMER_DELIVERIES.labels(durable).inc()
+        if msg.metadata is not None and msg.metadata.num_pending is not None:
+            telemetry.CONSUMER_PENDING.labels(durable).set(msg.metadata.num_pending)
+        with telemetry.CONSUMER_HANDLING_SECONDS.labels(durable).time(), \
+                telemetry.consume_span(subject, headers, durable=durable, deliveries=deliveries) as span:
+            try:
+                outcome = await self._settle(msg, clog, headers, deliveries, message_type, handler,
+                                             on_permanent_failure, max_deliver, nak_delay_s)
+            except asyncio.CancelledError:
+                telemetry.CONSUMER_NAKS.labels(durable).inc()  # naked on the way out (shutdown)
+                raise
+            {"ack": telemetry.CONSUMER_ACKS, "nak": telemetry.CONSUMER_NAKS,
+             "term": telemetry.CONSUMER_TERMS}[outcome].labels(durable).inc()
+            span.set_attribute("messaging.nats.outcome", outcome)
+            if outcome != "ack":
+                telemetry.mark_span_error(span, outcome)
+
+    async def _settle(self, msg, clog, headers, deliveries, message_type, handler, on_permanent_failure, max_deliver,
+                      nak_delay_s) -> str:
+        """Run the handler and ack, nak or term the message; returns which."""
         event = None
         try:
             try:
@@ -341,13 +432,14 @@ class Bus:
                     except Exception as fexc:  # noqa: BLE001 - retry the whole message later
                         clog.error("failure_report_failed", exc_info=fexc)
                         await msg.nak(delay=nak_delay_s)
-                        return
+                        return "nak"
                 await msg.term()
-            else:
-                clog.warning("event_retry", ce_id=headers.get("ce-id"), error=str(exc), deliveries=deliveries)
-                await msg.nak(delay=nak_delay_s * deliveries)
-            return
+                return "term"
+            clog.warning("event_retry", ce_id=headers.get("ce-id"), error=str(exc), deliveries=deliveries)
+            await msg.nak(delay=nak_delay_s * deliveries)
+            return "nak"
         await msg.ack()
+        return "ack"
 
     # -- blobs ----------------------------------------------------------------------------
 
@@ -358,6 +450,88 @@ class Bus:
         except _NATS_ERRORS as exc:
             raise Unavailable(f"could not store blob {name}: {exc}") from exc
         return common_pb2.BlobRef(bucket=BLOB_BUCKET, name=name, size_bytes=len(data), content_type=content_type)
+
+    async def put_blob_stream(
+        self, name: str, chunks: AsyncIterator[bytes], *, content_type: str,
+        max_buffered_bytes: int = 4 * 1024 * 1024,
+    ) -> tuple[common_pb2.BlobRef, str]:
+        """Store a stream of chunks under ``name`` as they arrive; at most ``max_buffered_bytes``
+        wait in memory (:class:`~musicaas.runtime.streams.ChunkPipe`).
+
+        Returns
+        -------
+        (common_pb2.BlobRef, str)
+            The reference and the SHA-256 of the bytes, as 64 hex characters.
+
+        Raises
+        ------
+        Unavailable
+            When NATS does not take the object. Whatever ``chunks`` raises (the caller's
+            own errors, cancellation) propagates; in every failure the chunks already stored
+            are purged, so no partial object is left.
+        """
+        pipe = ChunkPipe(max_buffered_bytes=max_buffered_bytes)
+        put = asyncio.create_task(self._blobs.put(name, pipe))
+        put.add_done_callback(lambda task: pipe.abort() if task.cancelled() or task.exception() else None)
+        digest, size = hashlib.sha256(), 0
+        try:
+            async for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                await pipe.write(chunk)
+            pipe.close()
+            await put
+        except PipeAborted:
+            # the store failed while we were writing: report its error
+            try:
+                await put
+            except _NATS_ERRORS as exc:
+                raise Unavailable(f"could not store blob {name}: {exc}") from exc
+            raise
+        except _NATS_ERRORS as exc:
+            raise Unavailable(f"could not store blob {name}: {exc}") from exc
+        except BaseException:
+            pipe.abort()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(put), 10)
+            raise
+        return common_pb2.BlobRef(bucket=BLOB_BUCKET, name=name, size_bytes=size, content_type=content_type), \
+            digest.hexdigest()
+
+    async def delete_blob(self, ref: common_pb2.BlobRef) -> None:
+        """Delete a blob; a blob that is already gone is no error.
+
+        Raises
+        ------
+        Unavailable
+            When NATS does not answer.
+        """
+        try:
+            await self._blobs.delete(ref.name)
+        except (nats.js.errors.ObjectNotFoundError, nats.js.errors.NotFoundError):
+            return
+        except _NATS_ERRORS as exc:
+            raise Unavailable(f"could not delete blob {ref.name}: {exc}") from exc
+
+    async def get_blob_to_file(self, ref: common_pb2.BlobRef, file) -> int:
+        """Write a blob into a binary file object, chunk by chunk (memory stays bounded
+        whatever the blob's size); returns the number of bytes written.
+
+        Raises
+        ------
+        NotFound
+            When the blob does not exist.
+        Unavailable
+            When NATS does not answer.
+        """
+        try:
+            await self._blobs.get(ref.name, writeinto=file)
+        except (nats.js.errors.ObjectNotFoundError, nats.js.errors.NotFoundError) as exc:
+            raise NotFound(f"blob {ref.name!r} not found") from exc
+        except _NATS_ERRORS as exc:
+            raise Unavailable(f"could not read blob {ref.name}: {exc}") from exc
+        file.flush()
+        return file.tell()
 
     async def get_blob(self, ref: common_pb2.BlobRef) -> bytes:
         """Read a blob. Raises :class:`NotFound` when it does not exist."""
@@ -407,9 +581,10 @@ class Bus:
         ----------
         data : bytes
             The audio (or MIDI) file.
-        filename : str
-            File name; its last path component names the blob ``tracks/<track_id>/<name>``.
-        title, content_type : str
+        filename, title : str
+            Checked by the caller (:mod:`musicaas.runtime.validation`); stored in the record
+            and the event, never used in an object name or a subject.
+        content_type : str
         source : common_pb2.TrackSource
         generation_id : str
             The generation that made the track (generated tracks), else empty.
@@ -425,26 +600,63 @@ class Bus:
             When NATS does not answer.
         """
         track_id = track_id_for(data)
-        track = await self.get_track(track_id)
-        if track is not None and track.state != common_pb2.TRACK_STATE_UPLOADED:
+        existing = await self.get_track(track_id)
+        if existing is not None:
+            return await self._announce(existing)
+        ref = await self.put_blob(f"tracks/{track_id}/source", data, content_type=content_type)
+        return await self._record(track_id, ref, filename=filename, title=title, source=source,
+                                  generation_id=generation_id)
+
+    async def add_uploaded_track(
+        self, chunks: AsyncIterator[bytes], *, filename: str, title: str, content_type: str, source: int,
+        max_buffered_bytes: int = 4 * 1024 * 1024,
+    ) -> common_pb2.Track:
+        """:meth:`add_track` for bytes that arrive as a stream: each chunk goes to the object
+        store as it arrives (:meth:`put_blob_stream`), so memory stays bounded whatever the size.
+
+        The object is named by the platform (``uploads/<random id>``); once the content hash
+        is known, a track that already exists keeps its own object and the new one is deleted.
+        If ``chunks`` raises (a refused, stalled or cancelled upload), nothing is stored.
+
+        Raises
+        ------
+        Unavailable
+            When NATS does not answer.
+        """
+        ref, sha256_hex = await self.put_blob_stream(new_id("uploads/upl"), chunks, content_type=content_type,
+                                                     max_buffered_bytes=max_buffered_bytes)
+        track_id = "trk_" + sha256_hex[:24]
+        existing = await self.get_track(track_id)
+        if existing is not None:
+            await self.delete_blob(ref)
+            return await self._announce(existing)
+        return await self._record(track_id, ref, filename=filename, title=title, source=source)
+
+    async def _record(self, track_id: str, ref: common_pb2.BlobRef, *, filename: str, title: str, source: int,
+                      generation_id: str = "") -> common_pb2.Track:
+        now = now_ts()
+        track = common_pb2.Track(
+            track_id=track_id, state=common_pb2.TRACK_STATE_UPLOADED, title=title, filename=filename,
+            source=source, audio_blob=ref, created_at=now, updated_at=now, generation_id=generation_id,
+        )
+        if not await self.create_track(track):  # created by a concurrent writer meanwhile
+            stored = await self.get_track(track_id)
+            if stored is not None and stored.audio_blob.name != ref.name:
+                await self.delete_blob(ref)
+            track = stored or track
+        return await self._announce(track)
+
+    async def _announce(self, track: common_pb2.Track) -> common_pb2.Track:
+        """Publish ``tracks.uploaded`` for a track still in state uploaded; return it."""
+        if track.state != common_pb2.TRACK_STATE_UPLOADED:
             return track
-        if track is None:
-            ref = await self.put_blob(f"tracks/{track_id}/{filename.rsplit('/', 1)[-1]}", data,
-                                      content_type=content_type)
-            now = now_ts()
-            track = common_pb2.Track(
-                track_id=track_id, state=common_pb2.TRACK_STATE_UPLOADED, title=title, filename=filename,
-                source=source, audio_blob=ref, created_at=now, updated_at=now, generation_id=generation_id,
-            )
-            if not await self.create_track(track):  # created by a concurrent writer meanwhile
-                track = await self.get_track(track_id) or track
         await self.publish(
             TRACKS_UPLOADED,
             events_pb2.TrackUploaded(
-                track_id=track_id, audio_blob=track.audio_blob, filename=track.filename, title=track.title,
+                track_id=track.track_id, audio_blob=track.audio_blob, filename=track.filename, title=track.title,
                 source=track.source, generation_id=track.generation_id,
             ),
-            event_id=f"uploaded:{track_id}",
+            event_id=f"uploaded:{track.track_id}",
         )
         return track
 

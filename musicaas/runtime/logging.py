@@ -1,4 +1,6 @@
-"""One structlog configuration for every service: JSON lines when stderr is not a terminal."""
+"""One structlog configuration for every service: JSON lines when stderr is not a terminal,
+each line inside a span carrying that span's ``trace_id`` and ``span_id`` (W3C hex), so that
+logs and traces join up."""
 
 from __future__ import annotations
 
@@ -7,9 +9,24 @@ import sys
 
 import structlog
 
+from musicaas.runtime import telemetry
+
+
+def add_trace_ids(logger, method_name: str, event_dict: dict) -> dict:
+    """structlog processor: ``trace_id`` (32 hex digits) and ``span_id`` (16) of the current
+    OpenTelemetry span, when there is one."""
+    ids = telemetry.current_trace_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
+    return event_dict
+
 
 def configure_logging(*, service: str, level: str = "info", fmt: str = "auto") -> structlog.stdlib.BoundLogger:
-    """Configure structlog (and route the standard library's logging through the same output).
+    """Configure structlog (and route the standard library's logging through the same output),
+    and tracing (:func:`musicaas.runtime.telemetry.configure_tracing`: the tracer provider
+    named after ``service``, client spans on every ``grpc.aio`` channel opened from now on),
+    so that the first call every service makes sets up both before it opens any channel.
 
     Parameters
     ----------
@@ -28,6 +45,7 @@ def configure_logging(*, service: str, level: str = "info", fmt: str = "auto") -
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
@@ -40,5 +58,6 @@ def configure_logging(*, service: str, level: str = "info", fmt: str = "auto") -
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
     structlog.contextvars.bind_contextvars(service=service)
+    telemetry.configure_tracing(service)
     return structlog.get_logger()
 

@@ -1,11 +1,14 @@
 """gRPC server lifecycle shared by every service.
 
 :func:`run_service` owns a ``grpc.aio`` server with the stock async health service,
-server reflection and the one error interceptor; it runs background tasks (event
-consumers) beside it, reports SERVING once everything has started, and on SIGTERM or
-SIGINT flips health to NOT_SERVING, lets in-flight calls finish within the grace period,
-cancels the background tasks and returns, so that the caller's ``AsyncExitStack`` closes
-the resources (NATS drains) in reverse order.
+server reflection, the observability interceptors (an OpenTelemetry server span and the
+Prometheus metrics of every call, :mod:`musicaas.runtime.telemetry`) and the one error
+interceptor, and the service's Prometheus endpoint (``GET /metrics`` on its metrics port);
+it runs background tasks (event consumers) beside them, reports SERVING once everything has
+started, and on SIGTERM or SIGINT flips health to NOT_SERVING, lets in-flight calls finish
+within the grace period, cancels the background tasks, stops the metrics endpoint and
+returns, so that the caller's ``AsyncExitStack`` closes the resources (NATS drains) in
+reverse order.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from grpc_health.v1.health import aio as health_aio
 from google.protobuf.message import DecodeError
 from grpc_reflection.v1alpha import reflection
 
+from musicaas.runtime import telemetry
 from musicaas.runtime.errors import InvalidArgument, MusicaasError
 
 log = structlog.get_logger()
@@ -162,6 +166,8 @@ async def run_service(
     on_bound: Callable[[int], None] | None = None,
     ready: Sequence[Callable[[], bool]] = (),
     ready_poll_s: float = 0.5,
+    metrics_port: int | None = None,
+    otlp_endpoint: str | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set), then shut down gracefully.
 
@@ -185,9 +191,21 @@ async def run_service(
         Dependency checks (e.g. "the NATS connection is up"), polled every ``ready_poll_s``
         seconds: health answers SERVING only while every one returns True, NOT_SERVING
         otherwise, so that probes and load balancers see a service whose dependency is down.
+    metrics_port : int, optional
+        Serve Prometheus metrics (``GET /metrics``) on this port of ``host``; 0 means the
+        service's default (:data:`musicaas.runtime.telemetry.DEFAULT_METRICS_PORTS`, any free
+        port for another name), None no metrics endpoint. A port that is taken fails the start.
+    otlp_endpoint : str, optional
+        Export traces there with OTLP/gRPC (see :func:`musicaas.runtime.telemetry.configure_tracing`,
+        which this calls; None or empty: the ``OTEL_EXPORTER_OTLP_*`` environment, else no export).
     """
     stop = stop or asyncio.Event()
-    server = grpc.aio.server(interceptors=[ErrorInterceptor(), *interceptors], options=server_options(max_message_bytes))
+    telemetry.configure_tracing(name, otlp_endpoint=otlp_endpoint)
+    # Outermost first: tracing and metrics see the status the error interceptor answers.
+    server = grpc.aio.server(
+        interceptors=[*telemetry.server_interceptors(), ErrorInterceptor(), *interceptors],
+        options=server_options(max_message_bytes),
+    )
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     names = [s.full_name for s in services]
@@ -201,7 +219,20 @@ async def run_service(
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise RuntimeError(f"{name}: could not bind {host}:{port}")
-    await server.start()
+    metrics = None
+    if metrics_port is not None:
+        port_wanted = metrics_port or telemetry.default_metrics_port(name)
+        metrics = telemetry.MetricsServer(host, port_wanted)
+        try:
+            metrics.start()
+        except OSError as exc:
+            raise RuntimeError(f"{name}: could not serve metrics on {host}:{port_wanted}: {exc}") from exc
+    try:
+        await server.start()
+    except BaseException:
+        if metrics is not None:
+            metrics.stop()
+        raise
     if on_bound:
         on_bound(bound)
 
@@ -239,7 +270,7 @@ async def run_service(
 
     await set_health(all(check() for check in ready))
     watcher = asyncio.create_task(watch_dependencies(), name=f"{name}-health") if ready else None
-    log.info("serving", address=f"{host}:{bound}", services=names)
+    log.info("serving", address=f"{host}:{bound}", services=names, metrics=metrics.url if metrics else None)
     try:
         await stop.wait()
     finally:
@@ -257,4 +288,6 @@ async def run_service(
                 await t
         for sig in installed:
             loop.remove_signal_handler(sig)
+        if metrics is not None:
+            await asyncio.to_thread(metrics.stop)
         log.info("stopped")

@@ -36,13 +36,24 @@ class ServiceSettings(BaseSettings):
     max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     #: Seconds to wait for NATS at start-up.
     nats_connect_timeout_s: float = Field(default=30.0, gt=0)
+    #: Port of the Prometheus endpoint (``GET /metrics``, bound to ``grpc_host``); 0: the
+    #: service's default (gateway 9101, analyzer 9102, recommender 9103, generator 9104).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    #: False: no metrics endpoint at all.
+    metrics_enabled: bool = True
+    #: OTLP/gRPC endpoint for traces (``http://collector:4317``); empty: the standard
+    #: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``, else no export.
+    otlp_endpoint: str = ""
 
     def server_kwargs(self) -> dict:
         """The :func:`musicaas.runtime.server.run_service` arguments these settings fix:
-        bind address, shutdown grace (seconds) and message size limit (bytes)."""
+        bind address, shutdown grace (seconds), message size limit (bytes), metrics port
+        (None when disabled) and OTLP endpoint."""
         return {
             "host": self.grpc_host,
             "port": self.grpc_port,
             "grace_s": self.shutdown_grace_s,
             "max_message_bytes": self.max_message_bytes,
+            "metrics_port": self.metrics_port if self.metrics_enabled else None,
+            "otlp_endpoint": self.otlp_endpoint or None,
         }

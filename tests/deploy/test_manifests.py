@@ -22,6 +22,7 @@ sys.modules.setdefault("validate_k8s", vk)
 _spec.loader.exec_module(vk)
 
 SERVICE_PORTS = {"gateway": 50051, "analyzer": 50052, "recommender": 50053, "generator": 50054}
+METRICS_PORTS = {"gateway": 9101, "analyzer": 9102, "recommender": 9103, "generator": 9104}
 TARGETS = {t.name: t for t in vk.find_targets()}
 
 
@@ -68,7 +69,7 @@ def workload_params() -> list:
 
 def test_targets_cover_base_overlays_and_components():
     assert {"base", "overlays/dev", "overlays/prod"} <= set(TARGETS)
-    assert {"base+triton-gpu", "base+network-policies", "base+hpa-pdb"} <= set(TARGETS)
+    assert {"base+triton-gpu", "base+network-policies", "base+hpa-pdb", "base+monitoring"} <= set(TARGETS)
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
@@ -105,6 +106,13 @@ def test_service_deployment(service, port):
         assert any(r.startswith("musicaas-config") for r in refs)
         svc = objects(target, "Service")[service]
         assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(port, "grpc")]
+        # Prometheus metrics: a named port, the setting that opens it, the scrape annotations
+        metrics = METRICS_PORTS[service]
+        assert {"name": "metrics", "containerPort": metrics, "protocol": "TCP"} in c["ports"]
+        assert env["MUSICAAS_METRICS_PORT"] == str(metrics)
+        annotations = dep["spec"]["template"]["metadata"]["annotations"]
+        assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(metrics),
+                               "prometheus.io/path": "/metrics"}
 
 
 def test_gateway_settings():
@@ -352,3 +360,148 @@ def test_everyone_reaches_dns():
     (rule,) = pol["spec"]["egress"]
     assert {(p["protocol"], p["port"]) for p in rule["ports"]} == {("UDP", 53), ("TCP", 53)}
     assert rule["to"][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+
+
+def test_network_policy_admits_prometheus_to_the_metrics_ports_only():
+    pols = list(objects("overlays/prod", "NetworkPolicy").values())
+    monitoring = {"kubernetes.io/metadata.name": "monitoring"}
+    prometheus = {"app.kubernetes.io/name": "prometheus"}
+    for dst, port in [*METRICS_PORTS.items(), ("triton", 8002)]:
+        assert ingress_from_namespace(pols, monitoring, prometheus, dst, port, "metrics"), dst
+        # not from another namespace, nor from another pod of the monitoring namespace
+        assert not ingress_from_namespace(pols, {"kubernetes.io/metadata.name": "default"}, prometheus, dst, port,
+                                          "metrics"), dst
+        assert not ingress_from_namespace(pols, monitoring, {"app.kubernetes.io/name": "grafana"}, dst, port,
+                                          "metrics"), dst
+    # Prometheus gets the metrics ports, not the gRPC ones
+    assert not ingress_from_namespace(pols, monitoring, prometheus, "analyzer", 50052, "grpc")
+    # inside the namespace, nobody scrapes anybody
+    assert not allowed(pols, "analyzer", "gateway", 9101)
+    assert not allowed(pols, "gateway", "analyzer", 9102)
+
+
+def test_network_policy_lets_the_services_export_traces_to_the_monitoring_namespace():
+    pols = list(objects("overlays/prod", "NetworkPolicy").values())
+    (policy,) = [p for p in pols if p["metadata"]["name"] == "allow-otlp-egress"]
+    for service in SERVICE_PORTS:
+        assert _selects(policy, {"app.kubernetes.io/name": service})
+    (rule,) = policy["spec"]["egress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 4317}]
+    assert rule["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+
+
+def ingress_from_namespace(policies, ns_labels: dict, pod_labels: dict, dst: str, port: int, port_name: str) -> bool:
+    """NetworkPolicy ingress semantics for a client pod in another namespace; a rule's port
+    may name the destination's container port (``port_name``) or give its number."""
+    dst_l = {"app.kubernetes.io/name": dst}
+    pols = [p for p in policies if _selects(p, dst_l) and "Ingress" in p["spec"]["policyTypes"]]
+    if not pols:
+        return True
+    for p in pols:
+        for rule in p["spec"].get("ingress") or []:
+            if rule.get("ports") and not any(r.get("port") in (port, port_name) for r in rule["ports"]):
+                continue
+            peers = rule.get("from")
+            if not peers:
+                return True
+            for peer in peers:
+                if "namespaceSelector" not in peer:
+                    continue  # a pod selector alone means this namespace
+                ns = peer["namespaceSelector"]
+                pod = peer.get("podSelector", {})
+                if (ns == {} or vk._selector_matches(ns, ns_labels)) and (pod == {} or vk._selector_matches(pod, pod_labels)):
+                    return True
+    return False
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+@pytest.mark.parametrize("target", ["base+monitoring", "overlays/prod"])
+def test_pod_monitor_scrapes_every_service_and_triton(target):
+    (pm,) = objects(target, "PodMonitor").values()
+    assert pm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert pm["metadata"]["namespace"] == "musicaas"
+    spec = pm["spec"]
+    assert spec["namespaceSelector"] == {"matchNames": ["musicaas"]}
+    assert spec["jobLabel"] == "app.kubernetes.io/name"
+    assert [(e["port"], e["path"]) for e in spec["podMetricsEndpoints"]] == [("metrics", "/metrics")]
+    selected = {w["metadata"]["name"] for w in workloads(target)
+                if vk._selector_matches(spec["selector"], w["spec"]["template"]["metadata"]["labels"])}
+    assert selected == set(SERVICE_PORTS) | ({"triton"} if target == "overlays/prod" else set())
+    # the schema step skips it, saying why; the reference checks do not
+    notes = vk.schema_skipped(list(rendered(target)))
+    assert notes and "PodMonitor/musicaas" in notes[0] and "CRD" in notes[0]
+    assert not objects("base", "PodMonitor") and not objects("overlays/dev", "PodMonitor")
+
+
+def test_triton_is_annotated_for_scraping():
+    dep = objects("base+triton-gpu", "Deployment")["triton"]
+    annotations = dep["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "8002"
+
+
+def _with(obj: dict, path: list, value) -> dict:
+    """A deep copy of ``obj`` with ``value`` at ``path`` (keys and list indexes); None deletes."""
+    import copy
+
+    out = copy.deepcopy(obj)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    if value is None:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return out
+
+
+def test_validator_checks_the_metrics_wiring_of_service_deployments():
+    objs = [dict(o) for o in rendered("base+monitoring")]
+    assert vk.check_references(objs) == []
+    i = next(n for n, o in enumerate(objs) if o["kind"] == "Deployment" and o["metadata"]["name"] == "analyzer")
+    dep = objs[i]
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    env_i = next(n for n, e in enumerate(c["env"]) if e["name"] == "MUSICAAS_METRICS_PORT")
+    port_i = next(n for n, p in enumerate(c["ports"]) if p["name"] == "metrics")
+    containers = ["spec", "template", "spec", "containers", 0]
+    broken = {
+        "MUSICAAS_METRICS_PORT=9999 but its port named metrics is 9102":
+            _with(dep, [*containers, "env", env_i, "value"], "9999"),
+        "no container port named metrics": _with(dep, [*containers, "ports", port_i, "name"], "prom"),
+        "MUSICAAS_METRICS_PORT is not set": _with(dep, [*containers, "env", env_i, "name"], "MUSICAAS_OTHER"),
+        "pod annotation prometheus.io/scrape=None":
+            _with(dep, ["spec", "template", "metadata", "annotations", "prometheus.io/scrape"], None),
+        "annotation prometheus.io/port '9103' is not a containerPort":
+            _with(dep, ["spec", "template", "metadata", "annotations", "prometheus.io/port"], "9103"),
+    }
+    for message, bad in broken.items():
+        errors = vk.check_references([*objs[:i], bad, *objs[i + 1:]])
+        assert any(message in e for e in errors), (message, errors)
+
+
+def test_validator_checks_what_service_and_pod_monitors_select():
+    objs = [dict(o) for o in rendered("base+monitoring")]
+    svc_monitor = {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+        "metadata": {"name": "analyzer", "namespace": "musicaas"},
+        "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "analyzer"}},
+                 "endpoints": [{"port": "metrics"}]},
+    }
+    # the analyzer's Service has only its gRPC port: a ServiceMonitor on `metrics` finds nothing to scrape
+    errors = vk.check_references([*objs, svc_monitor])
+    assert errors == ["ServiceMonitor/analyzer: Service/analyzer has no port named metrics"]
+    assert vk.check_references([*objs, _with(svc_monitor, ["spec", "endpoints", 0, "port"], "grpc")]) == []
+    assert vk.check_references([*objs, _with(svc_monitor, ["spec", "selector", "matchLabels"], {"app": "x"})]) == [
+        "ServiceMonitor/analyzer: selector matches no rendered Service"]
+    assert "ServiceMonitor/analyzer: schema not validated" in vk.schema_skipped([svc_monitor])[0]
+    assert vk.validate_schema([svc_monitor]) == []  # skipped, not failed
+    i = next(n for n, o in enumerate(objs) if o["kind"] == "PodMonitor")
+    pm = objs[i]
+    bad_port = _with(pm, ["spec", "podMetricsEndpoints", 0, "port"], "http")
+    errors = vk.check_references([*objs[:i], bad_port, *objs[i + 1:]])
+    assert "PodMonitor/musicaas: Deployment/gateway has no container port named http" in errors
+    nothing = _with(pm, ["spec", "selector"], {"matchLabels": {"app.kubernetes.io/name": "nobody"}})
+    assert vk.check_references([*objs[:i], nothing, *objs[i + 1:]]) == [
+        "PodMonitor/musicaas: selector matches no rendered pod template"]

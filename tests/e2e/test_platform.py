@@ -154,12 +154,17 @@ def test_missing_or_wrong_api_key_is_unauthenticated(stack, client, uploaded):
 
 
 def test_unknown_track_is_not_found(client):
+    unknown = "trk_" + "0" * 24  # well formed, never uploaded
+    with pytest.raises(grpc.RpcError) as info:
+        client.get_track(unknown)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as info:
+        client.similar(unknown)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    # a malformed id is the caller's error, not a missing track
     with pytest.raises(grpc.RpcError) as info:
         client.get_track("trk_doesnotexist")
-    assert info.value.code() == grpc.StatusCode.NOT_FOUND
-    with pytest.raises(grpc.RpcError) as info:
-        client.similar("trk_doesnotexist")
-    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_cli_analyze_json_reports_good_and_bad_files(stack, chorales, tmp_path):

@@ -6,9 +6,10 @@ the gRPC service and the ``tracks.uploaded`` consumer. In the order a request fl
 them:
 
 :mod:`musicaas_analyzer.decode`
-    Uploaded bytes (WAV, FLAC, Ogg, MP3, AIFF) to validated mono float32 audio; the
-    container is sniffed from the bytes with :mod:`musicaas.media` (as the gateway does),
-    not taken from the file name.
+    Uploaded bytes or files (WAV, FLAC, Ogg, MP3, AIFF) to validated mono float32 audio,
+    block by block (a file is decoded in place, never read whole); the container is sniffed
+    from the bytes with :mod:`musicaas.media` (as the gateway does), not taken from the file
+    name.
 :mod:`musicaas_analyzer.midi`
     Standard MIDI Files: key, metre, tempo, note density, pitch range and duration read
     from the events.
@@ -31,15 +32,16 @@ them:
     :data:`musicaas.embedding.EMBEDDING_DIM`, shared with the recommender).
 :mod:`musicaas_analyzer.analysis`
     :func:`~musicaas_analyzer.analysis.analyze_signal`,
-    :func:`~musicaas_analyzer.analysis.analyze_bytes` and
+    :func:`~musicaas_analyzer.analysis.analyze_bytes`,
+    :func:`~musicaas_analyzer.analysis.analyze_file` (the same, from a file) and
     :func:`~musicaas_analyzer.analysis.analyze_midi` (a MIDI file's notes plus the analysis
     of its General MIDI rendering), which tie the above together.
 :mod:`musicaas_analyzer.results`
     The result types; :mod:`musicaas_analyzer.convert` turns them into
     ``musicaas.common.v1.TrackAnalysis``.
 :mod:`musicaas_analyzer.service`
-    The gRPC servicer and the event consumer, running analyses on a pool of worker
-    processes.
+    The gRPC servicer and the event consumer (which streams each upload into a spool file
+    and hands the worker its path), running analyses on a pool of worker processes.
 :mod:`musicaas_analyzer.plots`
     One picture per analysed track (``musicaas analyze --plot``).
 

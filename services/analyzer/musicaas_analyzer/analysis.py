@@ -2,7 +2,10 @@
 
 :func:`analyze_bytes` decodes an upload (or hands a Standard MIDI File to
 :func:`analyze_midi`, which reads its notes with :mod:`musicaas_analyzer.midi` and analyses
-its rendering) and analyses it as :func:`analyze_signal` analyses a mono array; all return an :class:`~musicaas_analyzer.results.AudioAnalysis`. All features
+its rendering) and analyses it as :func:`analyze_signal` analyses a mono array;
+:func:`analyze_file` does the same with an upload in a file, decoded from the file block by
+block (the same result as :func:`analyze_bytes` on the file's bytes, without holding
+them); all return an :class:`~musicaas_analyzer.results.AudioAnalysis`. All features
 except loudness are computed on a mono signal at :data:`ANALYSIS_SAMPLE_RATE_HZ`
 (22050 Hz), so results do not depend on the file's rate.
 
@@ -48,6 +51,7 @@ non-silent signal in which no beat could be tracked.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -77,6 +81,7 @@ __all__ = [
     "EMBEDDING_DIM",
     "AudioAnalysis",
     "analyze_bytes",
+    "analyze_file",
     "analyze_midi",
     "analyze_signal",
     "section_units",
@@ -87,6 +92,10 @@ __all__ = [
 ANALYZER_VERSION = "0.2.0"
 #: Every feature but loudness is computed at this rate.
 ANALYSIS_SAMPLE_RATE_HZ = 22050
+#: Largest Standard MIDI File :func:`analyze_file` reads (whole, as the MIDI reader needs it),
+#: bytes. Real files are kilobytes to a few megabytes; this keeps a 1 GiB upload that merely
+#: starts with 'MThd' out of memory.
+MAX_MIDI_FILE_BYTES = 64 * 1024 * 1024
 
 N_FFT = 2048
 HOP = 512
@@ -683,6 +692,71 @@ def analyze_bytes(
     """
     if isinstance(data, (bytes, bytearray, memoryview)) and decode.sniff_container(data, filename=filename)[0] == "midi":
         return analyze_midi(bytes(data), filename=filename, max_duration_s=max_duration_s, detail=detail)
+    return _analyze_streamed(
+        functools.partial(decode.decode_mono_streaming, data, filename=filename, max_duration_s=max_duration_s),
+        detail=detail,
+    )
+
+
+def analyze_file(
+    path: str | os.PathLike, *, filename: str | None = None, max_duration_s: float = 1800.0, detail: bool = True
+) -> AudioAnalysis:
+    """:func:`analyze_bytes` of the upload in the file at ``path``, decoded from the file.
+
+    The container is sniffed from the file's first MiB
+    (:func:`musicaas_analyzer.decode.sniff_file`); audio is decoded block by block from the
+    file itself (:func:`musicaas_analyzer.decode.decode_mono_streaming_file`), so that only
+    the 22050 Hz mono mix is ever held in full, never the encoded file; a Standard MIDI File
+    (at most :data:`MAX_MIDI_FILE_BYTES`) is read whole and goes to :func:`analyze_midi`.
+    The result is the one :func:`analyze_bytes` gives for the file's bytes, and so are the
+    errors.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The uploaded file (a spool file, say).
+    filename : str or None
+        The upload's name, used only to word error messages (not the path's).
+    max_duration_s : float > 0, seconds
+        Longer files are refused.
+    detail : bool
+        As in :func:`analyze_signal`.
+
+    Returns
+    -------
+    AudioAnalysis
+
+    Raises
+    ------
+    InvalidArgument
+        As :func:`analyze_bytes`; also for a MIDI file over :data:`MAX_MIDI_FILE_BYTES`.
+    OSError
+        When the file cannot be opened or read.
+    """
+    with open(path, "rb") as file:
+        container, _offset = decode.sniff_file(file, filename=filename)
+        midi_bytes = None
+        if container == "midi":
+            size = os.fstat(file.fileno()).st_size
+            if size > MAX_MIDI_FILE_BYTES:
+                named = f" (named {filename!r})" if filename else ""
+                raise InvalidArgument(
+                    f"MIDI file too large{named}: {size} bytes; at most {MAX_MIDI_FILE_BYTES} bytes are read"
+                )
+            file.seek(0)
+            midi_bytes = file.read()
+    if midi_bytes is not None:
+        return analyze_midi(midi_bytes, filename=filename, max_duration_s=max_duration_s, detail=detail)
+    return _analyze_streamed(
+        functools.partial(decode.decode_mono_streaming_file, path, filename=filename, max_duration_s=max_duration_s),
+        detail=detail,
+    )
+
+
+def _analyze_streamed(decode_stream, *, detail: bool) -> AudioAnalysis:
+    """Analyse what ``decode_stream(on_block=..., target_rate_hz=...)`` decodes (a partial of
+    :func:`~musicaas_analyzer.decode.decode_mono_streaming` or its file twin): loudness on the
+    file's own channels as the blocks go by, everything else on the 22050 Hz mix."""
     meter: list[LoudnessAccumulator] = []
 
     def measure(block: np.ndarray, rate: int) -> None:  # loudness on the file's own channels
@@ -690,9 +764,7 @@ def analyze_bytes(
             meter.append(LoudnessAccumulator(rate, block.shape[1]))
         meter[0].add(block)
 
-    y22, rate, frames, _container = decode.decode_mono_streaming(
-        data, filename=filename, max_duration_s=max_duration_s, on_block=measure, target_rate_hz=ANALYSIS_SAMPLE_RATE_HZ
-    )
+    y22, rate, frames, _container = decode_stream(on_block=measure, target_rate_hz=ANALYSIS_SAMPLE_RATE_HZ)
     profile = meter[0].profile()
     duration_s = frames / rate
     loudness_lufs = profile.integrated()

@@ -1,4 +1,4 @@
-"""Decode uploaded audio bytes into validated, analysable samples.
+"""Decode uploaded audio, held in memory or in a file, into validated, analysable samples.
 
 The container is identified from the bytes themselves by :mod:`musicaas.media`, the one
 owner of container sniffing, so that the analyzer accepts exactly what the gateway
@@ -13,6 +13,12 @@ with a message naming the problem: empty data, an unsupported or unrecognised co
 corrupt or truncated data, non-finite samples, more than two channels, audio longer than
 the caller's limit, or audio too short to analyse (:data:`MIN_DURATION_S`).
 
+An upload in a file (the analyzer spools large uploads to disk) is decoded from the file
+itself, block by block (:func:`decode_mono_streaming_file`): the container is sniffed from its
+first :data:`SNIFF_HEAD_BYTES` (:func:`sniff_file`), and libsndfile reads it through a window
+that starts where the container starts, so that the encoded file is never held in memory
+and the samples are exactly those decoded from the same bytes in memory.
+
 Resampling uses ``librosa.resample`` with the ``soxr_hq`` resampler.
 """
 
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import struct
 from dataclasses import dataclass
 
@@ -40,6 +47,10 @@ MAX_CHANNELS = 2
 #: Accepted range of sample rates, Hz, both for files and for the requested output rate.
 MIN_SAMPLE_RATE_HZ = 4000
 MAX_SAMPLE_RATE_HZ = 384000
+
+#: Bytes read from the start of a file to sniff its container (:func:`sniff_file`); more than
+#: the MPEG search of :mod:`musicaas.media` needs.
+SNIFF_HEAD_BYTES = 1 << 20
 
 _BLOCK_FRAMES = 1 << 18
 
@@ -114,25 +125,64 @@ def sniff_container(data: bytes, *, filename: str | None = None) -> tuple[str, i
     return found.container.name, found.offset
 
 
-def _check_wav_truncation(data: bytes, filename: str | None) -> None:
-    """Raise when a RIFF WAVE file's ``data`` chunk declares more bytes than are present."""
-    if data[:4] != b"RIFF":  # RIFX/RF64 keep their sizes elsewhere; libsndfile checks them
+def sniff_file(file, *, filename: str | None = None) -> tuple[str, int]:
+    """Identify the container of an upload held in a file, from its first :data:`SNIFF_HEAD_BYTES`.
+
+    Takes the decision :func:`sniff_container` takes on the whole file: the head holds
+    everything :func:`musicaas.media.sniff` looks at, except the start of a FLAC stream
+    behind an ID3v2 tag longer than the head, which is read where the tag ends.
+
+    Parameters
+    ----------
+    file : binary file object, readable and seekable
+        The upload; its position is left anywhere.
+    filename : str or None
+        Only used to word the error message.
+
+    Returns
+    -------
+    container, offset
+        As :func:`sniff_container`.
+
+    Raises
+    ------
+    InvalidArgument
+        As :func:`sniff_container`.
+    """
+    file.seek(0)
+    head = file.read(SNIFF_HEAD_BYTES)
+    container, offset = sniff_container(head, filename=filename)
+    if container == "mp3" and len(head) == SNIFF_HEAD_BYTES:
+        tag = media._id3v2_length(head)  # noqa: SLF001 - the one owner of the ID3v2 header
+        if tag and tag + 4 > len(head):
+            file.seek(tag)
+            if file.read(4) == b"fLaC":
+                return "flac", tag
+    return container, offset
+
+
+def _check_wav_truncation(read_at, size: int, filename: str | None) -> None:
+    """Raise when a RIFF WAVE file's ``data`` chunk declares more bytes than are present.
+
+    ``read_at(pos, n)`` gives the file's bytes ``[pos, pos + n)``; ``size`` is its length."""
+    if read_at(0, 4) != b"RIFF":  # RIFX/RF64 keep their sizes elsewhere; libsndfile checks them
         return
     pos = 12
-    while pos + 8 <= len(data):
-        chunk = data[pos : pos + 4]
-        (size,) = struct.unpack("<I", data[pos + 4 : pos + 8])
+    while pos + 8 <= size:
+        header = read_at(pos, 8)
+        chunk = header[:4]
+        (chunk_size,) = struct.unpack("<I", header[4:8])
         if chunk == b"data":
-            if size in (0, 0xFFFFFFFF):  # size left unknown by a streaming writer
+            if chunk_size in (0, 0xFFFFFFFF):  # size left unknown by a streaming writer
                 return
-            present = len(data) - (pos + 8)
-            if size - present > 16:
+            present = size - (pos + 8)
+            if chunk_size - present > 16:
                 raise InvalidArgument(
                     f"truncated WAV data{_describe(filename)}: the data chunk declares "
-                    f"{size} bytes of samples but only {present} are present"
+                    f"{chunk_size} bytes of samples but only {present} are present"
                 )
             return
-        pos += 8 + size + (size & 1)
+        pos += 8 + chunk_size + (chunk_size & 1)
 
 
 def _check_rate(sample_rate_hz: int, what: str) -> None:
@@ -154,18 +204,71 @@ def _libsndfile_message(exc: Exception) -> str:
     return text.strip().rstrip(".")
 
 
+class _FileFrom:
+    """A read-only binary file that starts ``offset`` bytes into ``file``: what libsndfile's
+    virtual I/O sees of an upload whose container starts after leading bytes (an MP3 behind
+    junk, a FLAC behind an ID3v2 tag), as ``io.BytesIO(data[offset:])`` shows it in memory."""
+
+    mode = "rb"
+
+    def __init__(self, file, offset: int) -> None:
+        self._file = file
+        self._offset = offset
+        file.seek(offset)
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET:
+            if pos < 0:
+                raise ValueError(f"negative seek position {pos}")
+            pos += self._offset
+        return self._file.seek(pos, whence) - self._offset
+
+    def tell(self) -> int:
+        return self._file.tell() - self._offset
+
+    def readinto(self, buffer) -> int:
+        return self._file.readinto(buffer)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._file.read(n)
+
+
 def _open(data: bytes, filename: str | None, max_duration_s: float):
-    """Validate the arguments, sniff the container and open it with libsndfile.
+    """Validate the arguments, sniff the container of ``data`` and open it with libsndfile.
 
     Returns (handle, container, label, rate, channels, frames); the header is checked
     (channels, sample rate, duration) before any sample is read."""
-    import soundfile as sf
-
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, not {type(data).__name__}")
     check_max_duration(max_duration_s)
     data = bytes(data) if not isinstance(data, bytes) else data
     container, offset = sniff_container(data, filename=filename)
+    return _open_container(
+        lambda: io.BytesIO(data[offset:] if offset else data), container, filename, max_duration_s,
+        read_at=lambda pos, n: data[pos : pos + n], size=len(data),
+    )
+
+
+def _open_file(file, filename: str | None, max_duration_s: float):
+    """As :func:`_open`, for an upload in an open binary file (read in place, never whole)."""
+    check_max_duration(max_duration_s)
+    container, offset = sniff_file(file, filename=filename)
+    size = os.fstat(file.fileno()).st_size
+
+    def read_at(pos: int, n: int) -> bytes:
+        file.seek(pos)
+        return file.read(n)
+
+    return _open_container(lambda: _FileFrom(file, offset), container, filename, max_duration_s,
+                           read_at=read_at, size=size)
+
+
+def _open_container(source, container: str, filename: str | None, max_duration_s: float, *, read_at, size: int):
+    """Open the sniffed ``container`` with libsndfile: ``source()`` gives the file object it
+    reads (starting where the container starts), ``read_at`` and ``size`` the upload's bytes
+    for the checks libsndfile does not do."""
+    import soundfile as sf
+
     if container not in SUPPORTED_FORMATS:
         raise InvalidArgument(
             f"unsupported container{_describe(filename)}: the data is "
@@ -174,9 +277,9 @@ def _open(data: bytes, filename: str | None, max_duration_s: float):
         )
     label = container.upper()
     if container == "wav":
-        _check_wav_truncation(data, filename)
+        _check_wav_truncation(read_at, size, filename)
     try:
-        handle = sf.SoundFile(io.BytesIO(data[offset:] if offset else data))
+        handle = sf.SoundFile(source(), mode="r")
     except Exception as exc:  # LibsndfileError, RuntimeError, ValueError from the parser
         raise InvalidArgument(
             f"corrupt {label} data{_describe(filename)}: {_libsndfile_message(exc)}"
@@ -323,9 +426,60 @@ def decode_mono_streaming(
         Frames decoded, at the file's rate.
     container : str
     """
-    handle, container, label, rate, channels, frames = _open(data, filename, max_duration_s)
+    return _mono_streaming(_open(data, filename, max_duration_s), filename, on_block, target_rate_hz)
+
+
+def decode_mono_streaming_file(
+    path,
+    *,
+    filename: str | None = None,
+    max_duration_s: float = 1800.0,
+    on_block=None,
+    target_rate_hz: int | None = None,
+) -> tuple[np.ndarray, int, int, str]:
+    """:func:`decode_mono_streaming` of the upload in the file at ``path``, read from the file.
+
+    The container is sniffed from the file's head (:func:`sniff_file`) and libsndfile reads
+    the file in place, a block at a time, from where the container starts: the encoded
+    file is never held in memory, only the decoding block and the returned mix. The mix
+    and the blocks given to ``on_block`` are exactly those of :func:`decode_mono_streaming`
+    on the file's bytes, and so are the errors.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A WAV, FLAC, Ogg, MP3 or AIFF file.
+    filename : str or None
+        The upload's name, used only in error messages (not the path's, which may be a
+        spool file's).
+    max_duration_s, on_block, target_rate_hz
+        As in :func:`decode_mono_streaming`.
+
+    Returns
+    -------
+    mono, sample_rate_hz, frames, container
+        As :func:`decode_mono_streaming`.
+
+    Raises
+    ------
+    InvalidArgument
+        As :func:`decode_mono_streaming`.
+    OSError
+        When the file cannot be opened or read.
+    """
+    with open(path, "rb") as file:
+        return _mono_streaming(_open_file(file, filename, max_duration_s), filename, on_block, target_rate_hz)
+
+
+def _mono_streaming(opened, filename: str | None, on_block, target_rate_hz: int | None) -> tuple[np.ndarray, int, int, str]:
+    """The body of :func:`decode_mono_streaming` once the input is open (``opened`` from :func:`_open`)."""
+    handle, container, label, rate, channels, frames = opened
     if target_rate_hz is not None:
-        _check_rate(int(target_rate_hz), "requested sample rate")
+        try:
+            _check_rate(int(target_rate_hz), "requested sample rate")
+        except InvalidArgument:
+            handle.close()
+            raise
     resampling = target_rate_hz is not None and int(target_rate_hz) != rate
     ratio = int(target_rate_hz) / rate if resampling else 1.0
     out = np.zeros(int(np.ceil(frames * ratio)) + 64, dtype=np.float32)

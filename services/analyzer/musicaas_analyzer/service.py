@@ -1,9 +1,11 @@
 """The analyzer service: the ``AnalyzeAudio`` RPC and the ``music.tracks.uploaded`` consumer.
 
-For each uploaded track the consumer reads the bytes from the object store, analyses them
-(in a worker process, see :class:`Analyzer`, so that the gRPC server stays responsive and
-every core is used), stores the analysis in the track state (state ``analyzed``) and
-publishes ``music.tracks.analyzed``. Audio that can never be
+For each uploaded track the consumer streams the blob from the object store into a spool
+file (``spool_dir``; removed afterwards whatever happens), analyses it from that file (in a
+worker process, see :class:`Analyzer`, so that the gRPC server stays responsive and every
+core is used; the worker gets the path and decodes block by block, so that neither process
+holds the encoded upload, whose size the gateway bounds at 1 GiB), stores the analysis in
+the track state (state ``analyzed``) and publishes ``music.tracks.analyzed``. Audio that can never be
 analysed terminates the message, marks the track ``failed`` and publishes
 ``music.tracks.failed``.
 """
@@ -17,8 +19,12 @@ import multiprocessing
 import os
 import pickle
 import signal
+import tempfile
+import time
 import traceback
+from collections.abc import AsyncIterator
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import structlog
 from pydantic import Field
@@ -27,10 +33,11 @@ from musicaas.analyzer.v1 import analyzer_pb2, analyzer_pb2_grpc
 from musicaas.common.v1 import common_pb2
 from musicaas.events.v1 import events_pb2
 from musicaas.runtime import bus as busmod
+from musicaas.runtime import telemetry
 from musicaas.runtime.bus import Bus, advance_state
 from musicaas.runtime.errors import InvalidArgument, MusicaasError, ResourceExhausted, Unavailable
 from musicaas.runtime.settings import ServiceSettings
-from musicaas_analyzer.analysis import analyze_bytes, warm_up
+from musicaas_analyzer.analysis import analyze_bytes, analyze_file, warm_up
 from musicaas_analyzer.convert import analysis_to_proto
 
 log = structlog.get_logger()
@@ -56,6 +63,10 @@ class AnalyzerSettings(ServiceSettings):
     workers: int = Field(default_factory=_default_workers, ge=0)
     #: Analyses that run at once when ``workers`` is 0 (threads).
     concurrency: int = Field(default=2, ge=1)
+    #: Folder of the spool files the upload consumer streams blobs into (``MUSICAAS_SPOOL_DIR``);
+    #: default: the system temporary folder. It needs room for one upload per pull loop
+    #: (``workers`` of them, each up to the gateway's upload limit).
+    spool_dir: Path | None = None
 
 
 # --- worker side -------------------------------------------------------------------------
@@ -67,6 +78,8 @@ class AnalyzerSettings(ServiceSettings):
 # ~8 s of imports and compilation each; "spawn" where there is no fork server). Everything
 # crossing the process boundary is picklable: the encoded bytes in, the serialized
 # TrackAnalysis out, and errors as MusicaasError subclasses (message only) or WorkerError.
+# The encoded input is the request's bytes for AnalyzeAudio (bounded by max_audio_bytes) and
+# a spool file's path for uploads (the worker decodes from the file).
 
 #: Modules the fork server imports before forking workers (missing ones are skipped). The
 #: librosa submodules compile numba ufuncs at import time.
@@ -129,8 +142,17 @@ def _portable_error(exc: MusicaasError) -> MusicaasError:
 
 def _analyze_to_wire(data: bytes, filename: str, max_duration_s: float) -> bytes:
     """Analyse encoded audio; the serialized ``TrackAnalysis`` (runs in a worker)."""
+    return _to_wire(analyze_bytes, data, filename, max_duration_s)
+
+
+def _analyze_file_to_wire(path: str, filename: str, max_duration_s: float) -> bytes:
+    """Analyse the encoded audio in the file at ``path``; the serialized ``TrackAnalysis`` (runs in a worker)."""
+    return _to_wire(analyze_file, path, filename, max_duration_s)
+
+
+def _to_wire(analyze, source, filename: str, max_duration_s: float) -> bytes:
     try:
-        result = analyze_bytes(data, filename=filename or None, max_duration_s=max_duration_s)
+        result = analyze(source, filename=filename or None, max_duration_s=max_duration_s)
         return analysis_to_proto(result).SerializeToString()
     except MusicaasError as exc:
         raise _portable_error(exc) from None
@@ -217,13 +239,13 @@ class Analyzer:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    async def _run(self, data: bytes, filename: str) -> bytes:
+    async def _run(self, fn, source, filename: str) -> bytes:
         for attempt in (1, 2):
             if self._closed:
                 raise Unavailable("the analyzer is shutting down")
             pool = self._pool
             try:
-                return await self._submit(pool, _analyze_to_wire, data, filename, self.settings.max_duration_s)
+                return await self._submit(pool, fn, source, filename, self.settings.max_duration_s)
             except BrokenProcessPool as exc:
                 # A worker died; every analysis it shared the pool with fails with this error.
                 if pool is self._pool and not self._closed:
@@ -239,13 +261,30 @@ class Analyzer:
         raise AssertionError("unreachable")
 
     async def analyze(self, data: bytes, filename: str) -> common_pb2.TrackAnalysis:
+        """Analyse encoded audio held in memory (``AnalyzeAudio``; at most ``max_audio_bytes``)."""
         if len(data) > self.settings.max_audio_bytes:
             raise ResourceExhausted(
                 f"audio is {len(data)} bytes; the limit is {self.settings.max_audio_bytes} bytes"
             )
+        return await self._analysis(_analyze_to_wire, data, filename)
+
+    async def analyze_file(self, path: str | os.PathLike, filename: str) -> common_pb2.TrackAnalysis:
+        """Analyse the encoded audio in the file at ``path``: the worker gets the path and
+        decodes from the file (:func:`~musicaas_analyzer.analysis.analyze_file`), so the
+        encoded audio crosses no process boundary and is never held whole. The file must
+        stay in place until this returns. ``filename`` words error messages."""
+        return await self._analysis(_analyze_file_to_wire, os.fspath(path), filename)
+
+    async def _analysis(self, fn, source, filename: str) -> common_pb2.TrackAnalysis:
+        """One analysis in a free slot, timed (``musicaas_analyzer_analysis_seconds``) and its
+        audio counted (``musicaas_analyzer_audio_seconds_total``)."""
         async with self._slots:
-            wire = await self._run(data, filename)
-        return common_pb2.TrackAnalysis.FromString(wire)
+            t0 = time.perf_counter()
+            wire = await self._run(fn, source, filename)
+            telemetry.ANALYSIS_SECONDS.observe(time.perf_counter() - t0)
+        analysis = common_pb2.TrackAnalysis.FromString(wire)
+        telemetry.AUDIO_SECONDS_ANALYZED.inc(max(0.0, analysis.duration_s))
+        return analysis
 
 
 class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
@@ -261,21 +300,59 @@ class AnalyzerServicer(analyzer_pb2_grpc.AnalyzerServiceServicer):
 
 
 class UploadConsumer:
-    """Consumes ``music.tracks.uploaded``; idempotent (a redelivery rewrites the same analysis)."""
+    """Consumes ``music.tracks.uploaded``; idempotent (a redelivery rewrites the same analysis).
+
+    Each blob is streamed into a spool file in ``spool_dir`` (default: the analyzer's
+    ``settings.spool_dir``, else the system temporary folder) and analysed from there; the
+    file is removed when the handler ends, whether it succeeded, failed or was cancelled.
+    """
 
     durable = "analyzer-tracks-uploaded"
 
-    def __init__(self, bus: Bus, analyzer: Analyzer) -> None:
+    def __init__(self, bus: Bus, analyzer: Analyzer, *, spool_dir: str | os.PathLike | None = None) -> None:
         self.bus = bus
         self.analyzer = analyzer
+        self.spool_dir = Path(spool_dir or analyzer.settings.spool_dir or tempfile.gettempdir())
+
+    @contextlib.asynccontextmanager
+    async def spooled(self, ref: common_pb2.BlobRef) -> AsyncIterator[str]:
+        """The blob ``ref`` streamed into a new spool file; yields its path and removes it on the way out.
+
+        Raises
+        ------
+        NotFound
+            When the blob does not exist (from :meth:`Bus.get_blob_to_file`).
+        Unavailable
+            When NATS does not answer, or the spool file cannot be created or written
+            (a full disk: retried later).
+        """
+        try:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            fd, path = tempfile.mkstemp(prefix="upload-", suffix=".spool", dir=self.spool_dir)
+        except OSError as exc:
+            raise Unavailable(f"cannot create a spool file in {self.spool_dir}: {exc.strerror or exc}") from exc
+        try:
+            try:
+                with os.fdopen(fd, "wb") as file:
+                    await self.bus.get_blob_to_file(ref, file)
+            except OSError as exc:
+                raise Unavailable(
+                    f"cannot spool blob {ref.name!r} to {self.spool_dir}: {exc.strerror or exc}"
+                ) from exc
+            yield path
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
     async def handle(self, event: events_pb2.TrackUploaded, headers: dict[str, str]) -> None:
-        """Read the blob, analyse it, store the analysis (state ``analyzed``) and publish ``music.tracks.analyzed``. Raises InvalidArgument for audio that can never be analysed."""
+        """Stream the blob into a spool file, analyse it from there, store the analysis (state
+        ``analyzed``) and publish ``music.tracks.analyzed``. Raises InvalidArgument for audio
+        that can never be analysed."""
         tlog = log.bind(track_id=event.track_id)
         if not event.track_id:
             raise InvalidArgument("tracks.uploaded event without track_id")
-        data = await self.bus.get_blob(event.audio_blob)
-        analysis = await self.analyzer.analyze(data, event.filename)
+        async with self.spooled(event.audio_blob) as path:
+            analysis = await self.analyzer.analyze_file(path, event.filename)
 
         def store(track: common_pb2.Track) -> None:
             track.analysis.CopyFrom(analysis)

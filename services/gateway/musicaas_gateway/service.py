@@ -177,7 +177,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             )
         async with self._uploads:
             head, size = bytearray(), 0
-            chunks = self._chunks(messages)
+            chunks = self._chunks(messages, context)
             async for chunk in chunks:  # the first MiB, to sniff the container before storing anything
                 head += chunk
                 if len(head) >= SNIFF_BYTES:
@@ -218,8 +218,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 f"upload idle for {self.settings.upload_idle_timeout_s:g} s: send chunks without pausing"
             ) from exc
 
-    async def _chunks(self, messages):
-        """The chunks of an upload after its metadata, enforcing the size limit as they arrive."""
+    async def _chunks(self, messages, context):
+        """The chunks of an upload after its metadata, enforcing the size limit as they arrive.
+
+        The end of the stream counts only when the call is still alive: a client that
+        cancels may look to the handler like one that finished, and its bytes would make a
+        truncated track.
+        """
         limit, size = self.settings.max_upload_bytes, 0
         while (message := await self._next_message(messages)) is not None:
             if message.WhichOneof("payload") != "chunk":
@@ -229,6 +234,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 raise ResourceExhausted(f"upload exceeds the limit of {limit} bytes")
             if message.chunk:
                 yield message.chunk
+        if context is not None and (context.cancelled() or context.done()):
+            raise asyncio.CancelledError("the client cancelled the upload")
 
     async def GetTrack(self, request, context) -> gateway_pb2.GetTrackResponse:
         validation.check_track_id(request.track_id)

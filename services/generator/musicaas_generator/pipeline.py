@@ -16,6 +16,7 @@ published afterwards.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import structlog
@@ -25,6 +26,7 @@ from musicaas.events.v1 import events_pb2
 from musicaas.generator.v1 import generator_pb2
 from musicaas.render import encode_wav, render_midi
 from musicaas.runtime import bus as busmod
+from musicaas.runtime import telemetry
 from musicaas.runtime.bus import Bus, new_id
 from musicaas.runtime.errors import Unavailable
 from musicaas_generator import contract, tokens
@@ -94,6 +96,7 @@ class Generator:
             The model server is down.
         """
         plan = plan_generation(request.params, tokenizer=self.tokenizer)
+        t0 = time.perf_counter()
         params = plan.params
         generation_id = request.generation_id or new_id("gen")
         n = params.num_variations
@@ -159,6 +162,7 @@ class Generator:
         )
         glog.info("generation_completed", track_ids=[p.track_id for p in pieces],
                   num_tokens=[p.num_tokens for p in pieces])
+        telemetry.GENERATION_SECONDS.observe(time.perf_counter() - t0)
         return generator_pb2.GenerationResult(generation_id=generation_id, params=params, pieces=pieces)
 
     async def _store(self, generation_id: str, plan: GenerationPlan, piece: generator_pb2.GeneratedPiece) -> None:

@@ -44,6 +44,7 @@ async def main(settings: RecommenderSettings | None = None, *, stop: asyncio.Eve
         )
         stack.push_async_callback(index.close)
         consumer = AnalyzedConsumer(bus, index)
+        await consumer.report_index_size()
         await run_service(
             name="recommender",
             **settings.server_kwargs(),

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import structlog
 
@@ -12,8 +14,9 @@ from musicaas.common.v1 import common_pb2
 from musicaas.embedding import EMBEDDING_DIM
 from musicaas.events.v1 import events_pb2
 from musicaas.recommender.v1 import recommender_pb2, recommender_pb2_grpc
+from musicaas.runtime import telemetry
 from musicaas.runtime.bus import Bus, advance_state
-from musicaas.runtime.errors import InvalidArgument
+from musicaas.runtime.errors import InvalidArgument, MusicaasError
 from musicaas.runtime.protoconv import MODE_TO_PROTO, SOURCE_TO_PROTO, mode_name, source_name
 from musicaas.runtime.settings import ServiceSettings
 from musicaas_recommender.index import MAX_LIMIT, ScoredTrack, TrackFilter, TrackIndex, TrackPayload
@@ -115,18 +118,20 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
     async def SimilarTracks(self, request, context) -> recommender_pb2.SimilarTracksResponse:
         if not request.track_id:
             raise InvalidArgument("track_id is empty")
-        items = await self.index.similar(
-            request.track_id, limit=_limit(request.limit), flt=filter_from_proto(request.filter)
-        )
+        with telemetry.QUERY_SECONDS.labels(query="similar").time():
+            items = await self.index.similar(
+                request.track_id, limit=_limit(request.limit), flt=filter_from_proto(request.filter)
+            )
         return recommender_pb2.SimilarTracksResponse(tracks=[scored_to_proto(i) for i in items])
 
     async def Recommend(self, request, context) -> recommender_pb2.RecommendResponse:
-        items = await self.index.recommend(
-            liked=list(request.liked_track_ids),
-            disliked=list(request.disliked_track_ids),
-            limit=_limit(request.limit),
-            flt=filter_from_proto(request.filter),
-        )
+        with telemetry.QUERY_SECONDS.labels(query="recommend").time():
+            items = await self.index.recommend(
+                liked=list(request.liked_track_ids),
+                disliked=list(request.disliked_track_ids),
+                limit=_limit(request.limit),
+                flt=filter_from_proto(request.filter),
+            )
         return recommender_pb2.RecommendResponse(tracks=[scored_to_proto(i) for i in items])
 
 
@@ -185,3 +190,10 @@ class AnalyzedConsumer:
 
         await self.bus.update_track(event.track_id, mark, create_if_missing=True)
         log.info("track_indexed", track_id=event.track_id)
+        await self.report_index_size()
+
+    async def report_index_size(self) -> None:
+        """Set the index-size gauge (``musicaas_recommender_index_points``); an index that
+        does not answer leaves it as it was (a metric never fails the work)."""
+        with contextlib.suppress(MusicaasError):
+            telemetry.INDEX_POINTS.set(await self.index.count())
