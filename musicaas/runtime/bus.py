@@ -323,9 +323,10 @@ class Bus:
         on_permanent_failure: Callable[[M | None, MusicaasError, dict[str, str]], Awaitable[None]] | None = None,
         max_deliver: int = 5,
         nak_delay_s: float = 2.0,
-        ack_wait_s: float = 120.0,
+        ack_wait_s: float = 15.0,
         fetch_timeout_s: float = 1.0,
         ready: asyncio.Event | None = None,
+        ack_sync: bool = False,
     ) -> None:
         """Run a durable pull consumer until cancelled.
 
@@ -346,6 +347,15 @@ class Bus:
             Deliveries after which a still-failing message is terminated.
         nak_delay_s : float, seconds
             Redelivery delay after a transient error (multiplied by the delivery count).
+        ack_wait_s : float > 0, seconds
+            JetStream's ack wait. While the handler runs, the message is reported in progress
+            every ``ack_wait_s / 3`` seconds (``+WPI``), so long work is never redelivered
+            while its worker lives, and a message whose worker died is redelivered within
+            ``ack_wait_s``.
+        ack_sync : bool
+            Double ack: wait for the server to confirm the ack (``ack_sync``), for work that
+            is expensive to redo; a lost confirmation naks nothing (the work is done and
+            idempotent) but is logged.
         """
         config = ConsumerConfig(
             durable_name=durable,
@@ -379,10 +389,10 @@ class Bus:
                 continue
             for msg in msgs:
                 await self._handle(msg, clog, durable, subject, message_type, handler, on_permanent_failure,
-                                   max_deliver, nak_delay_s)
+                                   max_deliver, nak_delay_s, ack_wait_s / 3.0, ack_sync)
 
     async def _handle(self, msg, clog, durable, subject, message_type, handler, on_permanent_failure, max_deliver,
-                      nak_delay_s) -> None:
+                      nak_delay_s, heartbeat_s: float = 5.0, ack_sync: bool = False) -> None:
         """One delivery, in a CONSUMER span that continues the publisher's trace; counted
         (delivery, then ack, nak or term) in :mod:`musicaas.runtime.telemetry`'s metrics."""
         headers = dict(msg.headers or {})
@@ -394,7 +404,7 @@ class Bus:
                 telemetry.consume_span(subject, headers, durable=durable, deliveries=deliveries) as span:
             try:
                 outcome = await self._settle(msg, clog, headers, deliveries, message_type, handler,
-                                             on_permanent_failure, max_deliver, nak_delay_s)
+                                             on_permanent_failure, max_deliver, nak_delay_s, heartbeat_s, ack_sync)
             except asyncio.CancelledError:
                 telemetry.CONSUMER_NAKS.labels(durable).inc()  # naked on the way out (shutdown)
                 raise
@@ -405,7 +415,7 @@ class Bus:
                 telemetry.mark_span_error(span, outcome)
 
     async def _settle(self, msg, clog, headers, deliveries, message_type, handler, on_permanent_failure, max_deliver,
-                      nak_delay_s) -> str:
+                      nak_delay_s, heartbeat_s: float = 5.0, ack_sync: bool = False) -> str:
         """Run the handler and ack, nak or term the message; returns which."""
         event = None
         try:
@@ -413,7 +423,7 @@ class Bus:
                 event = message_type.FromString(msg.data)
             except DecodeError as exc:
                 raise InvalidArgument(f"event payload is not a valid {message_type.DESCRIPTOR.full_name}") from exc
-            await handler(event, headers)
+            await _with_heartbeat(msg, handler(event, headers), heartbeat_s, clog)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await msg.nak()
@@ -438,7 +448,13 @@ class Bus:
             clog.warning("event_retry", ce_id=headers.get("ce-id"), error=str(exc), deliveries=deliveries)
             await msg.nak(delay=nak_delay_s * deliveries)
             return "nak"
-        await msg.ack()
+        if ack_sync:
+            try:
+                await msg.ack_sync(timeout=5.0)
+            except _NATS_ERRORS as exc:  # the work is durable and idempotent: a redelivery is harmless
+                clog.warning("ack_not_confirmed", ce_id=headers.get("ce-id"), error=str(exc))
+        else:
+            await msg.ack()
         return "ack"
 
     # -- blobs ----------------------------------------------------------------------------
@@ -728,6 +744,26 @@ class Bus:
             self._jobs, generation_id, lambda: generator_pb2.GenerationJob(generation_id=generation_id), change,
             what="generation",
         )
+
+
+async def _with_heartbeat(msg, work: Awaitable[None], every_s: float, clog) -> None:
+    """Await ``work`` while telling JetStream every ``every_s`` seconds that it is in progress."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await msg.in_progress()
+            except _NATS_ERRORS as exc:  # the next beat or the ack will tell
+                clog.debug("in_progress_failed", error=str(exc))
+
+    beater = asyncio.create_task(beat())
+    try:
+        await work
+    finally:
+        beater.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beater
 
 
 def track_id_for(data: bytes) -> str:

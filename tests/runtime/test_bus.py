@@ -227,3 +227,90 @@ async def test_unreachable_nats_is_unavailable():
     with pytest.raises(Unavailable):
         async with Bus(f"nats://127.0.0.1:{free_port()}", name="x", connect_timeout_s=1.0):
             pass
+
+
+# --- delivery: in-progress heartbeats and redelivery of a dead worker's message --------------
+
+
+async def test_long_work_is_not_redelivered_while_its_worker_lives(nats_url):
+    import asyncio
+    import uuid
+
+    from musicaas.events.v1 import events_pb2
+    from musicaas.runtime import bus as busmod
+    from musicaas.runtime.bus import Bus
+
+    subject_id = uuid.uuid4().hex[:12]
+    seen: list[int] = []
+    done = asyncio.Event()
+
+    async with Bus(nats_url, name="t-heartbeat") as bus:
+        async def slow(event, headers):
+            if event.track_id != f"trk_hb_{subject_id}":
+                return
+            seen.append(1)
+            await asyncio.sleep(4.0)  # well past the 1.5 s ack wait
+            done.set()
+
+        # two pull loops on one durable, as the analyzer runs one per worker: without heartbeats
+        # the idle one would get the message again once the 1.5 s ack wait has passed
+        readies = [asyncio.Event(), asyncio.Event()]
+        tasks = [asyncio.create_task(bus.consume(
+            durable=f"hb-{subject_id}", subject=busmod.TRACKS_UPLOADED, message_type=events_pb2.TrackUploaded,
+            handler=slow, ack_wait_s=1.5, ready=ready, ack_sync=True,
+        )) for ready in readies]
+        for ready in readies:
+            await ready.wait()
+        await bus.publish(busmod.TRACKS_UPLOADED, events_pb2.TrackUploaded(track_id=f"trk_hb_{subject_id}"),
+                          event_id=f"hb:{subject_id}")
+        await asyncio.wait_for(done.wait(), 20)
+        await asyncio.sleep(2.0)  # a redelivery would have come by now
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        info = await bus.js.consumer_info(busmod.STREAM, f"hb-{subject_id}")
+    assert seen == [1]  # handled once: the heartbeats kept it from redelivery
+    assert info.num_ack_pending == 0 and info.num_redelivered == 0
+
+
+async def test_a_dead_workers_message_is_redelivered_within_the_ack_wait(nats_url):
+    import asyncio
+    import time
+    import uuid
+
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    from musicaas.events.v1 import events_pb2
+    from musicaas.runtime import bus as busmod
+    from musicaas.runtime.bus import Bus
+
+    sid = uuid.uuid4().hex[:12]
+    durable, track_id = f"dead-{sid}", f"trk_dead_{sid}"
+    async with Bus(nats_url, name="t-dead") as bus:
+        # a worker takes the message and dies without acking (its connection just goes away)
+        config = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.NEW,
+                                filter_subject=busmod.TRACKS_UPLOADED, ack_wait=2.0, max_deliver=5)
+        nc = await nats.connect(nats_url)
+        sub = await nc.jetstream().pull_subscribe(busmod.TRACKS_UPLOADED, durable=durable, stream=busmod.STREAM,
+                                                  config=config)
+        await bus.publish(busmod.TRACKS_UPLOADED, events_pb2.TrackUploaded(track_id=track_id), event_id=f"dead:{sid}")
+        msgs = await sub.fetch(batch=1, timeout=5)  # a new consumer: ours is the only message
+        assert events_pb2.TrackUploaded.FromString(msgs[0].data).track_id == track_id
+        await nc.close()
+        died = time.monotonic()
+        got = asyncio.Event()
+
+        async def handler(event, headers):
+            if event.track_id == track_id:
+                got.set()
+
+        task = asyncio.create_task(bus.consume(durable=durable, subject=busmod.TRACKS_UPLOADED,
+                                               message_type=events_pb2.TrackUploaded, handler=handler, ack_wait_s=2.0))
+        await asyncio.wait_for(got.wait(), 20)
+        waited = time.monotonic() - died
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert waited < 6.0, waited  # within the ack wait (2 s) and a fetch, not minutes

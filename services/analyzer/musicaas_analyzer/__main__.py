@@ -36,6 +36,7 @@ async def main(settings: AnalyzerSettings | None = None, *, stop: asyncio.Event 
                     message_type=events_pb2.TrackUploaded,
                     handler=consumer.handle,
                     on_permanent_failure=consumer.failed,
+                    ack_sync=True,  # a lost ack would analyse the track again
                 )
             ] * max(1, settings.workers),
             stop=stop,

@@ -93,5 +93,8 @@ class JobRunner:
             on_permanent_failure=self.fail_job,
             max_deliver=self.settings.job_max_deliver,
             nak_delay_s=self.settings.job_retry_delay_s,
-            ack_wait_s=max(300.0, 2 * self.settings.triton_timeout_s + 60.0),
+            # in-progress heartbeats keep a running job from redelivery; a dead generator's job
+            # is picked up again within the ack wait
+            ack_wait_s=15.0,
+            ack_sync=True,  # a lost ack would regenerate every piece
         )
