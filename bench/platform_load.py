@@ -36,6 +36,7 @@ import numpy as np
 from musicaas.client import GatewayClient
 from musicaas.common.v1 import common_pb2
 from musicaas.render import encode_wav
+from musicaas.runtime.procs import PeakMemory
 from musicaas_cli.stack import LocalStack, StackPorts
 
 SR = 22050
@@ -56,40 +57,6 @@ def tone_track(seconds: float, seed: int) -> bytes:
             y[seg] += 0.15 * np.sin(2 * np.pi * f * t[seg]) * np.exp(-1.5 * (t[seg] - t[start]))
     y += 0.01 * rng.standard_normal(n).astype(np.float32)
     return encode_wav(np.clip(y, -1, 1), sample_rate_hz=SR)
-
-
-class RssSampler:
-    """Peak VmRSS (MiB) of each process (and its children in the same group) while running."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-        self.peak = {name: 0.0 for name in pids}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @staticmethod
-    def _rss_mib(pid: int) -> float:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return 0.0
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for name, pid in self.pids.items():
-                self.peak[name] = max(self.peak[name], self._rss_mib(pid))
-            self._stop.wait(0.05)
-
-    def __enter__(self) -> "RssSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def percentiles_ms(latencies_s: list[float]) -> tuple[float, float, float]:
@@ -189,11 +156,11 @@ def main(argv=None) -> int:
             for clients in ([] if args.skip_load else client_counts):
                 uploads = [tone_track(5.0, next_seed + i) for i in range(writes)]  # new bytes: real uploads
                 next_seed += writes
-                with RssSampler(pids) as sampler:
+                with PeakMemory(every_s=0.05, with_hwm=False, **pids) as sampler:
                     for op, n in (("GetTrack", reads), ("SimilarTracks", reads), ("UploadTrack", writes)):
                         rows.append(run_load(stack, op=op, clients=clients, requests=n, track_ids=seed_ids,
                                              uploads=uploads))
-                peaks[clients] = dict(sampler.peak)
+                peaks[clients] = {name: kib / 1024 for name, kib in sampler.peak_kib.items()}
                 print(f"  load at N={clients} done", flush=True)
 
             if args.skip_load:

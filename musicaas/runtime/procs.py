@@ -298,3 +298,69 @@ def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     if extra:
         env.update(extra)
     return env
+
+
+def status_kib(pid: int | str, field: str = "VmRSS") -> int:
+    """A memory field of ``/proc/<pid>/status`` (``VmRSS``: resident now, ``VmHWM``: its peak), in KiB.
+
+    Raises
+    ------
+    OSError
+        When the process does not exist.
+    KeyError
+        When the field is not there.
+    """
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+class PeakMemory:
+    """The most resident memory of some processes while a block runs, sampled every
+    ``every_s`` seconds, plus each one's own peak mark (VmHWM) at the end, since a short peak
+    can fall between samples (the mark covers the whole life of the process, so it is
+    used only where ``with_hwm`` is set).
+
+    ``PeakMemory(gateway=pid, client="self")``; after the block, ``peak_kib[name]`` and
+    :meth:`growth_mib` (peak minus resident memory at the start).
+    """
+
+    def __init__(self, *, every_s: float = 0.02, with_hwm: bool = True, **pids: int | str) -> None:
+        import threading
+
+        self.pids = pids
+        self.every_s = every_s
+        self.with_hwm = with_hwm
+        self.start_kib = {name: self._read(pid, "VmRSS") for name, pid in pids.items()}
+        self.peak_kib = dict(self.start_kib)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def _read(pid, field: str) -> int:
+        try:
+            return status_kib(pid, field)
+        except (OSError, KeyError):
+            return 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every_s):
+            for name, pid in self.pids.items():
+                self.peak_kib[name] = max(self.peak_kib[name], self._read(pid, "VmRSS"))
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self.with_hwm:
+            for name, pid in self.pids.items():
+                self.peak_kib[name] = max(self.peak_kib[name], self._read(pid, "VmHWM"))
+
+    def growth_mib(self, name: str) -> float:
+        """Peak minus resident memory at the start, in MiB."""
+        return (self.peak_kib[name] - self.start_kib[name]) / 1024

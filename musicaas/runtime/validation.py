@@ -135,6 +135,14 @@ def check_content_type(value: str, *, field: str = "content_type") -> str:
     return value
 
 
+def _check_id(value: str, field: str, pattern: re.Pattern, shape: str) -> str:
+    if not value:
+        raise InvalidArgument(f"{field} is empty")
+    if not pattern.fullmatch(value):
+        raise InvalidArgument(f"{field} {shape}: {quote(value)}")
+    return value
+
+
 def check_track_id(value: str, *, field: str = "track_id") -> str:
     """Check a track id (``trk_`` and 24 lowercase hex digits).
 
@@ -143,11 +151,7 @@ def check_track_id(value: str, *, field: str = "track_id") -> str:
     InvalidArgument
         Empty or not a track id (e.g. ``*``, ``>``, ``../x``, or 10 kB of text).
     """
-    if not value:
-        raise InvalidArgument(f"{field} is empty")
-    if not TRACK_ID_PATTERN.fullmatch(value):
-        raise InvalidArgument(f"{field} is not a track id ('trk_' and 24 hex digits): {quote(value)}")
-    return value
+    return _check_id(value, field, TRACK_ID_PATTERN, "is not a track id ('trk_' and 24 hex digits)")
 
 
 def check_generation_id(value: str, *, field: str = "generation_id") -> str:
@@ -158,10 +162,5 @@ def check_generation_id(value: str, *, field: str = "generation_id") -> str:
     InvalidArgument
         Empty, too long or with other characters.
     """
-    if not value:
-        raise InvalidArgument(f"{field} is empty")
-    if not GENERATION_ID_PATTERN.fullmatch(value):
-        raise InvalidArgument(
-            f"{field} must be 1 to {MAX_GENERATION_ID_CHARS} letters, digits, '_' or '-': {quote(value)}"
-        )
-    return value
+    return _check_id(value, field, GENERATION_ID_PATTERN,
+                     f"must be 1 to {MAX_GENERATION_ID_CHARS} letters, digits, '_' or '-'")

@@ -717,14 +717,13 @@ def analyze_file(
         The uploaded file (a spool file, say).
     filename : str or None
         The upload's name, used only to word error messages (not the path's).
-    max_duration_s : float > 0, seconds
-        Longer files are refused.
-    detail : bool
-        As in :func:`analyze_signal`.
+    max_duration_s, detail
+        As in :func:`analyze_bytes` (seconds; bool).
 
     Returns
     -------
     AudioAnalysis
+        The same as :func:`analyze_bytes` of the file's bytes.
 
     Raises
     ------
