@@ -166,7 +166,7 @@ def test_a_huge_file_that_starts_like_midi_is_not_read_whole(tmp_path):
 
 #: Analyses a long WAV in a fresh process, from the file (``file``) or from its bytes read
 #: whole (``bytes``, the consumer's old path); prints the growth of the peak RSS over the RSS
-#: before the analysis (ru_maxrss after minus VmRSS before: never less than the real growth).
+#: before the analysis (VmHWM after minus VmRSS before: never less than the real growth).
 MEMORY_CHILD = r"""
 import os, resource, sys
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
@@ -175,9 +175,9 @@ mode, path, src = sys.argv[1:4]
 sys.path.insert(0, src)
 from musicaas_analyzer.analysis import analyze_bytes, analyze_file, warm_up
 warm_up()
-def rss():
+def rss(field="VmRSS"):
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
 from musicaas_analyzer import decode
 before = rss()
@@ -193,7 +193,9 @@ else:
     with open(path, "rb") as fh:
         data = fh.read()
     mix, rate = decode.decode_mono_streaming(data, max_duration_s=3600, target_rate_hz=22050)[:2]
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child of a large pytest
+# process would start with the parent's peak
+peak = rss("VmHWM")
 if mode.startswith("decode"):
     print(peak - before, len(mix) / 22050, 0)
 else:
@@ -231,9 +233,8 @@ def test_a_long_wav_is_decoded_from_the_file_without_holding_it(tmp_path):
     Decoding from the file holds only the 22050 Hz mono mix (101 MiB); decoding from the
     bytes (the consumer's old path) holds the file as well. Measured on the 2-core dev box,
     peak growth: 104 MiB from the file, about 305 MiB from the bytes. The whole analysis adds
-    its own working memory on top, the same on both paths and dependent on the machine
-    (333 to 616 MiB seen for the file path, 535 to 616 MiB for the bytes path), so it is
-    only checked to finish here."""
+    its own working memory on top, which depends on the machine's load (333 and 408 MiB seen
+    for the file path, 535 MiB for the bytes path), so it is only run to completion here."""
     minutes = 20.0
     path = tmp_path / "long.wav"
     _write_long_wav(path, minutes)
