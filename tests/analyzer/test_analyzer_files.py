@@ -233,8 +233,9 @@ def test_a_long_wav_is_decoded_from_the_file_without_holding_it(tmp_path):
     Decoding from the file holds only the 22050 Hz mono mix (101 MiB); decoding from the
     bytes (the consumer's old path) holds the file as well. Measured on the 2-core dev box,
     peak growth: 104 MiB from the file, about 305 MiB from the bytes. The whole analysis adds
-    its own working memory on top, which depends on the machine's load (333 and 408 MiB seen
-    for the file path, 535 MiB for the bytes path), so it is only run to completion here."""
+    its own working memory on top (333 MiB in all for the file path, 535 MiB for the bytes
+    path, measured from a small parent process); it varies with the machine's allocator and
+    threads, so it is only run to completion here."""
     minutes = 20.0
     path = tmp_path / "long.wav"
     _write_long_wav(path, minutes)
