@@ -110,6 +110,7 @@ class ChunkPipe:
     # -- the reader's side: a minimal binary file object ---------------------------------
 
     def readable(self) -> bool:
+        """True: the object store treats the pipe as a readable binary file."""
         return True
 
     def readinto(self, buffer) -> int:

@@ -39,6 +39,8 @@ MAX_FILENAME_BYTES = 255
 MAX_TITLE_CHARS = 256
 #: Longest MIME type, in characters (RFC 6838: 127 for type and subtype together).
 MAX_CONTENT_TYPE_CHARS = 127
+#: Longest short text control (``GenerationParams.key``, ``metre``, ``style``, a filter's key), in characters.
+MAX_CONTROL_CHARS = 32
 #: Longest client-chosen generation id, in characters.
 MAX_GENERATION_ID_CHARS = 64
 

@@ -90,8 +90,6 @@ class GatewaySettings(ServiceSettings):
 SNIFF_BYTES = 1024 * 1024
 #: Most liked or disliked track ids in one Recommend request.
 MAX_EXAMPLE_IDS = 100
-#: Longest ``GenerationParams.key`` / ``metre`` / ``style``, in characters ("F# minor", "3/4", "chorale").
-MAX_CONTROL_CHARS = 32
 
 
 def _check_generation(request) -> None:
@@ -99,11 +97,12 @@ def _check_generation(request) -> None:
     if request.generation_id:
         validation.check_generation_id(request.generation_id)
     for name in ("key", "metre", "style"):
-        validation.check_text(getattr(request.params, name), field=f"params.{name}", max_chars=MAX_CONTROL_CHARS)
+        validation.check_text(getattr(request.params, name), field=f"params.{name}", max_chars=validation.MAX_CONTROL_CHARS)
 
 
 def _check_filter(flt) -> None:
-    validation.check_text(flt.key, field="filter.key", max_chars=MAX_CONTROL_CHARS)
+    """Bounds of a recommender filter's text field (``filter.key``); raises InvalidArgument."""
+    validation.check_text(flt.key, field="filter.key", max_chars=validation.MAX_CONTROL_CHARS)
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
