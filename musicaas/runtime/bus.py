@@ -17,6 +17,10 @@ the handler returned (its work is durable), nak with a delay on a transient erro
 terminate and call ``on_permanent_failure`` on input that can never succeed
 (:class:`~musicaas.runtime.errors.InvalidArgument`, :class:`~musicaas.runtime.errors.NotFound`)
 or once the delivery count reaches ``max_deliver``, so no message is redelivered forever.
+A message whose worker died on each of ``max_deliver`` deliveries (a poison message that
+crashes its worker) is terminated on the next one without running the handler again. Every
+terminated message leaves a :class:`~musicaas.events.v1.events_pb2.DeadLetter` record in the
+``DEADLETTER`` stream (subject ``deadletter.<durable>``; :meth:`Bus.dead_letters` reads them).
 Each delivery runs in a CONSUMER span whose parent is the publisher's span (one upload is
 one trace across the services), and is counted per durable (deliveries, acks, naks, terms,
 pending messages: :mod:`musicaas.runtime.telemetry`).
@@ -41,6 +45,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
@@ -61,6 +66,12 @@ from musicaas.runtime.errors import InvalidArgument, MusicaasError, NotFound, Un
 from musicaas.runtime.streams import ChunkPipe, PipeAborted
 
 log = structlog.get_logger()
+
+
+class WorkerDied(MusicaasError):
+    """A message was delivered ``max_deliver`` times and never settled: its worker died on it."""
+
+    permanent = True
 
 STREAM = "MUSIC"
 TRACKS_UPLOADED = "music.tracks.uploaded"
@@ -85,8 +96,16 @@ TRACK_BUCKET = "tracks"
 #: Generation jobs (``musicaas.generator.v1.GenerationJob``), written by gateway and generator.
 GENERATION_BUCKET = "generations"
 DUPLICATE_WINDOW_S = 120.0
+#: Dead-letter records (:class:`events_pb2.DeadLetter`), one subject per durable consumer.
+DEAD_LETTER_STREAM = "DEADLETTER"
+DEAD_LETTER_SUBJECTS = "deadletter.>"
+#: Records are kept 30 days, at most 100 000 of them (the oldest go first).
+DEAD_LETTER_MAX_AGE_S = 30 * 24 * 3600.0
+DEAD_LETTER_MAX_MSGS = 100_000
+MAX_DEAD_LETTER_REASON_CHARS = 1000
 
 M = TypeVar("M", bound=Message)
+_DURABLE_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: What a NATS call raises when the server does not answer or refuses.
 _NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError)
 
@@ -260,10 +279,20 @@ class Bus:
             num_replicas=self.replicas,
             duplicate_window=DUPLICATE_WINDOW_S,
         )
-        try:
-            await self.js.add_stream(config)
-        except nats.js.errors.BadRequestError:
-            await self.js.update_stream(config)
+        dead_letters = StreamConfig(
+            name=DEAD_LETTER_STREAM,
+            subjects=[DEAD_LETTER_SUBJECTS],
+            storage=StorageType.FILE,
+            num_replicas=self.replicas,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            max_age=DEAD_LETTER_MAX_AGE_S,
+            max_msgs=DEAD_LETTER_MAX_MSGS,
+        )
+        for stream in (config, dead_letters):
+            try:
+                await self.js.add_stream(stream)
+            except nats.js.errors.BadRequestError:
+                await self.js.update_stream(stream)
         self._tracks = await self._bucket(self.js.key_value, self.js.create_key_value, TRACK_BUCKET, history=5)
         self._jobs = await self._bucket(self.js.key_value, self.js.create_key_value, GENERATION_BUCKET, history=5)
         self._blobs = await self._bucket(self.js.object_store, self.js.create_object_store, BLOB_BUCKET)
@@ -344,7 +373,9 @@ class Bus:
         on_permanent_failure : async (event or None, error, headers) -> None
             Called once before a message is terminated (publish ``music.tracks.failed``).
         max_deliver : int
-            Deliveries after which a still-failing message is terminated.
+            Deliveries after which a still-failing message is terminated. JetStream is told
+            ``max_deliver + 1``: the extra delivery is where a message whose worker died on
+            every earlier one is terminated (and dead-lettered) instead of silently dropped.
         nak_delay_s : float, seconds
             Redelivery delay after a transient error (multiplied by the delivery count).
         ack_wait_s : float > 0, seconds
@@ -363,7 +394,7 @@ class Bus:
             deliver_policy=DeliverPolicy.ALL,
             filter_subject=subject,
             ack_wait=ack_wait_s,
-            max_deliver=max_deliver,
+            max_deliver=max_deliver + 1,
         )
         sub = await self.js.pull_subscribe(subject, durable=durable, stream=STREAM, config=config)
         if ready is not None:
@@ -403,7 +434,7 @@ class Bus:
         with telemetry.CONSUMER_HANDLING_SECONDS.labels(durable).time(), \
                 telemetry.consume_span(subject, headers, durable=durable, deliveries=deliveries) as span:
             try:
-                outcome = await self._settle(msg, clog, headers, deliveries, message_type, handler,
+                outcome = await self._settle(msg, clog, durable, headers, deliveries, message_type, handler,
                                              on_permanent_failure, max_deliver, nak_delay_s, heartbeat_s, ack_sync)
             except asyncio.CancelledError:
                 telemetry.CONSUMER_NAKS.labels(durable).inc()  # naked on the way out (shutdown)
@@ -414,8 +445,8 @@ class Bus:
             if outcome != "ack":
                 telemetry.mark_span_error(span, outcome)
 
-    async def _settle(self, msg, clog, headers, deliveries, message_type, handler, on_permanent_failure, max_deliver,
-                      nak_delay_s, heartbeat_s: float = 5.0, ack_sync: bool = False) -> str:
+    async def _settle(self, msg, clog, durable, headers, deliveries, message_type, handler, on_permanent_failure,
+                      max_deliver, nak_delay_s, heartbeat_s: float = 5.0, ack_sync: bool = False) -> str:
         """Run the handler and ack, nak or term the message; returns which."""
         event = None
         try:
@@ -423,6 +454,10 @@ class Bus:
                 event = message_type.FromString(msg.data)
             except DecodeError as exc:
                 raise InvalidArgument(f"event payload is not a valid {message_type.DESCRIPTOR.full_name}") from exc
+            if deliveries > max_deliver:
+                # every earlier delivery ended without a settlement: its worker died on it
+                raise WorkerDied(f"no worker survived this event: it was delivered {deliveries - 1} times "
+                                 f"and never settled")
             await _with_heartbeat(msg, handler(event, headers), heartbeat_s, clog)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
@@ -436,13 +471,14 @@ class Bus:
                     clog.error("event_failed_unexpectedly", deliveries=deliveries, exc_info=exc)
                     error = MusicaasError(f"gave up after {deliveries} deliveries: {type(exc).__name__}")
                 clog.warning("event_terminated", ce_id=headers.get("ce-id"), error=error.message, deliveries=deliveries)
-                if on_permanent_failure is not None:
-                    try:
+                try:
+                    if on_permanent_failure is not None:
                         await on_permanent_failure(event, error, headers)
-                    except Exception as fexc:  # noqa: BLE001 - retry the whole message later
-                        clog.error("failure_report_failed", exc_info=fexc)
-                        await msg.nak(delay=nak_delay_s)
-                        return "nak"
+                    await self._dead_letter(msg, durable, headers, deliveries, error)
+                except Exception as fexc:  # noqa: BLE001 - retry the whole message later
+                    clog.error("failure_report_failed", exc_info=fexc)
+                    await msg.nak(delay=nak_delay_s)
+                    return "nak"
                 await msg.term()
                 return "term"
             clog.warning("event_retry", ce_id=headers.get("ce-id"), error=str(exc), deliveries=deliveries)
@@ -456,6 +492,73 @@ class Bus:
         else:
             await msg.ack()
         return "ack"
+
+    async def _dead_letter(self, msg, durable: str, headers: dict[str, str], deliveries: int,
+                           error: MusicaasError) -> None:
+        """Record a message about to be terminated in the ``DEADLETTER`` stream (idempotent:
+        one record per durable and stream sequence, whatever the number of attempts)."""
+        sequence = msg.metadata.sequence.stream if msg.metadata is not None else 0
+        reason = error.message[:MAX_DEAD_LETTER_REASON_CHARS]
+        record = events_pb2.DeadLetter(
+            durable=durable, subject=msg.subject, stream_sequence=sequence, deliveries=deliveries,
+            code=error.code.name, reason=reason, ce_id=headers.get("ce-id", ""),
+            ce_type=headers.get("ce-type", ""), data=msg.data, terminated_at=now_ts(),
+        )
+        # the headers make `nats stream view DEADLETTER` readable without decoding the record;
+        # reasons are the platform's own messages (callers' text is quoted short by validation)
+        record_headers = {
+            "Nats-Msg-Id": f"dl:{durable}:{sequence}",
+            "musicaas-dl-durable": durable,
+            "musicaas-dl-subject": msg.subject,
+            "musicaas-dl-sequence": str(sequence),
+            "musicaas-dl-code": error.code.name,
+            "musicaas-dl-reason": " ".join(reason.split())[:200],
+        }
+        try:
+            await self.js.publish(f"deadletter.{durable}", record.SerializeToString(), headers=record_headers,
+                                  stream=DEAD_LETTER_STREAM)
+        except _NATS_ERRORS as exc:
+            raise Unavailable(f"could not record the dead letter: {exc}") from exc
+        telemetry.CONSUMER_DEAD_LETTERS.labels(durable).inc()
+
+    async def dead_letters(self, durable: str | None = None, *, limit: int = 1000) -> list[events_pb2.DeadLetter]:
+        """The dead-letter records kept (oldest first), of one durable consumer or of all.
+
+        Parameters
+        ----------
+        durable : str, optional
+            A durable consumer's name (e.g. ``"analyzer-tracks-uploaded"``); all when omitted.
+        limit : int
+            At most this many records.
+
+        Raises
+        ------
+        InvalidArgument
+            ``durable`` is not a consumer name (letters, digits, ``-`` and ``_``).
+        Unavailable
+            When NATS does not answer.
+        """
+        if durable is not None and not _DURABLE_RE.fullmatch(durable):
+            raise InvalidArgument("durable: not a consumer name")
+        subject = f"deadletter.{durable}" if durable else DEAD_LETTER_SUBJECTS
+        out: list[events_pb2.DeadLetter] = []
+        try:
+            # an ephemeral pull consumer from the start of the stream, removed afterwards
+            sub = await self.js.pull_subscribe(subject, stream=DEAD_LETTER_STREAM,
+                                               config=ConsumerConfig(ack_policy=AckPolicy.NONE,
+                                                                     deliver_policy=DeliverPolicy.ALL))
+            try:
+                while len(out) < limit:
+                    try:
+                        batch = await sub.fetch(batch=min(100, limit - len(out)), timeout=0.5)
+                    except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                        break  # nothing more stored
+                    out += [events_pb2.DeadLetter.FromString(m.data) for m in batch]
+            finally:
+                await sub.unsubscribe()
+        except _NATS_ERRORS as exc:
+            raise Unavailable(f"could not read the dead letters: {exc}") from exc
+        return out
 
     # -- blobs ----------------------------------------------------------------------------
 
@@ -691,6 +794,39 @@ class Bus:
         return await _update_message(
             self._tracks, track_id, lambda: common_pb2.Track(track_id=track_id), change,
             create_if_missing=create_if_missing, what="track",
+        )
+
+    async def fail_track(self, track_id: str, *, stage: str, error: MusicaasError, ce_id: str = "") -> None:
+        """Mark the track ``failed`` with the reason and publish ``music.tracks.failed``.
+
+        Parameters
+        ----------
+        track_id : str
+            The track; empty when the event had none (only the event is published).
+        stage : str
+            The service that gave up (``"analyzer"``, ``"recommender"``).
+        error : MusicaasError
+            Why; ``track.error`` becomes ``"<CODE>: <message>"``.
+        ce_id : str
+            The failed event's CloudEvents id (names the failure when there is no track id).
+
+        Raises
+        ------
+        Unavailable
+            When NATS does not answer (the consumer redelivers and tries again).
+        """
+        code = error.code.name
+        if track_id:
+
+            def mark(track: common_pb2.Track) -> None:
+                track.state = advance_state(track.state, common_pb2.TRACK_STATE_FAILED)
+                track.error = f"{code}: {error.message}"
+
+            await self.update_track(track_id, mark, create_if_missing=True)
+        await self.publish(
+            TRACKS_FAILED,
+            events_pb2.TrackFailed(track_id=track_id, stage=stage, code=code, reason=error.message),
+            event_id=f"failed:{track_id or ce_id or 'unknown'}:{stage}",
         )
 
     # -- generation jobs ----------------------------------------------------------------------

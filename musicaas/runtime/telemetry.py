@@ -105,6 +105,9 @@ CONSUMER_NAKS = Counter(
 CONSUMER_TERMS = Counter(
     "musicaas_consumer_terms_total", "Messages terminated (bad input, or out of deliveries).", ("durable",),
 )
+CONSUMER_DEAD_LETTERS = Counter(
+    "musicaas_consumer_dead_letters_total", "Terminated messages recorded in the DEADLETTER stream.", ("durable",),
+)
 CONSUMER_PENDING = Gauge(
     "musicaas_consumer_pending_messages",
     "Messages in the stream not yet delivered to the durable consumer (JetStream num_pending), as of its last fetch.",

@@ -96,7 +96,17 @@ async def test_consumer_acks_retries_and_terminates(nats_url):
             await asyncio.sleep(0.1)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        letters = await bus.dead_letters("test-uploaded")
     assert sorted(seen) == [("flaky", 2), ("ok", 1)]
+    # every terminated message left one dead-letter record with its payload, and nothing else did
+    by_id = {d.ce_id or d.data[:3].hex(): d for d in letters}
+    assert len(letters) == 3 and set(by_id) == {"up:bad", "up:broken", "ffffff"}, [d.ce_id for d in letters]
+    assert by_id["up:bad"].code == "INVALID_ARGUMENT" and by_id["up:bad"].deliveries == 1
+    assert by_id["up:bad"].reason == "corrupt audio" and by_id["up:bad"].subject == busmod.TRACKS_UPLOADED
+    assert events_pb2.TrackUploaded.FromString(by_id["up:bad"].data).track_id == "bad"  # replayable
+    assert by_id["up:broken"].deliveries == 3 and "gave up after 3 deliveries" in by_id["up:broken"].reason
+    assert by_id["ffffff"].code == "INVALID_ARGUMENT" and by_id["ffffff"].stream_sequence > 0
+    assert all(d.durable == "test-uploaded" and d.terminated_at.seconds > 0 for d in letters)
     assert "bad:INVALID_ARGUMENT" in failed
     assert any(f.startswith("broken:") for f in failed)  # gave up after max_deliver
     assert attempts["bad"] == 1  # permanent errors are not retried
@@ -314,3 +324,66 @@ async def test_a_dead_workers_message_is_redelivered_within_the_ack_wait(nats_ur
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert waited < 6.0, waited  # within the ack wait (2 s) and a fetch, not minutes
+
+
+async def test_a_message_that_kills_every_worker_is_dead_lettered_not_dropped(nats_url):
+    """A poison message: each worker that takes it dies before settling it. After ``max_deliver``
+    such deliveries, the next consumer terminates it without running the handler, reports the
+    failure and leaves a dead-letter record (JetStream alone would stop delivering it, silently)."""
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    sid = uuid.uuid4().hex[:12]
+    durable, track_id = f"poison-{sid}", f"trk_poison_{sid}"
+    max_deliver = 2
+    async with Bus(nats_url, name="t-poison") as bus:
+        # the consumer as Bus.consume declares it: max_deliver + 1 deliveries
+        config = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.NEW,
+                                filter_subject=busmod.TRACKS_UPLOADED, ack_wait=1.0, max_deliver=max_deliver + 1)
+        nc = await nats.connect(nats_url)
+        sub = await nc.jetstream().pull_subscribe(busmod.TRACKS_UPLOADED, durable=durable, stream=busmod.STREAM,
+                                                  config=config)
+        await bus.publish(busmod.TRACKS_UPLOADED, events_pb2.TrackUploaded(track_id=track_id),
+                          event_id=f"poison:{sid}")
+        await nc.close()
+        for _ in range(max_deliver):  # two workers take it and die (their connections just go away)
+            nc = await nats.connect(nats_url)
+            sub = await nc.jetstream().pull_subscribe(busmod.TRACKS_UPLOADED, durable=durable, stream=busmod.STREAM,
+                                                      config=config)
+            msgs = await sub.fetch(batch=1, timeout=10)
+            assert events_pb2.TrackUploaded.FromString(msgs[0].data).track_id == track_id
+            await nc.close()
+        ran: list[str] = []
+        failures: list[tuple[str, str]] = []
+
+        async def handler(event, headers):
+            ran.append(event.track_id)
+
+        async def on_failure(event, error, headers):
+            failures.append((event.track_id, error.code.name))
+
+        task = asyncio.create_task(bus.consume(durable=durable, subject=busmod.TRACKS_UPLOADED,
+                                               message_type=events_pb2.TrackUploaded, handler=handler,
+                                               on_permanent_failure=on_failure, max_deliver=max_deliver,
+                                               ack_wait_s=1.0))
+        for _ in range(100):
+            if failures:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.5)  # a redelivery would have come by now
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        letters = await bus.dead_letters(durable)
+        info = await bus.js.consumer_info(busmod.STREAM, durable)
+    assert ran == []  # the handler never ran on the poison message again
+    assert failures == [(track_id, "INTERNAL")]
+    assert len(letters) == 1 and letters[0].deliveries == max_deliver + 1
+    assert "never settled" in letters[0].reason and letters[0].ce_id == f"poison:{sid}"
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
+async def test_dead_letters_refuses_a_durable_that_is_not_a_name(nats_url):
+    async with Bus(nats_url, name="t-dl-name") as bus:
+        for bad in ("a.b", ">", "*", "x" * 65, "../x"):
+            with pytest.raises(InvalidArgument):
+                await bus.dead_letters(bad)

@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from musicaas.common.v1 import common_pb2 as _common_pb2
 from musicaas.generator.v1 import generator_pb2 as _generator_pb2
 from google.protobuf.internal import containers as _containers
@@ -77,3 +80,27 @@ class GenerationFailed(_message.Message):
     code: str
     reason: str
     def __init__(self, generation_id: _Optional[str] = ..., code: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DeadLetter(_message.Message):
+    __slots__ = ("durable", "subject", "stream_sequence", "deliveries", "code", "reason", "ce_id", "ce_type", "data", "terminated_at")
+    DURABLE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    STREAM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CE_ID_FIELD_NUMBER: _ClassVar[int]
+    CE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    TERMINATED_AT_FIELD_NUMBER: _ClassVar[int]
+    durable: str
+    subject: str
+    stream_sequence: int
+    deliveries: int
+    code: str
+    reason: str
+    ce_id: str
+    ce_type: str
+    data: bytes
+    terminated_at: _timestamp_pb2.Timestamp
+    def __init__(self, durable: _Optional[str] = ..., subject: _Optional[str] = ..., stream_sequence: _Optional[int] = ..., deliveries: _Optional[int] = ..., code: _Optional[str] = ..., reason: _Optional[str] = ..., ce_id: _Optional[str] = ..., ce_type: _Optional[str] = ..., data: _Optional[bytes] = ..., terminated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -380,17 +380,5 @@ class UploadConsumer:
 
     async def failed(self, event: events_pb2.TrackUploaded | None, error: MusicaasError, headers: dict[str, str]) -> None:
         """Mark the track ``failed`` with the reason and publish ``music.tracks.failed``."""
-        track_id = event.track_id if event is not None else ""
-        code = error.code.name
-        if track_id:
-
-            def mark(track: common_pb2.Track) -> None:
-                track.state = advance_state(track.state, common_pb2.TRACK_STATE_FAILED)
-                track.error = f"{code}: {error.message}"
-
-            await self.bus.update_track(track_id, mark, create_if_missing=True)
-        await self.bus.publish(
-            busmod.TRACKS_FAILED,
-            events_pb2.TrackFailed(track_id=track_id, stage="analyzer", code=code, reason=error.message),
-            event_id=f"failed:{track_id or headers.get('ce-id', 'unknown')}:analyzer",
-        )
+        await self.bus.fail_track(event.track_id if event is not None else "", stage="analyzer", error=error,
+                                  ce_id=headers.get("ce-id", ""))

@@ -57,6 +57,7 @@ async def main(settings: RecommenderSettings | None = None, *, stop: asyncio.Eve
                     subject=busmod.TRACKS_ANALYZED,
                     message_type=events_pb2.TrackAnalyzed,
                     handler=consumer.handle,
+                    on_permanent_failure=consumer.failed,
                 )
             ],
             stop=stop,

@@ -192,6 +192,13 @@ class AnalyzedConsumer:
         log.info("track_indexed", track_id=event.track_id)
         await self.report_index_size()
 
+    async def failed(self, event: events_pb2.TrackAnalyzed | None, error: MusicaasError, headers: dict[str, str]) -> None:
+        """The event was terminated (bad payload, retries exhausted while the index was down, or
+        a worker that died on it): mark the track ``failed`` and publish ``music.tracks.failed``,
+        so no track stays ``analyzed`` for ever."""
+        await self.bus.fail_track(event.track_id if event is not None else "", stage="recommender", error=error,
+                                  ce_id=headers.get("ce-id", ""))
+
     async def report_index_size(self) -> None:
         """Set the index-size gauge (``musicaas_recommender_index_points``); an index that
         does not answer leaves it as it was (a metric never fails the work)."""
