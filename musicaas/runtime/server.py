@@ -29,6 +29,7 @@ from grpc_reflection.v1alpha import reflection
 
 from musicaas.runtime import telemetry
 from musicaas.runtime.errors import InvalidArgument, MusicaasError
+from musicaas.runtime.tls import TlsFiles, server_credentials
 
 log = structlog.get_logger()
 
@@ -50,7 +51,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         async def _fail(exc: Exception, context: grpc.aio.ServicerContext) -> None:
             if isinstance(exc, MusicaasError):
                 log.info("rpc_failed", method=method, code=exc.code.name, error=exc.message)
-                await context.abort(exc.code, exc.message)
+                await context.abort(exc.code, exc.message, status_details(exc))
             log.error("rpc_internal_error", method=method, exc_info=exc)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
@@ -87,6 +88,23 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), *codec)
         return handler
+
+
+def status_details(exc: MusicaasError) -> tuple[tuple[str, bytes], ...]:
+    """Trailing metadata with the richer error model's details (``grpc-status-details-bin``, a
+    ``google.rpc.Status``; AIP-193): a ``google.rpc.RetryInfo`` when the error says when to
+    retry, nothing otherwise."""
+    if exc.retry_after_s is None:
+        return ()
+    from google.protobuf import any_pb2, duration_pb2
+    from google.rpc import error_details_pb2, status_pb2
+
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(int(max(0.0, exc.retry_after_s) * 1e9))
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    status = status_pb2.Status(code=exc.code.value[0], message=exc.message, details=[detail])
+    return (("grpc-status-details-bin", status.SerializeToString()),)
 
 
 class _Malformed:
@@ -168,6 +186,7 @@ async def run_service(
     ready_poll_s: float = 0.5,
     metrics_port: int | None = None,
     otlp_endpoint: str | None = None,
+    tls: TlsFiles | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set), then shut down gracefully.
 
@@ -198,6 +217,14 @@ async def run_service(
     otlp_endpoint : str, optional
         Export traces there with OTLP/gRPC (see :func:`musicaas.runtime.telemetry.configure_tracing`,
         which this calls; None or empty: the ``OTEL_EXPORTER_OTLP_*`` environment, else no export).
+    tls : TlsFiles, optional
+        With a certificate and key, the port serves TLS (mutual TLS when ``client_auth``);
+        plaintext otherwise (:mod:`musicaas.runtime.tls`).
+
+    Raises
+    ------
+    FailedPrecondition
+        When a TLS file cannot be read.
     """
     stop = stop or asyncio.Event()
     telemetry.configure_tracing(name, otlp_endpoint=otlp_endpoint)
@@ -216,7 +243,11 @@ async def run_service(
     )
     for n in ("", *names):
         await health.set(n, health_pb2.HealthCheckResponse.NOT_SERVING)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    credentials = server_credentials(tls) if tls is not None else None
+    if credentials is None:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    else:
+        bound = server.add_secure_port(f"{host}:{port}", credentials)
     if bound == 0:
         raise RuntimeError(f"{name}: could not bind {host}:{port}")
     metrics = None

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from musicaas.runtime.tls import TlsFiles
+
 
 class ServiceSettings(BaseSettings):
     """Settings every service shares."""
@@ -34,6 +36,18 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     #: Largest gRPC message accepted or sent, in bytes.
     max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    #: File holding this service's NATS user nkey seed (``SU...``), for a server with
+    #: authentication on (:mod:`musicaas.runtime.natsauth`); empty: connect without credentials.
+    nats_nkey_seed_file: str = ""
+    #: TLS (:mod:`musicaas.runtime.tls`): this service's certificate and key (PEM); with both
+    #: set it serves TLS, and presents them as its client certificate.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    #: CA bundle (PEM) that verifies the servers this service calls (gRPC peers, NATS);
+    #: set: client connections use TLS.
+    tls_ca_file: str = ""
+    #: True: this service's gRPC server requires client certificates from that CA (mutual TLS).
+    tls_client_auth: bool = False
     #: Seconds to wait for NATS at start-up.
     nats_connect_timeout_s: float = Field(default=30.0, gt=0)
     #: Port of the Prometheus endpoint (``GET /metrics``, bound to ``grpc_host``); 0: the
@@ -48,7 +62,7 @@ class ServiceSettings(BaseSettings):
     def server_kwargs(self) -> dict:
         """The :func:`musicaas.runtime.server.run_service` arguments these settings fix:
         bind address, shutdown grace (seconds), message size limit (bytes), metrics port
-        (None when disabled) and OTLP endpoint."""
+        (None when disabled), OTLP endpoint and TLS files."""
         return {
             "host": self.grpc_host,
             "port": self.grpc_port,
@@ -56,4 +70,5 @@ class ServiceSettings(BaseSettings):
             "max_message_bytes": self.max_message_bytes,
             "metrics_port": self.metrics_port if self.metrics_enabled else None,
             "otlp_endpoint": self.otlp_endpoint or None,
+            "tls": TlsFiles.from_settings(self),
         }

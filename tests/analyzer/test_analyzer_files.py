@@ -285,11 +285,15 @@ async def consumer(nats_url, process_analyzer, tmp_path):
     del process_analyzer._submit
 
 
+#: The tenant of this module's uploads (events carry their tenant; the consumer writes its tracks).
+TENANT = f"an{uuid.uuid4().hex[:12]}"
+
+
 async def _upload(bus, data: bytes, filename: str) -> events_pb2.TrackUploaded:
-    name = f"uploads/test-{uuid.uuid4().hex}"
+    name = f"{TENANT}/uploads/test-{uuid.uuid4().hex}"
     ref = await bus.put_blob(name, data, content_type="audio/wav")
-    return events_pb2.TrackUploaded(track_id=f"trk_test{uuid.uuid4().hex[:16]}", audio_blob=ref, filename=filename,
-                                    source=common_pb2.TRACK_SOURCE_UPLOAD, title=filename)
+    return events_pb2.TrackUploaded(track_id=f"trk_test{uuid.uuid4().hex[:16]}", tenant=TENANT, audio_blob=ref,
+                                    filename=filename, source=common_pb2.TRACK_SOURCE_UPLOAD, title=filename)
 
 
 def _spooled(consumer) -> list[str]:
@@ -302,7 +306,7 @@ async def test_consumer_analyses_from_a_spool_file_and_removes_it(consumer, uplo
     data = uploads["wav-stereo-44k"]
     event = await _upload(consumer.bus, data, "song.wav")
     await consumer.handle(event, {})
-    track = await consumer.bus.get_track(event.track_id)
+    track = await consumer.bus.get_track(TENANT, event.track_id)
     assert track.state == common_pb2.TRACK_STATE_ANALYZED
     assert track.analysis.SerializeToString() == analysis_to_proto(analyze_bytes(data, filename="song.wav")).SerializeToString()
     # the worker got a path in the spool folder and the name for messages, never the bytes
@@ -324,8 +328,8 @@ async def test_consumer_removes_the_spool_file_of_a_corrupt_upload(consumer, upl
 
 @pytest.mark.integration
 async def test_consumer_without_the_blob_leaves_no_spool_file(consumer):
-    event = events_pb2.TrackUploaded(track_id="trk_testmissing", filename="gone.wav",
-                                     audio_blob=common_pb2.BlobRef(name=f"uploads/missing-{uuid.uuid4().hex}"))
+    event = events_pb2.TrackUploaded(track_id="trk_testmissing", tenant=TENANT, filename="gone.wav",
+                                     audio_blob=common_pb2.BlobRef(name=f"{TENANT}/uploads/missing-{uuid.uuid4().hex}"))
     with pytest.raises(NotFound):
         await consumer.handle(event, {})
     assert _spooled(consumer) == []
@@ -354,5 +358,5 @@ async def test_a_cancelled_analysis_leaves_no_spool_file(consumer, uploads):
         del consumer.analyzer.analyze_file
     assert len(seen[0]) == 1 and seen[0][0].startswith("upload-")  # the spool file existed during the analysis
     assert _spooled(consumer) == []
-    track = await consumer.bus.get_track(event.track_id)
+    track = await consumer.bus.get_track(TENANT, event.track_id)
     assert track is None or track.state != common_pb2.TRACK_STATE_ANALYZED

@@ -11,7 +11,7 @@ def stream_events(stack, subject: str) -> list[tuple[dict, bytes]]:
     import nats
 
     async def read():
-        nc = await nats.connect(f"nats://127.0.0.1:{stack.ports.nats}")
+        nc = await nats.connect(**stack.nats_connect_kwargs())  # as the admin user
         sub = await nc.jetstream().pull_subscribe(subject, stream="MUSIC")
         out = []
         try:

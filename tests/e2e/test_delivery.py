@@ -31,6 +31,7 @@ from musicaas.render import encode_wav
 from musicaas.runtime import bus as busmod
 from musicaas.runtime.bus import Bus
 from musicaas.runtime.procs import GroupProcess
+from musicaas.tenancy import DEFAULT_TENANT
 from musicaas_cli.stack import LocalStack, RestartPolicy, StackPorts, health_status
 from grpc_health.v1 import health_pb2
 
@@ -39,8 +40,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 SR = 22050
 ANALYZER = "analyzer-tracks-uploaded"
 RECOMMENDER = "recommender-tracks-analyzed"
+RECOMMENDER_DELETED = "recommender-tracks-deleted"
 GENERATOR = "generator-generations-requested"
 SERVICES = ("analyzer", "recommender", "generator", "gateway")
+#: The local stack's dev key belongs to the default tenant.
+TENANT = DEFAULT_TENANT
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +115,7 @@ def signal_group(stack: LocalStack, name: str, sig: int) -> None:
 def nats_call(stack: LocalStack, work):
     """Run ``work(bus)`` on a Bus connected to the stack's nats-server."""
     async def run():
-        async with Bus(f"nats://{stack.host}:{stack.ports.nats}", name="test-delivery") as bus:
+        async with Bus(stack.nats_url, name="test-delivery", nkey_seed_file=str(stack.admin_seed_file)) as bus:
             return await work(bus)
 
     return asyncio.run(run())
@@ -122,13 +126,14 @@ def consumer_info(stack: LocalStack, durable: str):
 
 
 def wav(seconds: float, seed: int) -> bytes:
-    """``seconds`` of a chord (22050 Hz mono), distinct per ``seed``."""
+    """``seconds`` of a chord (22050 Hz mono), distinct per ``seed``: one second of it, repeated
+    (float32 throughout, so that ten minutes stay small in the test process)."""
     rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
+    t = np.arange(SR, dtype=np.float32) / SR
     root = 45 + seed % 24
-    y = sum(0.15 * np.sin(2 * np.pi * 440.0 * 2 ** ((root + k - 69) / 12) * t) for k in (0, 4, 7))
-    y = y + 0.01 * rng.standard_normal(len(t))
-    return encode_wav(np.asarray(y, dtype=np.float32), sample_rate_hz=SR)
+    second = sum(0.15 * np.sin(2 * np.pi * 440.0 * 2 ** ((root + k - 69) / 12) * t) for k in (0, 4, 7))
+    second = (second + 0.01 * rng.standard_normal(SR)).astype(np.float32)
+    return encode_wav(np.tile(second, int(seconds)), sample_rate_hz=SR)
 
 
 def finished(stack: LocalStack, client, generation_id: str, timeout_s: float) -> generator_pb2.GenerationJob:
@@ -145,7 +150,7 @@ def state(client, track_id: str) -> int:
 
 def settled_consumers(stack: LocalStack) -> None:
     """Nothing left unacknowledged or undelivered on any durable consumer."""
-    for durable in (ANALYZER, RECOMMENDER, GENERATOR):
+    for durable in (ANALYZER, RECOMMENDER, RECOMMENDER_DELETED, GENERATOR):
         wait_until(stack, f"{durable} settled", lambda d=durable: (lambda i: i.num_ack_pending == 0
                                                                   and i.num_pending == 0)(consumer_info(stack, d)),
                    60)
@@ -257,16 +262,16 @@ def test_the_same_event_twice_changes_nothing(stack, client):
             for s, d in (("analyzer", ANALYZER), ("recommender", RECOMMENDER), ("generator", GENERATOR))}
 
     async def republish(bus: Bus) -> None:
-        stored = await bus.get_track(tid)
+        stored = await bus.get_track(TENANT, tid)
         await bus.publish(busmod.TRACKS_UPLOADED, events_pb2.TrackUploaded(
-            track_id=tid, audio_blob=stored.audio_blob, filename=stored.filename, title=stored.title,
+            track_id=tid, tenant=TENANT, audio_blob=stored.audio_blob, filename=stored.filename, title=stored.title,
             source=stored.source,
-        ), event_id=f"again:uploaded:{tid}")
+        ), event_id=f"again:uploaded:{TENANT}:{tid}")
         await bus.publish(busmod.TRACKS_ANALYZED, events_pb2.TrackAnalyzed(
-            track_id=tid, analysis=stored.analysis, source=stored.source, title=stored.title,
+            track_id=tid, tenant=TENANT, analysis=stored.analysis, source=stored.source, title=stored.title,
         ), event_id=f"again:analyzed:{tid}")
         await bus.publish(busmod.GENERATIONS_REQUESTED, events_pb2.GenerationRequested(
-            generation_id=job.generation_id, params=job.params,
+            generation_id=job.generation_id, tenant=TENANT, params=job.params,
         ), event_id=f"again:requested:{job.generation_id}")
 
     nats_call(stack, republish)
@@ -296,15 +301,15 @@ def test_what_can_never_succeed_is_failed_reported_and_dead_lettered(stack, clie
     fake = "trk_" + "0" * 24
 
     async def publish_bad(bus: Bus) -> None:
-        analysis = (await bus.get_track(tid)).analysis
+        analysis = (await bus.get_track(TENANT, tid)).analysis
         del analysis.embedding[3:]  # the wrong length for the index
-        await bus.publish(busmod.TRACKS_ANALYZED, events_pb2.TrackAnalyzed(track_id=fake, analysis=analysis),
+        await bus.publish(busmod.TRACKS_ANALYZED, events_pb2.TrackAnalyzed(track_id=fake, tenant=TENANT, analysis=analysis),
                           event_id=f"bad-vector:{fake}")
 
     nats_call(stack, publish_bad)
     wait_until(stack, "the track failed", lambda: nats_call(
-        stack, lambda bus: bus.get_track(fake)).state == common_pb2.TRACK_STATE_FAILED, 60)
-    failed = nats_call(stack, lambda bus: bus.get_track(fake))
+        stack, lambda bus: bus.get_track(TENANT, fake)).state == common_pb2.TRACK_STATE_FAILED, 60)
+    failed = nats_call(stack, lambda bus: bus.get_track(TENANT, fake))
     assert failed.error.startswith("INVALID_ARGUMENT:")
     letters = nats_call(stack, lambda bus: bus.dead_letters(RECOMMENDER))
     mine = [d for d in letters if d.ce_id == f"bad-vector:{fake}"]

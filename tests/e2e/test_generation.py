@@ -19,9 +19,17 @@ import symusic
 from musicaas.events.v1 import events_pb2
 from musicaas.generator.v1 import generator_pb2
 from musicaas.runtime.procs import python_env, stop_process, wait_for_port
+from musicaas.runtime import bus as busmod
+from musicaas.tenancy import DEFAULT_TENANT
 from e2e_helpers import stream_events  # noqa: E402 - tests/e2e is on sys.path (pytest rootdir-relative import)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+def tenant_events(stack, kind: str) -> list[tuple[dict, bytes]]:
+    """Every event of ``kind`` of tenant ``default`` (the stack's API key is a MUSICAAS_API_KEYS
+    key, so its tenant is ``default``): subject ``music.default.<kind>``."""
+    return stream_events(stack, busmod.subject_for(kind, DEFAULT_TENANT))
 
 TPQ = 480
 
@@ -141,10 +149,10 @@ def test_async_job_completes_and_is_announced(stack, client):
     # submitting the same id again is idempotent: the job is not run twice
     again = client.submit_generation(key="E minor", num_bars=2, generation_id=submitted.generation_id)
     assert again.state == generator_pb2.GENERATION_STATE_COMPLETED
-    requested = [events_pb2.GenerationRequested.FromString(d) for _, d in stream_events(stack, "music.generations.requested")]
+    requested = [events_pb2.GenerationRequested.FromString(d) for _, d in tenant_events(stack, busmod.GENERATIONS_REQUESTED)]
     mine = [r for r in requested if r.generation_id == submitted.generation_id]
     assert len(mine) == 1 and mine[0].params.num_variations == 2
-    completed = [events_pb2.GenerationCompleted.FromString(d) for _, d in stream_events(stack, "music.generations.completed")]
+    completed = [events_pb2.GenerationCompleted.FromString(d) for _, d in tenant_events(stack, busmod.GENERATIONS_COMPLETED)]
     done = [c for c in completed if c.generation_id == submitted.generation_id]
     assert len(done) == 1 and [p.track_id for p in done[0].pieces] == [p.track_id for p in job.pieces]
     with pytest.raises(grpc.RpcError) as info:
@@ -157,7 +165,7 @@ def test_async_job_with_bad_controls_fails_with_the_reason(stack, client):
     job = client.wait_generation(submitted.generation_id, timeout_s=60)
     assert job.state == generator_pb2.GENERATION_STATE_FAILED
     assert job.error.startswith("INVALID_ARGUMENT") and "top_p" in job.error
-    failed = [events_pb2.GenerationFailed.FromString(d) for _, d in stream_events(stack, "music.generations.failed")]
+    failed = [events_pb2.GenerationFailed.FromString(d) for _, d in tenant_events(stack, busmod.GENERATIONS_FAILED)]
     assert any(f.generation_id == submitted.generation_id and f.code == "INVALID_ARGUMENT" for f in failed)
 
 
@@ -189,9 +197,9 @@ def test_cancelling_the_stream_stops_the_generation(stack, client):
     cancelled = [json.loads(line) for line in log.read_text().splitlines() if generation_id in line]
     assert any(r.get("event") == "generation_cancelled" for r in cancelled), cancelled
     time.sleep(3)
-    completed = [events_pb2.GenerationCompleted.FromString(d) for _, d in stream_events(stack, "music.generations.completed")]
+    completed = [events_pb2.GenerationCompleted.FromString(d) for _, d in tenant_events(stack, busmod.GENERATIONS_COMPLETED)]
     assert generation_id not in {c.generation_id for c in completed}
-    uploaded = [events_pb2.TrackUploaded.FromString(d) for _, d in stream_events(stack, "music.tracks.uploaded")]
+    uploaded = [events_pb2.TrackUploaded.FromString(d) for _, d in tenant_events(stack, busmod.TRACKS_UPLOADED)]
     assert generation_id not in {u.generation_id for u in uploaded}
     with pytest.raises(grpc.RpcError) as info:
         client.get_generation(generation_id)

@@ -20,9 +20,17 @@ from musicaas.events.v1 import events_pb2
 from musicaas.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from musicaas.render import encode_wav, render_midi
 from musicaas_cli.stack import health_status
+from musicaas.runtime import bus as busmod
+from musicaas.tenancy import DEFAULT_TENANT
 from e2e_helpers import stream_events  # noqa: E402 - tests/e2e is on sys.path (pytest rootdir-relative import)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+def tenant_events(stack, kind: str) -> list[tuple[dict, bytes]]:
+    """Every event of ``kind`` of tenant ``default`` (the stack's API key is a MUSICAAS_API_KEYS
+    key, so its tenant is ``default``): subject ``music.default.<kind>``."""
+    return stream_events(stack, busmod.subject_for(kind, DEFAULT_TENANT))
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +77,10 @@ def test_upload_is_idempotent(client, uploaded, chorales):
 
 
 def test_analyzed_events_carry_cloudevents_headers(stack, uploaded):
-    events = stream_events(stack, "music.tracks.analyzed")
+    events = tenant_events(stack, busmod.TRACKS_ANALYZED)
     ids = {events_pb2.TrackAnalyzed.FromString(data).track_id for _, data in events}
     assert set(uploaded) <= ids
+    assert all(events_pb2.TrackAnalyzed.FromString(data).tenant == DEFAULT_TENANT for _, data in events)
     headers = events[0][0]
     assert headers["ce-type"] == "io.musicaas.tracks.analyzed.v1"
     assert headers["ce-source"] == "/musicaas/analyzer"
@@ -118,7 +127,7 @@ def test_corrupt_file_fails_async_with_event_and_stack_still_serves(stack, clien
     assert track.state == common_pb2.TRACK_STATE_FAILED
     assert track.error.startswith("INVALID_ARGUMENT")
     assert "truncated" in track.error  # the reason names the problem
-    failed = [events_pb2.TrackFailed.FromString(d) for _, d in stream_events(stack, "music.tracks.failed")]
+    failed = [events_pb2.TrackFailed.FromString(d) for _, d in tenant_events(stack, busmod.TRACKS_FAILED)]
     assert any(f.track_id == resp.track_id and f.code == "INVALID_ARGUMENT" for f in failed)
     # everything else keeps running and serving
     assert all(stack.alive().values())

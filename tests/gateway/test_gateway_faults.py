@@ -24,7 +24,8 @@ from musicaas.runtime import validation
 from musicaas.runtime.bus import Bus
 from musicaas.runtime.procs import free_port, start_nats_server, stop_process, wait_for_port
 from musicaas.runtime.server import GrpcService, run_service
-from musicaas_gateway.service import ApiKeyInterceptor, GatewayServicer, GatewaySettings
+from musicaas_gateway.auth import ApiKeyInterceptor, KeyDirectory
+from musicaas_gateway.service import GatewayServicer, GatewaySettings
 
 pytestmark = pytest.mark.integration
 
@@ -46,13 +47,15 @@ async def gateway(nats_server):
                                max_upload_bytes=64 * 1024 * 1024, upload_buffer_bytes=1 << 20)
     async with Bus(f"nats://127.0.0.1:{nats_server['port']}", name="gateway") as bus:
         nowhere = grpc.aio.insecure_channel("127.0.0.1:1")
-        servicer = GatewayServicer(bus, settings, generator_channel=nowhere, recommender_channel=nowhere)
+        keys = KeyDirectory(bus, ["k"])  # the static key: tenant default
+        await keys.start()
+        servicer = GatewayServicer(bus, settings, keys=keys, generator_channel=nowhere, recommender_channel=nowhere)
         stop, bound = asyncio.Event(), asyncio.get_running_loop().create_future()
         task = asyncio.create_task(run_service(
             name="gateway", host="127.0.0.1", port=0, stop=stop, grace_s=0.5, on_bound=bound.set_result,
             services=[GrpcService(servicer, gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
                                   "musicaas.gateway.v1.GatewayService")],
-            interceptors=[ApiKeyInterceptor(["k"])], ready=[lambda: bus.is_connected], ready_poll_s=0.1,
+            interceptors=[ApiKeyInterceptor(keys)], ready=[lambda: bus.is_connected], ready_poll_s=0.1,
         ))
         port = await asyncio.wait_for(bound, 10)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -123,6 +126,8 @@ async def test_ids_that_are_not_ids_are_invalid_argument_not_unavailable(gateway
         stub.GetTrack(gateway_pb2.GetTrackRequest(track_id=bad), metadata=KEY, timeout=5),
         stub.SimilarTracks(gateway_pb2.SimilarTracksRequest(track_id=bad), metadata=KEY, timeout=5),
         stub.Recommend(gateway_pb2.RecommendRequest(liked_track_ids=[bad]), metadata=KEY, timeout=5),
+        stub.DeleteTrack(gateway_pb2.DeleteTrackRequest(track_id=bad), metadata=KEY, timeout=5),
+        stub.GetTracks(gateway_pb2.GetTracksRequest(track_ids=[bad]), metadata=KEY, timeout=5),
     ]
     if not validation.GENERATION_ID_PATTERN.fullmatch(bad):  # "trk_zzz..." is a well-formed generation id
         calls.append(stub.GetGeneration(gateway_pb2.GetGenerationRequest(generation_id=bad), metadata=KEY, timeout=5))

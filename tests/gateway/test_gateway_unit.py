@@ -10,7 +10,7 @@ from musicaas.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from musicaas.render import encode_wav
 from musicaas.runtime.errors import NotFound
 from musicaas.runtime.server import GrpcService, run_service
-from musicaas_gateway.service import ApiKeyInterceptor
+from musicaas_gateway.auth import ApiKeyInterceptor, KeyDirectory
 
 
 def _sniffed(data: bytes) -> str | None:
@@ -45,6 +45,13 @@ class _Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         return gateway_pb2.GetTrackResponse()
 
 
+class _NoTenantsBus:
+    """The directory's bus: no tenant records, so only the static keys (tenant ``default``) count."""
+
+    async def list_tenants(self):
+        return []
+
+
 @pytest.fixture
 async def server():
     import asyncio
@@ -56,7 +63,7 @@ async def server():
             name="gw-test", host="127.0.0.1", port=0,
             services=[GrpcService(_Gateway(), gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
                                   "musicaas.gateway.v1.GatewayService")],
-            interceptors=[ApiKeyInterceptor(["k1", "k2"])], stop=stop, grace_s=1, on_bound=ports.append,
+            interceptors=[ApiKeyInterceptor(KeyDirectory(_NoTenantsBus(), ["k1", "k2"]))], stop=stop, grace_s=1, on_bound=ports.append,
         )
     )
     while not ports:

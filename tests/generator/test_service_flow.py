@@ -1,11 +1,13 @@
 """The generator's flow on a real nats-server (a real :class:`Bus`: object store, track and job
 buckets, the MUSIC stream) with a fake model server: concurrent variations with consecutive
 seeds, progress events, cancellation (nothing stored or published), Triton down, and the
-asynchronous-job consumer (idempotency, bad controls)."""
+asynchronous-job consumer (idempotency, bad controls). Everything runs for one tenant of this
+module's own (its pieces become that tenant's tracks)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 
 import nats.errors
@@ -17,7 +19,8 @@ from musicaas.events.v1 import events_pb2
 from musicaas.generator.v1 import generator_pb2
 from musicaas.runtime import bus as busmod
 from musicaas.runtime.bus import Bus
-from musicaas.runtime.errors import NotFound, Unavailable
+from musicaas.runtime.errors import NotFound, Unauthenticated, Unavailable
+from musicaas.tenancy import new_id_salt, tenant_metadata
 from musicaas_generator import tokens
 from musicaas_generator.jobs import JobRunner
 from musicaas_generator.pipeline import Generator
@@ -72,22 +75,37 @@ def music_ids():
     return tokens.midi_to_primer_tokens(next(iter_chorales(1)).midi, max_bars=2)
 
 
+#: This module's tenant (created by the ``bus`` fixture).
+TENANT = f"gen{uuid.uuid4().hex[:12]}"
+
+
+class Context:
+    """A servicer context whose call came through the gateway for ``tenant`` (``x-musicaas-tenant``)."""
+
+    def __init__(self, tenant: str | None = TENANT) -> None:
+        self.metadata = tenant_metadata(tenant) if tenant else ()
+
+    def invocation_metadata(self):
+        return self.metadata
+
+
 @pytest.fixture(scope="module")
 async def bus(nats_url):
     async with Bus(nats_url, name="test-generator") as b:
+        assert await b.create_tenant(common_pb2.Tenant(name=TENANT, id_salt=new_id_salt()))
         yield b
 
 
-async def stream_events(bus: Bus, subject: str, message_type):
-    """Every event on ``subject`` in the MUSIC stream (an ephemeral pull consumer; the other tests'
-    raw messages on the shared server, which carry no CloudEvents type, are skipped)."""
-    sub = await bus.js.pull_subscribe(subject, stream=busmod.STREAM)
+async def stream_events(bus: Bus, kind: str, message_type, tenant: str = TENANT):
+    """Every event of ``kind`` of ``tenant`` in the MUSIC stream (an ephemeral pull consumer; the
+    other tests' raw messages on the shared server, which carry no CloudEvents type, are skipped)."""
+    sub = await bus.js.pull_subscribe(busmod.subject_for(kind, tenant), stream=busmod.STREAM)
     out = []
     try:
         while True:
             msgs = await sub.fetch(batch=100, timeout=0.5)
             out += [message_type.FromString(m.data) for m in msgs
-                    if (m.headers or {}).get("ce-type") == busmod.EVENT_TYPES[subject]]
+                    if (m.headers or {}).get("ce-type") == busmod.EVENT_TYPES[kind]]
     except (nats.errors.TimeoutError, asyncio.TimeoutError):
         pass
     finally:
@@ -110,7 +128,8 @@ def request(generation_id: str | None = None, **params):
 async def test_variations_run_concurrently_with_consecutive_seeds(bus, music_ids):
     gate = asyncio.Event()
     gen, triton = make(bus, music_ids, gate=gate)
-    task = asyncio.create_task(gen.generate(request(seed=40, num_variations=3, instrument=52, top_k=5, top_p=0.9)))
+    task = asyncio.create_task(gen.generate(request(seed=40, num_variations=3, instrument=52, top_k=5, top_p=0.9),
+                                            tenant=TENANT))
     for _ in range(200):  # every variation is in flight before any answers: Triton can batch them
         if len(triton.calls) == 3:
             break
@@ -130,22 +149,24 @@ async def test_variations_run_concurrently_with_consecutive_seeds(bus, music_ids
 
     # stored: the MIDI and the audio, and each piece as a generated track
     for p in resp.pieces:
-        assert p.track_id == busmod.track_id_for(p.audio_wav)
+        assert p.track_id == await bus.track_id_for(TENANT, hashlib.sha256(p.audio_wav).hexdigest())
+        assert p.midi_blob.name.startswith(f"{TENANT}/") and p.audio_blob.name.startswith(f"{TENANT}/")
         assert await bus.get_blob(p.midi_blob) == p.midi and await bus.get_blob(p.audio_blob) == p.audio_wav
-        track = await bus.get_track(p.track_id)
+        track = await bus.get_track(TENANT, p.track_id)
         assert track.state == common_pb2.TRACK_STATE_UPLOADED and track.source == common_pb2.TRACK_SOURCE_GENERATED
+        assert track.tenant == TENANT
         assert track.generation_id == resp.generation_id and track.audio_blob == p.audio_blob
     # announced: every piece for the analyzer, then the generation (references only)
     uploaded = {e.track_id: e for e in await stream_events(bus, busmod.TRACKS_UPLOADED, events_pb2.TrackUploaded)}
     for p in resp.pieces:
         assert uploaded[p.track_id].generation_id == resp.generation_id
-        assert uploaded[p.track_id].audio_blob == p.audio_blob
+        assert uploaded[p.track_id].audio_blob == p.audio_blob and uploaded[p.track_id].tenant == TENANT
     completed = [e for e in await stream_events(bus, busmod.GENERATIONS_COMPLETED, events_pb2.GenerationCompleted)
                  if e.generation_id == resp.generation_id]
-    assert len(completed) == 1
+    assert len(completed) == 1 and completed[0].tenant == TENANT
     assert [p.track_id for p in completed[0].pieces] == [p.track_id for p in resp.pieces]
     assert not any(p.midi or p.audio_wav for p in completed[0].pieces)
-    job = await bus.get_job(resp.generation_id)
+    job = await bus.get_job(TENANT, resp.generation_id)
     assert job.state == generator_pb2.GENERATION_STATE_COMPLETED and len(job.pieces) == 3
     assert job.params.seed == 40 and not any(p.midi or p.audio_wav for p in job.pieces)
 
@@ -153,7 +174,7 @@ async def test_variations_run_concurrently_with_consecutive_seeds(bus, music_ids
 async def test_stream_reports_progress_then_the_result(bus, music_ids):
     gen, triton = make(bus, music_ids)
     servicer = GeneratorServicer(gen)
-    events = [e async for e in servicer.GenerateTrackStream(request(seed=1, num_variations=2), None)]
+    events = [e async for e in servicer.GenerateTrackStream(request(seed=1, num_variations=2), Context())]
     stages = [generator_pb2.GenerationStage.Name(e.stage) for e in events]
     assert stages[0] == "GENERATION_STAGE_QUEUED"
     assert stages.count("GENERATION_STAGE_SAMPLING") == 2 and stages.count("GENERATION_STAGE_RENDERING") == 2
@@ -164,6 +185,19 @@ async def test_stream_reports_progress_then_the_result(bus, music_ids):
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert len({e.generation_id for e in events}) == 1
     assert len(events[-1].result.pieces) == 2
+    for piece in events[-1].result.pieces:  # the calling tenant's tracks
+        assert (await bus.get_track(TENANT, piece.track_id)).source == common_pb2.TRACK_SOURCE_GENERATED
+
+
+async def test_a_call_without_a_tenant_is_unauthenticated(bus, music_ids):
+    gen, triton = make(bus, music_ids)
+    servicer = GeneratorServicer(gen)
+    with pytest.raises(Unauthenticated):
+        await servicer.GenerateTrack(request(seed=2), Context(None))
+    with pytest.raises(Unauthenticated):
+        async for _ in servicer.GenerateTrackStream(request(seed=2), Context(None)):
+            pass
+    assert triton.calls == []
 
 
 async def test_cancelled_stream_stops_sampling_and_stores_nothing(bus, music_ids):
@@ -173,7 +207,7 @@ async def test_cancelled_stream_stops_sampling_and_stores_nothing(bus, music_ids
     seen = []
 
     async def consume():
-        async for e in servicer.GenerateTrackStream(request(generation_id, num_variations=4), None):
+        async for e in servicer.GenerateTrackStream(request(generation_id, num_variations=4), Context()):
             seen.append(e)
 
     task = asyncio.create_task(consume())
@@ -186,9 +220,9 @@ async def test_cancelled_stream_stops_sampling_and_stores_nothing(bus, music_ids
         await task
     assert triton.cancelled == 4
     assert seen[0].generation_id == generation_id
-    assert await bus.get_job(generation_id) is None
+    assert await bus.get_job(TENANT, generation_id) is None
     with pytest.raises(NotFound):
-        await bus.get_blob(common_pb2.BlobRef(name=f"generations/{generation_id}/piece-0.mid"))
+        await bus.get_blob(common_pb2.BlobRef(name=f"{TENANT}/generations/{generation_id}/piece-0.mid"))
     uploaded = await stream_events(bus, busmod.TRACKS_UPLOADED, events_pb2.TrackUploaded)
     completed = await stream_events(bus, busmod.GENERATIONS_COMPLETED, events_pb2.GenerationCompleted)
     assert generation_id not in {e.generation_id for e in uploaded + completed}
@@ -198,9 +232,9 @@ async def test_model_server_down_is_unavailable_and_drops_the_channel(bus, music
     gen, triton = make(bus, music_ids, error=Unavailable("model server at x:1 is unavailable: down"))
     generation_id = f"gen_down_{uuid.uuid4().hex[:12]}"
     with pytest.raises(Unavailable, match="model server"):
-        await gen.generate(request(generation_id, seed=3))
+        await gen.generate(request(generation_id, seed=3), tenant=TENANT)
     assert triton.closed >= 1
-    assert await bus.get_job(generation_id) is None
+    assert await bus.get_job(TENANT, generation_id) is None
     completed = await stream_events(bus, busmod.GENERATIONS_COMPLETED, events_pb2.GenerationCompleted)
     assert generation_id not in {e.generation_id for e in completed}
 
@@ -209,16 +243,17 @@ async def test_async_job_with_bad_controls_fails_with_the_reason(bus, music_ids)
     gen, triton = make(bus, music_ids)
     generation_id = f"gen_bad_{uuid.uuid4().hex[:12]}"
     event = events_pb2.GenerationRequested(
-        generation_id=generation_id, params=generator_pb2.GenerationParams(key="H minor", num_bars=2)
+        generation_id=generation_id, tenant=TENANT, params=generator_pb2.GenerationParams(key="H minor", num_bars=2)
     )
     await JobRunner(gen).handle_requested(event, {})
-    job = await bus.get_job(generation_id)
+    job = await bus.get_job(TENANT, generation_id)
     assert job.state == generator_pb2.GENERATION_STATE_FAILED
     assert job.error.startswith("INVALID_ARGUMENT") and "key" in job.error
     assert job.params.key == "H minor"  # the request is kept with the failure
     failed = [e for e in await stream_events(bus, busmod.GENERATIONS_FAILED, events_pb2.GenerationFailed)
               if e.generation_id == generation_id]
     assert len(failed) == 1 and failed[0].code == "INVALID_ARGUMENT" and "key" in failed[0].reason
+    assert failed[0].tenant == TENANT
     assert triton.calls == []
 
 
@@ -227,12 +262,13 @@ async def test_async_job_runs_once(bus, music_ids):
     runner = JobRunner(gen)
     generation_id = f"gen_once_{uuid.uuid4().hex[:12]}"
     event = events_pb2.GenerationRequested(
-        generation_id=generation_id, params=generator_pb2.GenerationParams(key="C major", num_bars=2, seed=9)
+        generation_id=generation_id, tenant=TENANT,
+        params=generator_pb2.GenerationParams(key="C major", num_bars=2, seed=9),
     )
     await runner.handle_requested(event, {})
     await runner.handle_requested(event, {})  # redelivered: already completed, skipped
     assert len(triton.calls) == 1
-    job = await bus.get_job(generation_id)
+    job = await bus.get_job(TENANT, generation_id)
     assert job.state == generator_pb2.GENERATION_STATE_COMPLETED and job.pieces[0].seed == 9
 
 
@@ -240,10 +276,10 @@ async def test_async_job_transient_error_is_retried_not_failed(bus, music_ids):
     gen, triton = make(bus, music_ids, error=Unavailable("model server at x:1 is unavailable: down"))
     generation_id = f"gen_retry_{uuid.uuid4().hex[:12]}"
     event = events_pb2.GenerationRequested(
-        generation_id=generation_id, params=generator_pb2.GenerationParams(key="C major", num_bars=2)
+        generation_id=generation_id, tenant=TENANT, params=generator_pb2.GenerationParams(key="C major", num_bars=2)
     )
     with pytest.raises(Unavailable):  # the bus naks it and redelivers later
         await JobRunner(gen).handle_requested(event, {})
-    assert (await bus.get_job(generation_id)).state == generator_pb2.GENERATION_STATE_RUNNING
+    assert (await bus.get_job(TENANT, generation_id)).state == generator_pb2.GENERATION_STATE_RUNNING
     failed = await stream_events(bus, busmod.GENERATIONS_FAILED, events_pb2.GenerationFailed)
     assert generation_id not in {e.generation_id for e in failed}

@@ -74,4 +74,15 @@ def test_generation_results_say_each_thing_once():
     (progress,) = gateway_pb2.GenerateTrackStreamResponse.DESCRIPTOR.fields
     assert progress.message_type is generator_pb2.GenerationProgress.DESCRIPTOR
     assert generator_pb2.GenerationProgress.DESCRIPTOR.fields_by_name["result"].message_type is result
-    assert set(events_pb2.GenerationCompleted.DESCRIPTOR.fields_by_name) == {"generation_id", "params", "pieces"}
+    # (every event also names its tenant, issue 10)
+    assert set(events_pb2.GenerationCompleted.DESCRIPTOR.fields_by_name) == {"generation_id", "params", "pieces",
+                                                                           "tenant"}
+
+
+def test_every_event_names_its_tenant():
+    from musicaas.events.v1 import events_pb2
+
+    events = [m for name, m in events_pb2.DESCRIPTOR.message_types_by_name.items() if name != "DeadLetter"]
+    assert len(events) == 7
+    for message in events:
+        assert message.fields_by_name["tenant"].type == message.fields_by_name["tenant"].TYPE_STRING, message.name

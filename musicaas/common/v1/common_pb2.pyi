@@ -29,6 +29,7 @@ class TrackState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRACK_STATE_ANALYZED: _ClassVar[TrackState]
     TRACK_STATE_INDEXED: _ClassVar[TrackState]
     TRACK_STATE_FAILED: _ClassVar[TrackState]
+    TRACK_STATE_DELETED: _ClassVar[TrackState]
 MODE_UNSPECIFIED: Mode
 MODE_MAJOR: Mode
 MODE_MINOR: Mode
@@ -40,6 +41,7 @@ TRACK_STATE_UPLOADED: TrackState
 TRACK_STATE_ANALYZED: TrackState
 TRACK_STATE_INDEXED: TrackState
 TRACK_STATE_FAILED: TrackState
+TRACK_STATE_DELETED: TrackState
 
 class TrackAnalysis(_message.Message):
     __slots__ = ("duration_s", "sample_rate_hz", "tempo_bpm", "beats_s", "key", "mode", "key_confidence", "loudness_lufs", "embedding", "analyzer_version", "is_silent", "time_signature", "time_signature_confidence", "tempo_confidence", "mode_confidence", "tempo_candidates", "features", "descriptors", "scores", "bars", "beats", "tatums", "sections", "segments", "midi")
@@ -254,7 +256,7 @@ class BlobRef(_message.Message):
     def __init__(self, bucket: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., content_type: _Optional[str] = ...) -> None: ...
 
 class Track(_message.Message):
-    __slots__ = ("track_id", "state", "title", "filename", "source", "audio_blob", "analysis", "error", "created_at", "updated_at", "generation_id")
+    __slots__ = ("track_id", "state", "title", "filename", "source", "audio_blob", "analysis", "error", "created_at", "updated_at", "generation_id", "tenant")
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -266,6 +268,7 @@ class Track(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     track_id: str
     state: TrackState
     title: str
@@ -277,4 +280,72 @@ class Track(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     generation_id: str
-    def __init__(self, track_id: _Optional[str] = ..., state: _Optional[_Union[TrackState, str]] = ..., title: _Optional[str] = ..., filename: _Optional[str] = ..., source: _Optional[_Union[TrackSource, str]] = ..., audio_blob: _Optional[_Union[BlobRef, _Mapping]] = ..., analysis: _Optional[_Union[TrackAnalysis, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generation_id: _Optional[str] = ...) -> None: ...
+    tenant: str
+    def __init__(self, track_id: _Optional[str] = ..., state: _Optional[_Union[TrackState, str]] = ..., title: _Optional[str] = ..., filename: _Optional[str] = ..., source: _Optional[_Union[TrackSource, str]] = ..., audio_blob: _Optional[_Union[BlobRef, _Mapping]] = ..., analysis: _Optional[_Union[TrackAnalysis, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generation_id: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
+
+class ApiKey(_message.Message):
+    __slots__ = ("key_id", "sha256_hex", "created_at", "revoked_at")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SHA256_HEX_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    sha256_hex: str
+    created_at: _timestamp_pb2.Timestamp
+    revoked_at: _timestamp_pb2.Timestamp
+    def __init__(self, key_id: _Optional[str] = ..., sha256_hex: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TenantLimits(_message.Message):
+    __slots__ = ("requests_per_s", "burst", "quotas")
+    class QuotasEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    REQUESTS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    BURST_FIELD_NUMBER: _ClassVar[int]
+    QUOTAS_FIELD_NUMBER: _ClassVar[int]
+    requests_per_s: float
+    burst: int
+    quotas: _containers.ScalarMap[str, float]
+    def __init__(self, requests_per_s: _Optional[float] = ..., burst: _Optional[int] = ..., quotas: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class Tenant(_message.Message):
+    __slots__ = ("name", "id_salt", "keys", "limits", "created_at", "updated_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_SALT_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    id_salt: bytes
+    keys: _containers.RepeatedCompositeFieldContainer[ApiKey]
+    limits: TenantLimits
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., id_salt: _Optional[bytes] = ..., keys: _Optional[_Iterable[_Union[ApiKey, _Mapping]]] = ..., limits: _Optional[_Union[TenantLimits, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class UsageRecord(_message.Message):
+    __slots__ = ("tenant", "day", "audio_seconds", "tracks_stored", "storage_bytes", "generations", "pieces_generated", "tokens_generated", "recorded_at")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TRACKS_STORED_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GENERATIONS_FIELD_NUMBER: _ClassVar[int]
+    PIECES_GENERATED_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_GENERATED_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    day: str
+    audio_seconds: float
+    tracks_stored: int
+    storage_bytes: int
+    generations: int
+    pieces_generated: int
+    tokens_generated: int
+    recorded_at: _timestamp_pb2.Timestamp
+    def __init__(self, tenant: _Optional[str] = ..., day: _Optional[str] = ..., audio_seconds: _Optional[float] = ..., tracks_stored: _Optional[int] = ..., storage_bytes: _Optional[int] = ..., generations: _Optional[int] = ..., pieces_generated: _Optional[int] = ..., tokens_generated: _Optional[int] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -12,74 +12,94 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TrackUploaded(_message.Message):
-    __slots__ = ("track_id", "audio_blob", "filename", "title", "source", "generation_id")
+    __slots__ = ("track_id", "audio_blob", "filename", "title", "source", "generation_id", "tenant")
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     AUDIO_BLOB_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     track_id: str
     audio_blob: _common_pb2.BlobRef
     filename: str
     title: str
     source: _common_pb2.TrackSource
     generation_id: str
-    def __init__(self, track_id: _Optional[str] = ..., audio_blob: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., filename: _Optional[str] = ..., title: _Optional[str] = ..., source: _Optional[_Union[_common_pb2.TrackSource, str]] = ..., generation_id: _Optional[str] = ...) -> None: ...
+    tenant: str
+    def __init__(self, track_id: _Optional[str] = ..., audio_blob: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., filename: _Optional[str] = ..., title: _Optional[str] = ..., source: _Optional[_Union[_common_pb2.TrackSource, str]] = ..., generation_id: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class TrackAnalyzed(_message.Message):
-    __slots__ = ("track_id", "analysis", "source", "title", "generation_id")
+    __slots__ = ("track_id", "analysis", "source", "title", "generation_id", "tenant")
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     ANALYSIS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     track_id: str
     analysis: _common_pb2.TrackAnalysis
     source: _common_pb2.TrackSource
     title: str
     generation_id: str
-    def __init__(self, track_id: _Optional[str] = ..., analysis: _Optional[_Union[_common_pb2.TrackAnalysis, _Mapping]] = ..., source: _Optional[_Union[_common_pb2.TrackSource, str]] = ..., title: _Optional[str] = ..., generation_id: _Optional[str] = ...) -> None: ...
+    tenant: str
+    def __init__(self, track_id: _Optional[str] = ..., analysis: _Optional[_Union[_common_pb2.TrackAnalysis, _Mapping]] = ..., source: _Optional[_Union[_common_pb2.TrackSource, str]] = ..., title: _Optional[str] = ..., generation_id: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class TrackFailed(_message.Message):
-    __slots__ = ("track_id", "stage", "code", "reason")
+    __slots__ = ("track_id", "stage", "code", "reason", "tenant")
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     track_id: str
     stage: str
     code: str
     reason: str
-    def __init__(self, track_id: _Optional[str] = ..., stage: _Optional[str] = ..., code: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    tenant: str
+    def __init__(self, track_id: _Optional[str] = ..., stage: _Optional[str] = ..., code: _Optional[str] = ..., reason: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class GenerationRequested(_message.Message):
-    __slots__ = ("generation_id", "params")
+    __slots__ = ("generation_id", "params", "tenant")
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     generation_id: str
     params: _generator_pb2.GenerationParams
-    def __init__(self, generation_id: _Optional[str] = ..., params: _Optional[_Union[_generator_pb2.GenerationParams, _Mapping]] = ...) -> None: ...
+    tenant: str
+    def __init__(self, generation_id: _Optional[str] = ..., params: _Optional[_Union[_generator_pb2.GenerationParams, _Mapping]] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class GenerationCompleted(_message.Message):
-    __slots__ = ("generation_id", "params", "pieces")
+    __slots__ = ("generation_id", "params", "pieces", "tenant")
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     PIECES_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     generation_id: str
     params: _generator_pb2.GenerationParams
     pieces: _containers.RepeatedCompositeFieldContainer[_generator_pb2.GeneratedPiece]
-    def __init__(self, generation_id: _Optional[str] = ..., params: _Optional[_Union[_generator_pb2.GenerationParams, _Mapping]] = ..., pieces: _Optional[_Iterable[_Union[_generator_pb2.GeneratedPiece, _Mapping]]] = ...) -> None: ...
+    tenant: str
+    def __init__(self, generation_id: _Optional[str] = ..., params: _Optional[_Union[_generator_pb2.GenerationParams, _Mapping]] = ..., pieces: _Optional[_Iterable[_Union[_generator_pb2.GeneratedPiece, _Mapping]]] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class GenerationFailed(_message.Message):
-    __slots__ = ("generation_id", "code", "reason")
+    __slots__ = ("generation_id", "code", "reason", "tenant")
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     generation_id: str
     code: str
     reason: str
-    def __init__(self, generation_id: _Optional[str] = ..., code: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    tenant: str
+    def __init__(self, generation_id: _Optional[str] = ..., code: _Optional[str] = ..., reason: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
+
+class TrackDeleted(_message.Message):
+    __slots__ = ("track_id", "tenant")
+    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    track_id: str
+    tenant: str
+    def __init__(self, track_id: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
     __slots__ = ("durable", "subject", "stream_sequence", "deliveries", "code", "reason", "ce_id", "ce_type", "data", "terminated_at")

@@ -22,50 +22,69 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from musicaas.common.v1 import common_pb2 as musicaas_dot_common_dot_v1_dot_common__pb2
 from musicaas.generator.v1 import generator_pb2 as musicaas_dot_generator_dot_v1_dot_generator__pb2
 from musicaas.recommender.v1 import recommender_pb2 as musicaas_dot_recommender_dot_v1_dot_recommender__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!musicaas/gateway/v1/gateway.proto\x12\x13musicaas.gateway.v1\x1a\x1fmusicaas/common/v1/common.proto\x1a%musicaas/generator/v1/generator.proto\x1a)musicaas/recommender/v1/recommender.proto\"G\n\x0eUploadMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\"i\n\x12UploadTrackRequest\x12\x37\n\x08metadata\x18\x01 \x01(\x0b\x32#.musicaas.gateway.v1.UploadMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"j\n\x13UploadTrackResponse\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12-\n\x05state\x18\x02 \x01(\x0e\x32\x1e.musicaas.common.v1.TrackState\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"#\n\x0fGetTrackRequest\x12\x10\n\x08track_id\x18\x01 \x01(\t\"<\n\x10GetTrackResponse\x12(\n\x05track\x18\x01 \x01(\x0b\x32\x19.musicaas.common.v1.Track\"f\n\x14GenerateTrackRequest\x12\x37\n\x06params\x18\x01 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x15\n\rgeneration_id\x18\x02 \x01(\t\"P\n\x15GenerateTrackResponse\x12\x37\n\x06result\x18\x01 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationResult\"Z\n\x1bGenerateTrackStreamResponse\x12;\n\x08progress\x18\x01 \x01(\x0b\x32).musicaas.generator.v1.GenerationProgress\"i\n\x17SubmitGenerationRequest\x12\x37\n\x06params\x18\x01 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x15\n\rgeneration_id\x18\x02 \x01(\t\"h\n\x18SubmitGenerationResponse\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x35\n\x05state\x18\x02 \x01(\x0e\x32&.musicaas.generator.v1.GenerationState\"C\n\x14GetGenerationRequest\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x14\n\x0cinclude_data\x18\x02 \x01(\x08\"Q\n\x15GetGenerationResponse\x12\x38\n\ngeneration\x18\x01 \x01(\x0b\x32$.musicaas.generator.v1.GenerationJob\"m\n\x14SimilarTracksRequest\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x34\n\x06\x66ilter\x18\x03 \x01(\x0b\x32$.musicaas.recommender.v1.TrackFilter\"M\n\x15SimilarTracksResponse\x12\x34\n\x06tracks\x18\x01 \x03(\x0b\x32$.musicaas.recommender.v1.ScoredTrack\"\x8c\x01\n\x10RecommendRequest\x12\x17\n\x0fliked_track_ids\x18\x01 \x03(\t\x12\x1a\n\x12\x64isliked_track_ids\x18\x02 \x03(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x34\n\x06\x66ilter\x18\x04 \x01(\x0b\x32$.musicaas.recommender.v1.TrackFilter\"I\n\x11RecommendResponse\x12\x34\n\x06tracks\x18\x01 \x03(\x0b\x32$.musicaas.recommender.v1.ScoredTrack2\xc8\x06\n\x0eGatewayService\x12\x62\n\x0bUploadTrack\x12\'.musicaas.gateway.v1.UploadTrackRequest\x1a(.musicaas.gateway.v1.UploadTrackResponse(\x01\x12W\n\x08GetTrack\x12$.musicaas.gateway.v1.GetTrackRequest\x1a%.musicaas.gateway.v1.GetTrackResponse\x12\x66\n\rGenerateTrack\x12).musicaas.gateway.v1.GenerateTrackRequest\x1a*.musicaas.gateway.v1.GenerateTrackResponse\x12t\n\x13GenerateTrackStream\x12).musicaas.gateway.v1.GenerateTrackRequest\x1a\x30.musicaas.gateway.v1.GenerateTrackStreamResponse0\x01\x12o\n\x10SubmitGeneration\x12,.musicaas.gateway.v1.SubmitGenerationRequest\x1a-.musicaas.gateway.v1.SubmitGenerationResponse\x12\x66\n\rGetGeneration\x12).musicaas.gateway.v1.GetGenerationRequest\x1a*.musicaas.gateway.v1.GetGenerationResponse\x12\x66\n\rSimilarTracks\x12).musicaas.gateway.v1.SimilarTracksRequest\x1a*.musicaas.gateway.v1.SimilarTracksResponse\x12Z\n\tRecommend\x12%.musicaas.gateway.v1.RecommendRequest\x1a&.musicaas.gateway.v1.RecommendResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!musicaas/gateway/v1/gateway.proto\x12\x13musicaas.gateway.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fmusicaas/common/v1/common.proto\x1a%musicaas/generator/v1/generator.proto\x1a)musicaas/recommender/v1/recommender.proto\"G\n\x0eUploadMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\"i\n\x12UploadTrackRequest\x12\x37\n\x08metadata\x18\x01 \x01(\x0b\x32#.musicaas.gateway.v1.UploadMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"j\n\x13UploadTrackResponse\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12-\n\x05state\x18\x02 \x01(\x0e\x32\x1e.musicaas.common.v1.TrackState\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"#\n\x0fGetTrackRequest\x12\x10\n\x08track_id\x18\x01 \x01(\t\"<\n\x10GetTrackResponse\x12(\n\x05track\x18\x01 \x01(\x0b\x32\x19.musicaas.common.v1.Track\"f\n\x14GenerateTrackRequest\x12\x37\n\x06params\x18\x01 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x15\n\rgeneration_id\x18\x02 \x01(\t\"P\n\x15GenerateTrackResponse\x12\x37\n\x06result\x18\x01 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationResult\"Z\n\x1bGenerateTrackStreamResponse\x12;\n\x08progress\x18\x01 \x01(\x0b\x32).musicaas.generator.v1.GenerationProgress\"i\n\x17SubmitGenerationRequest\x12\x37\n\x06params\x18\x01 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x15\n\rgeneration_id\x18\x02 \x01(\t\"h\n\x18SubmitGenerationResponse\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x35\n\x05state\x18\x02 \x01(\x0e\x32&.musicaas.generator.v1.GenerationState\"C\n\x14GetGenerationRequest\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x14\n\x0cinclude_data\x18\x02 \x01(\x08\"Q\n\x15GetGenerationResponse\x12\x38\n\ngeneration\x18\x01 \x01(\x0b\x32$.musicaas.generator.v1.GenerationJob\"m\n\x14SimilarTracksRequest\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x34\n\x06\x66ilter\x18\x03 \x01(\x0b\x32$.musicaas.recommender.v1.TrackFilter\"M\n\x15SimilarTracksResponse\x12\x34\n\x06tracks\x18\x01 \x03(\x0b\x32$.musicaas.recommender.v1.ScoredTrack\"\x8c\x01\n\x10RecommendRequest\x12\x17\n\x0fliked_track_ids\x18\x01 \x03(\t\x12\x1a\n\x12\x64isliked_track_ids\x18\x02 \x03(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x34\n\x06\x66ilter\x18\x04 \x01(\x0b\x32$.musicaas.recommender.v1.TrackFilter\"I\n\x11RecommendResponse\x12\x34\n\x06tracks\x18\x01 \x03(\x0b\x32$.musicaas.recommender.v1.ScoredTrack\"&\n\x12\x44\x65leteTrackRequest\x12\x10\n\x08track_id\x18\x01 \x01(\t\"\'\n\x13\x44\x65leteTrackResponse\x12\x10\n\x08track_id\x18\x01 \x01(\t\"\xe6\x01\n\x11ListTracksRequest\x12.\n\x06states\x18\x01 \x03(\x0e\x32\x1e.musicaas.common.v1.TrackState\x12\x30\n\x0c\x63reated_from\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x18\n\x10include_analysis\x18\x06 \x01(\x08\"X\n\x12ListTracksResponse\x12)\n\x06tracks\x18\x01 \x03(\x0b\x32\x19.musicaas.common.v1.Track\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x10GetTracksRequest\x12\x11\n\ttrack_ids\x18\x01 \x03(\t\"Y\n\x11GetTracksResponse\x12)\n\x06tracks\x18\x01 \x03(\x0b\x32\x19.musicaas.common.v1.Track\x12\x19\n\x11missing_track_ids\x18\x02 \x03(\t\"3\n\x0fGetUsageRequest\x12\x10\n\x08\x64\x61y_from\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x61y_to\x18\x02 \x01(\t\"\xa7\x01\n\nDailyUsage\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x15\n\raudio_seconds\x18\x02 \x01(\x01\x12\x15\n\rtracks_stored\x18\x03 \x01(\x04\x12\x15\n\rstorage_bytes\x18\x04 \x01(\x04\x12\x13\n\x0bgenerations\x18\x05 \x01(\x04\x12\x18\n\x10pieces_generated\x18\x06 \x01(\x04\x12\x18\n\x10tokens_generated\x18\x07 \x01(\x04\"s\n\x10GetUsageResponse\x12-\n\x04\x64\x61ys\x18\x01 \x03(\x0b\x32\x1f.musicaas.gateway.v1.DailyUsage\x12\x30\n\x06limits\x18\x02 \x01(\x0b\x32 .musicaas.common.v1.TenantLimits2\xbe\t\n\x0eGatewayService\x12\x62\n\x0bUploadTrack\x12\'.musicaas.gateway.v1.UploadTrackRequest\x1a(.musicaas.gateway.v1.UploadTrackResponse(\x01\x12W\n\x08GetTrack\x12$.musicaas.gateway.v1.GetTrackRequest\x1a%.musicaas.gateway.v1.GetTrackResponse\x12\x66\n\rGenerateTrack\x12).musicaas.gateway.v1.GenerateTrackRequest\x1a*.musicaas.gateway.v1.GenerateTrackResponse\x12t\n\x13GenerateTrackStream\x12).musicaas.gateway.v1.GenerateTrackRequest\x1a\x30.musicaas.gateway.v1.GenerateTrackStreamResponse0\x01\x12o\n\x10SubmitGeneration\x12,.musicaas.gateway.v1.SubmitGenerationRequest\x1a-.musicaas.gateway.v1.SubmitGenerationResponse\x12\x66\n\rGetGeneration\x12).musicaas.gateway.v1.GetGenerationRequest\x1a*.musicaas.gateway.v1.GetGenerationResponse\x12\x66\n\rSimilarTracks\x12).musicaas.gateway.v1.SimilarTracksRequest\x1a*.musicaas.gateway.v1.SimilarTracksResponse\x12Z\n\tRecommend\x12%.musicaas.gateway.v1.RecommendRequest\x1a&.musicaas.gateway.v1.RecommendResponse\x12`\n\x0b\x44\x65leteTrack\x12\'.musicaas.gateway.v1.DeleteTrackRequest\x1a(.musicaas.gateway.v1.DeleteTrackResponse\x12]\n\nListTracks\x12&.musicaas.gateway.v1.ListTracksRequest\x1a\'.musicaas.gateway.v1.ListTracksResponse\x12Z\n\tGetTracks\x12%.musicaas.gateway.v1.GetTracksRequest\x1a&.musicaas.gateway.v1.GetTracksResponse\x12W\n\x08GetUsage\x12$.musicaas.gateway.v1.GetUsageRequest\x1a%.musicaas.gateway.v1.GetUsageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'musicaas.gateway.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_UPLOADMETADATA']._serialized_start=173
-  _globals['_UPLOADMETADATA']._serialized_end=244
-  _globals['_UPLOADTRACKREQUEST']._serialized_start=246
-  _globals['_UPLOADTRACKREQUEST']._serialized_end=351
-  _globals['_UPLOADTRACKRESPONSE']._serialized_start=353
-  _globals['_UPLOADTRACKRESPONSE']._serialized_end=459
-  _globals['_GETTRACKREQUEST']._serialized_start=461
-  _globals['_GETTRACKREQUEST']._serialized_end=496
-  _globals['_GETTRACKRESPONSE']._serialized_start=498
-  _globals['_GETTRACKRESPONSE']._serialized_end=558
-  _globals['_GENERATETRACKREQUEST']._serialized_start=560
-  _globals['_GENERATETRACKREQUEST']._serialized_end=662
-  _globals['_GENERATETRACKRESPONSE']._serialized_start=664
-  _globals['_GENERATETRACKRESPONSE']._serialized_end=744
-  _globals['_GENERATETRACKSTREAMRESPONSE']._serialized_start=746
-  _globals['_GENERATETRACKSTREAMRESPONSE']._serialized_end=836
-  _globals['_SUBMITGENERATIONREQUEST']._serialized_start=838
-  _globals['_SUBMITGENERATIONREQUEST']._serialized_end=943
-  _globals['_SUBMITGENERATIONRESPONSE']._serialized_start=945
-  _globals['_SUBMITGENERATIONRESPONSE']._serialized_end=1049
-  _globals['_GETGENERATIONREQUEST']._serialized_start=1051
-  _globals['_GETGENERATIONREQUEST']._serialized_end=1118
-  _globals['_GETGENERATIONRESPONSE']._serialized_start=1120
-  _globals['_GETGENERATIONRESPONSE']._serialized_end=1201
-  _globals['_SIMILARTRACKSREQUEST']._serialized_start=1203
-  _globals['_SIMILARTRACKSREQUEST']._serialized_end=1312
-  _globals['_SIMILARTRACKSRESPONSE']._serialized_start=1314
-  _globals['_SIMILARTRACKSRESPONSE']._serialized_end=1391
-  _globals['_RECOMMENDREQUEST']._serialized_start=1394
-  _globals['_RECOMMENDREQUEST']._serialized_end=1534
-  _globals['_RECOMMENDRESPONSE']._serialized_start=1536
-  _globals['_RECOMMENDRESPONSE']._serialized_end=1609
-  _globals['_GATEWAYSERVICE']._serialized_start=1612
-  _globals['_GATEWAYSERVICE']._serialized_end=2452
+  _globals['_UPLOADMETADATA']._serialized_start=206
+  _globals['_UPLOADMETADATA']._serialized_end=277
+  _globals['_UPLOADTRACKREQUEST']._serialized_start=279
+  _globals['_UPLOADTRACKREQUEST']._serialized_end=384
+  _globals['_UPLOADTRACKRESPONSE']._serialized_start=386
+  _globals['_UPLOADTRACKRESPONSE']._serialized_end=492
+  _globals['_GETTRACKREQUEST']._serialized_start=494
+  _globals['_GETTRACKREQUEST']._serialized_end=529
+  _globals['_GETTRACKRESPONSE']._serialized_start=531
+  _globals['_GETTRACKRESPONSE']._serialized_end=591
+  _globals['_GENERATETRACKREQUEST']._serialized_start=593
+  _globals['_GENERATETRACKREQUEST']._serialized_end=695
+  _globals['_GENERATETRACKRESPONSE']._serialized_start=697
+  _globals['_GENERATETRACKRESPONSE']._serialized_end=777
+  _globals['_GENERATETRACKSTREAMRESPONSE']._serialized_start=779
+  _globals['_GENERATETRACKSTREAMRESPONSE']._serialized_end=869
+  _globals['_SUBMITGENERATIONREQUEST']._serialized_start=871
+  _globals['_SUBMITGENERATIONREQUEST']._serialized_end=976
+  _globals['_SUBMITGENERATIONRESPONSE']._serialized_start=978
+  _globals['_SUBMITGENERATIONRESPONSE']._serialized_end=1082
+  _globals['_GETGENERATIONREQUEST']._serialized_start=1084
+  _globals['_GETGENERATIONREQUEST']._serialized_end=1151
+  _globals['_GETGENERATIONRESPONSE']._serialized_start=1153
+  _globals['_GETGENERATIONRESPONSE']._serialized_end=1234
+  _globals['_SIMILARTRACKSREQUEST']._serialized_start=1236
+  _globals['_SIMILARTRACKSREQUEST']._serialized_end=1345
+  _globals['_SIMILARTRACKSRESPONSE']._serialized_start=1347
+  _globals['_SIMILARTRACKSRESPONSE']._serialized_end=1424
+  _globals['_RECOMMENDREQUEST']._serialized_start=1427
+  _globals['_RECOMMENDREQUEST']._serialized_end=1567
+  _globals['_RECOMMENDRESPONSE']._serialized_start=1569
+  _globals['_RECOMMENDRESPONSE']._serialized_end=1642
+  _globals['_DELETETRACKREQUEST']._serialized_start=1644
+  _globals['_DELETETRACKREQUEST']._serialized_end=1682
+  _globals['_DELETETRACKRESPONSE']._serialized_start=1684
+  _globals['_DELETETRACKRESPONSE']._serialized_end=1723
+  _globals['_LISTTRACKSREQUEST']._serialized_start=1726
+  _globals['_LISTTRACKSREQUEST']._serialized_end=1956
+  _globals['_LISTTRACKSRESPONSE']._serialized_start=1958
+  _globals['_LISTTRACKSRESPONSE']._serialized_end=2046
+  _globals['_GETTRACKSREQUEST']._serialized_start=2048
+  _globals['_GETTRACKSREQUEST']._serialized_end=2085
+  _globals['_GETTRACKSRESPONSE']._serialized_start=2087
+  _globals['_GETTRACKSRESPONSE']._serialized_end=2176
+  _globals['_GETUSAGEREQUEST']._serialized_start=2178
+  _globals['_GETUSAGEREQUEST']._serialized_end=2229
+  _globals['_DAILYUSAGE']._serialized_start=2232
+  _globals['_DAILYUSAGE']._serialized_end=2399
+  _globals['_GETUSAGERESPONSE']._serialized_start=2401
+  _globals['_GETUSAGERESPONSE']._serialized_end=2516
+  _globals['_GATEWAYSERVICE']._serialized_start=2519
+  _globals['_GATEWAYSERVICE']._serialized_end=3733
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from musicaas.common.v1 import common_pb2 as _common_pb2
 from musicaas.generator.v1 import generator_pb2 as _generator_pb2
 from musicaas.recommender.v1 import recommender_pb2 as _recommender_pb2
@@ -132,3 +135,87 @@ class RecommendResponse(_message.Message):
     TRACKS_FIELD_NUMBER: _ClassVar[int]
     tracks: _containers.RepeatedCompositeFieldContainer[_recommender_pb2.ScoredTrack]
     def __init__(self, tracks: _Optional[_Iterable[_Union[_recommender_pb2.ScoredTrack, _Mapping]]] = ...) -> None: ...
+
+class DeleteTrackRequest(_message.Message):
+    __slots__ = ("track_id",)
+    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
+    track_id: str
+    def __init__(self, track_id: _Optional[str] = ...) -> None: ...
+
+class DeleteTrackResponse(_message.Message):
+    __slots__ = ("track_id",)
+    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
+    track_id: str
+    def __init__(self, track_id: _Optional[str] = ...) -> None: ...
+
+class ListTracksRequest(_message.Message):
+    __slots__ = ("states", "created_from", "created_to", "page_size", "page_token", "include_analysis")
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FROM_FIELD_NUMBER: _ClassVar[int]
+    CREATED_TO_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_ANALYSIS_FIELD_NUMBER: _ClassVar[int]
+    states: _containers.RepeatedScalarFieldContainer[_common_pb2.TrackState]
+    created_from: _timestamp_pb2.Timestamp
+    created_to: _timestamp_pb2.Timestamp
+    page_size: int
+    page_token: str
+    include_analysis: bool
+    def __init__(self, states: _Optional[_Iterable[_Union[_common_pb2.TrackState, str]]] = ..., created_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., include_analysis: _Optional[bool] = ...) -> None: ...
+
+class ListTracksResponse(_message.Message):
+    __slots__ = ("tracks", "next_page_token")
+    TRACKS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tracks: _containers.RepeatedCompositeFieldContainer[_common_pb2.Track]
+    next_page_token: str
+    def __init__(self, tracks: _Optional[_Iterable[_Union[_common_pb2.Track, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetTracksRequest(_message.Message):
+    __slots__ = ("track_ids",)
+    TRACK_IDS_FIELD_NUMBER: _ClassVar[int]
+    track_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, track_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetTracksResponse(_message.Message):
+    __slots__ = ("tracks", "missing_track_ids")
+    TRACKS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_TRACK_IDS_FIELD_NUMBER: _ClassVar[int]
+    tracks: _containers.RepeatedCompositeFieldContainer[_common_pb2.Track]
+    missing_track_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tracks: _Optional[_Iterable[_Union[_common_pb2.Track, _Mapping]]] = ..., missing_track_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetUsageRequest(_message.Message):
+    __slots__ = ("day_from", "day_to")
+    DAY_FROM_FIELD_NUMBER: _ClassVar[int]
+    DAY_TO_FIELD_NUMBER: _ClassVar[int]
+    day_from: str
+    day_to: str
+    def __init__(self, day_from: _Optional[str] = ..., day_to: _Optional[str] = ...) -> None: ...
+
+class DailyUsage(_message.Message):
+    __slots__ = ("day", "audio_seconds", "tracks_stored", "storage_bytes", "generations", "pieces_generated", "tokens_generated")
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TRACKS_STORED_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GENERATIONS_FIELD_NUMBER: _ClassVar[int]
+    PIECES_GENERATED_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_GENERATED_FIELD_NUMBER: _ClassVar[int]
+    day: str
+    audio_seconds: float
+    tracks_stored: int
+    storage_bytes: int
+    generations: int
+    pieces_generated: int
+    tokens_generated: int
+    def __init__(self, day: _Optional[str] = ..., audio_seconds: _Optional[float] = ..., tracks_stored: _Optional[int] = ..., storage_bytes: _Optional[int] = ..., generations: _Optional[int] = ..., pieces_generated: _Optional[int] = ..., tokens_generated: _Optional[int] = ...) -> None: ...
+
+class GetUsageResponse(_message.Message):
+    __slots__ = ("days", "limits")
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    days: _containers.RepeatedCompositeFieldContainer[DailyUsage]
+    limits: _common_pb2.TenantLimits
+    def __init__(self, days: _Optional[_Iterable[_Union[DailyUsage, _Mapping]]] = ..., limits: _Optional[_Union[_common_pb2.TenantLimits, _Mapping]] = ...) -> None: ...

@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class GatewayServiceStub:
-    """The public API of musicaas. Every call needs `authorization: Bearer <api key>` metadata.
+    """The public API of musicaas. Every call needs `authorization: Bearer <api key>` metadata; the
+    key's tenant owns what the call makes and is the only one that sees it (another tenant's ids
+    answer NOT_FOUND).
     """
 
     def __init__(self, channel):
@@ -75,16 +77,38 @@ class GatewayServiceStub:
                 request_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RecommendRequest.SerializeToString,
                 response_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RecommendResponse.FromString,
                 _registered_method=True)
+        self.DeleteTrack = channel.unary_unary(
+                '/musicaas.gateway.v1.GatewayService/DeleteTrack',
+                request_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteTrackRequest.SerializeToString,
+                response_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteTrackResponse.FromString,
+                _registered_method=True)
+        self.ListTracks = channel.unary_unary(
+                '/musicaas.gateway.v1.GatewayService/ListTracks',
+                request_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.ListTracksRequest.SerializeToString,
+                response_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.ListTracksResponse.FromString,
+                _registered_method=True)
+        self.GetTracks = channel.unary_unary(
+                '/musicaas.gateway.v1.GatewayService/GetTracks',
+                request_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetTracksRequest.SerializeToString,
+                response_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetTracksResponse.FromString,
+                _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/musicaas.gateway.v1.GatewayService/GetUsage',
+                request_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
-    """The public API of musicaas. Every call needs `authorization: Bearer <api key>` metadata.
+    """The public API of musicaas. Every call needs `authorization: Bearer <api key>` metadata; the
+    key's tenant owns what the call makes and is the only one that sees it (another tenant's ids
+    answer NOT_FOUND).
     """
 
     def UploadTrack(self, request_iterator, context):
         """Uploads audio in chunks: the first message carries the metadata, the rest the bytes.
         The track is then analysed and indexed asynchronously; poll GetTrack or subscribe to
-        music.tracks.analyzed.
+        music.<tenant>.tracks.analyzed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -142,6 +166,35 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteTrack(self, request, context):
+        """Deletes a track: its bytes, analysis and vector point; announced on
+        music.<tenant>.tracks.deleted. Deleting a deleted track again succeeds and changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTracks(self, request, context):
+        """A page of the tenant's tracks (deleted ones left out), by track id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTracks(self, request, context):
+        """Up to 100 tracks by id in one call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUsage(self, request, context):
+        """The tenant's usage per UTC day, with its quotas.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +238,26 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     request_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RecommendRequest.FromString,
                     response_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RecommendResponse.SerializeToString,
             ),
+            'DeleteTrack': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTrack,
+                    request_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteTrackRequest.FromString,
+                    response_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteTrackResponse.SerializeToString,
+            ),
+            'ListTracks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTracks,
+                    request_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.ListTracksRequest.FromString,
+                    response_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.ListTracksResponse.SerializeToString,
+            ),
+            'GetTracks': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTracks,
+                    request_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetTracksRequest.FromString,
+                    response_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetTracksResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageRequest.FromString,
+                    response_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'musicaas.gateway.v1.GatewayService', rpc_method_handlers)
@@ -194,7 +267,9 @@ def add_GatewayServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class GatewayService:
-    """The public API of musicaas. Every call needs `authorization: Bearer <api key>` metadata.
+    """The public API of musicaas. Every call needs `authorization: Bearer <api key>` metadata; the
+    key's tenant owns what the call makes and is the only one that sees it (another tenant's ids
+    answer NOT_FOUND).
     """
 
     @staticmethod
@@ -403,6 +478,114 @@ class GatewayService:
             '/musicaas.gateway.v1.GatewayService/Recommend',
             musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RecommendRequest.SerializeToString,
             musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RecommendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTrack(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.gateway.v1.GatewayService/DeleteTrack',
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteTrackRequest.SerializeToString,
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteTrackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTracks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.gateway.v1.GatewayService/ListTracks',
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.ListTracksRequest.SerializeToString,
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.ListTracksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTracks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.gateway.v1.GatewayService/GetTracks',
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetTracksRequest.SerializeToString,
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetTracksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.gateway.v1.GatewayService/GetUsage',
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageRequest.SerializeToString,
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

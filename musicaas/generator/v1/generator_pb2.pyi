@@ -114,7 +114,7 @@ class GenerationProgress(_message.Message):
     def __init__(self, generation_id: _Optional[str] = ..., stage: _Optional[_Union[GenerationStage, str]] = ..., variation: _Optional[int] = ..., num_variations: _Optional[int] = ..., fraction: _Optional[float] = ..., message: _Optional[str] = ..., result: _Optional[_Union[GenerationResult, _Mapping]] = ...) -> None: ...
 
 class GenerationJob(_message.Message):
-    __slots__ = ("generation_id", "state", "params", "pieces", "error", "created_at", "updated_at")
+    __slots__ = ("generation_id", "state", "params", "pieces", "error", "created_at", "updated_at", "tenant")
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +122,7 @@ class GenerationJob(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     generation_id: str
     state: GenerationState
     params: GenerationParams
@@ -129,7 +130,8 @@ class GenerationJob(_message.Message):
     error: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, generation_id: _Optional[str] = ..., state: _Optional[_Union[GenerationState, str]] = ..., params: _Optional[_Union[GenerationParams, _Mapping]] = ..., pieces: _Optional[_Iterable[_Union[GeneratedPiece, _Mapping]]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    tenant: str
+    def __init__(self, generation_id: _Optional[str] = ..., state: _Optional[_Union[GenerationState, str]] = ..., params: _Optional[_Union[GenerationParams, _Mapping]] = ..., pieces: _Optional[_Iterable[_Union[GeneratedPiece, _Mapping]]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class GenerateTrackRequest(_message.Message):
     __slots__ = ("params", "generation_id")

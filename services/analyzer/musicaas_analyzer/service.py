@@ -35,8 +35,9 @@ from musicaas.events.v1 import events_pb2
 from musicaas.runtime import bus as busmod
 from musicaas.runtime import telemetry
 from musicaas.runtime.bus import Bus, advance_state
-from musicaas.runtime.errors import InvalidArgument, MusicaasError, ResourceExhausted, Unavailable
+from musicaas.runtime.errors import InvalidArgument, MusicaasError, NotFound, ResourceExhausted, Unavailable
 from musicaas.runtime.settings import ServiceSettings
+from musicaas.tenancy import TENANT_RE
 from musicaas_analyzer.analysis import analyze_bytes, analyze_file, warm_up
 from musicaas_analyzer.convert import analysis_to_proto
 
@@ -346,29 +347,47 @@ class UploadConsumer:
 
     async def handle(self, event: events_pb2.TrackUploaded, headers: dict[str, str]) -> None:
         """Stream the blob into a spool file, analyse it from there, store the analysis (state
-        ``analyzed``) and publish ``music.tracks.analyzed``. Raises InvalidArgument for audio
-        that can never be analysed."""
-        tlog = log.bind(track_id=event.track_id)
+        ``analyzed``) and publish ``music.<tenant>.tracks.analyzed``. A track deleted before or
+        during the analysis stays deleted (nothing is stored or published). Raises
+        InvalidArgument for audio that can never be analysed."""
+        tlog = log.bind(track_id=event.track_id, tenant=event.tenant)
         if not event.track_id:
             raise InvalidArgument("tracks.uploaded event without track_id")
-        async with self.spooled(event.audio_blob) as path:
-            analysis = await self.analyzer.analyze_file(path, event.filename)
+        if await self._deleted(event):
+            tlog.info("track_deleted_before_analysis")
+            return
+        try:
+            async with self.spooled(event.audio_blob) as path:
+                analysis = await self.analyzer.analyze_file(path, event.filename)
+        except NotFound:
+            if await self._deleted(event):  # its bytes went with the deletion
+                tlog.info("track_deleted_during_analysis")
+                return
+            raise
 
         def store(track: common_pb2.Track) -> None:
-            track.analysis.CopyFrom(analysis)
-            track.state = advance_state(track.state, common_pb2.TRACK_STATE_ANALYZED)
+            if track.state != common_pb2.TRACK_STATE_DELETED:
+                track.analysis.CopyFrom(analysis)
+                track.state = advance_state(track.state, common_pb2.TRACK_STATE_ANALYZED)
 
-        track = await self.bus.update_track(event.track_id, store, create_if_missing=True)
+        track = await self.bus.update_track(event.tenant, event.track_id, store, create_if_missing=True)
+        if track.state == common_pb2.TRACK_STATE_DELETED:
+            tlog.info("track_deleted_during_analysis")
+            return
+        # metered once per track version, however often the event is redelivered
+        await self.bus.record_usage(event.tenant, "analysed", f"{event.track_id}-{track.created_at.seconds}",
+                                    audio_seconds=analysis.duration_s)
         await self.bus.publish(
             busmod.TRACKS_ANALYZED,
             events_pb2.TrackAnalyzed(
                 track_id=event.track_id,
+                tenant=event.tenant,
                 analysis=analysis,
                 source=event.source,
                 title=event.title or track.title,
                 generation_id=event.generation_id,
             ),
-            event_id=f"analyzed:{event.track_id}:{analysis.analyzer_version}",
+            event_id=f"analyzed:{event.tenant}:{event.track_id}:{track.created_at.seconds}:{analysis.analyzer_version}",
         )
         tlog.info(
             "track_analyzed",
@@ -378,7 +397,14 @@ class UploadConsumer:
             loudness_lufs=round(analysis.loudness_lufs, 1),
         )
 
+    async def _deleted(self, event: events_pb2.TrackUploaded) -> bool:
+        track = await self.bus.get_track(event.tenant, event.track_id)
+        return track is not None and track.state == common_pb2.TRACK_STATE_DELETED
+
     async def failed(self, event: events_pb2.TrackUploaded | None, error: MusicaasError, headers: dict[str, str]) -> None:
-        """Mark the track ``failed`` with the reason and publish ``music.tracks.failed``."""
-        await self.bus.fail_track(event.track_id if event is not None else "", stage="analyzer", error=error,
+        """Mark the track ``failed`` with the reason and publish ``music.<tenant>.tracks.failed``
+        (an event without a valid tenant has no track to mark: it is only dead-lettered)."""
+        if event is None or not event.tenant or not TENANT_RE.fullmatch(event.tenant):
+            return
+        await self.bus.fail_track(event.tenant, event.track_id, stage="analyzer", error=error,
                                   ce_id=headers.get("ce-id", ""))

@@ -13,18 +13,18 @@ from musicaas.gateway.v1 import gateway_pb2_grpc
 from musicaas.runtime.bus import Bus
 from musicaas.runtime.logging import configure_logging
 from musicaas.runtime.server import GrpcService, run_service
-from musicaas_gateway.service import ApiKeyInterceptor, GatewayServicer, GatewaySettings
+from musicaas.runtime.tls import TlsFiles, aio_channel
+from musicaas_gateway.auth import ApiKeyInterceptor, KeyDirectory
+from musicaas_gateway.service import GatewayServicer, GatewaySettings
 
 
-def _channel(addr: str, max_bytes: int) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(
-        addr,
-        options=[
-            ("grpc.max_receive_message_length", max_bytes),
-            ("grpc.max_send_message_length", max_bytes),
-            ("grpc.lb_policy_name", "round_robin"),
-        ],
-    )
+def _channel(addr: str, max_bytes: int, tls: TlsFiles) -> grpc.aio.Channel:
+    """A channel to an internal service: TLS (mutual with our certificate) when a CA is set."""
+    return aio_channel(addr, tls, options=[
+        ("grpc.max_receive_message_length", max_bytes),
+        ("grpc.max_send_message_length", max_bytes),
+        ("grpc.lb_policy_name", "round_robin"),
+    ])
 
 
 async def main(settings: GatewaySettings | None = None, *, stop: asyncio.Event | None = None) -> None:
@@ -32,19 +32,23 @@ async def main(settings: GatewaySettings | None = None, *, stop: asyncio.Event |
     configure_logging(service="gateway", level=settings.log_level, fmt=settings.log_format)
     keys = [k.strip() for k in settings.api_keys.split(",") if k.strip()]
     if not keys:
-        structlog.get_logger().warning("no_api_keys", hint="set MUSICAAS_API_KEYS; every call will be rejected")
+        structlog.get_logger().info("no_static_api_keys", hint="tenants' keys come from `musicaas tenants add`")
     # each upload in flight holds one executor thread (the object store reads its pipe there):
     # enough threads for every upload allowed at once, plus the other blocking work
     executor = concurrent.futures.ThreadPoolExecutor(settings.max_concurrent_uploads + 8, thread_name_prefix="gateway")
     asyncio.get_running_loop().set_default_executor(executor)
     async with contextlib.AsyncExitStack() as stack:
         bus = await stack.enter_async_context(Bus.from_settings(settings, name="gateway"))
-        generator_channel = _channel(settings.generator_addr, settings.max_message_bytes)
-        recommender_channel = _channel(settings.recommender_addr, settings.max_message_bytes)
+        key_directory = KeyDirectory(bus, keys)
+        await key_directory.start()
+        tls = TlsFiles.from_settings(settings)
+        generator_channel = _channel(settings.generator_addr, settings.max_message_bytes, tls)
+        recommender_channel = _channel(settings.recommender_addr, settings.max_message_bytes, tls)
         stack.push_async_callback(generator_channel.close)
         stack.push_async_callback(recommender_channel.close)
         servicer = GatewayServicer(
-            bus, settings, generator_channel=generator_channel, recommender_channel=recommender_channel
+            bus, settings, keys=key_directory, generator_channel=generator_channel,
+            recommender_channel=recommender_channel,
         )
         await run_service(
             name="gateway",
@@ -52,7 +56,8 @@ async def main(settings: GatewaySettings | None = None, *, stop: asyncio.Event |
             ready=[lambda: bus.is_connected],
             services=[GrpcService(servicer, gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
                                   "musicaas.gateway.v1.GatewayService")],
-            interceptors=[ApiKeyInterceptor(keys)],
+            interceptors=[ApiKeyInterceptor(key_directory)],
+            background=[key_directory.run],
             stop=stop,
         )
 

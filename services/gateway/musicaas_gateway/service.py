@@ -26,14 +26,21 @@
   ``GetGeneration`` reads the job (optionally with the MIDI and WAV bytes from the object
   store). Submitting an existing generation id returns the existing job (idempotent).
 
-API keys come in ``authorization: Bearer <key>`` metadata and are compared in constant
-time (:func:`hmac.compare_digest`) against every configured key.
+Tenants: API keys come in ``authorization: Bearer <key>`` metadata and name the calling
+tenant (:mod:`musicaas_gateway.auth`). Everything a call reads or makes is that tenant's: the
+tenant goes to the recommender and the generator in ``x-musicaas-tenant`` metadata and into
+every event and KV key (:mod:`musicaas.runtime.bus`); another tenant's ids answer NOT_FOUND,
+exactly like ids that do not exist.
+
+* ``DeleteTrack`` deletes the bytes and leaves a tombstone (:meth:`Bus.delete_track`); the
+  recommender drops the vector point on ``music.<tenant>.tracks.deleted``. ``ListTracks``
+  pages through the tenant's tracks; ``GetTracks`` reads up to 100 at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
+import datetime as dt
 
 import grpc
 import structlog
@@ -56,17 +63,18 @@ from musicaas.runtime.errors import (
     from_rpc_error,
 )
 from musicaas.runtime.settings import ServiceSettings
+from musicaas.tenancy import tenant_metadata
+from musicaas_gateway.auth import KeyDirectory
+from musicaas_gateway.limits import GENERATION_QUOTAS, UPLOAD_QUOTAS, QuotaGuard
 
 log = structlog.get_logger()
-
-#: Methods that need no API key (Kubernetes probes and tooling).
-PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
 class GatewaySettings(ServiceSettings):
     """Gateway settings (``MUSICAAS_*``): API keys, upload limit in bytes, downstream addresses and deadlines in seconds."""
     grpc_port: int = 50051
-    #: Comma-separated API keys accepted in ``authorization: Bearer``.
+    #: Comma-separated API keys of tenant ``default``, accepted in ``authorization: Bearer``
+    #: besides the tenants' own keys (``musicaas tenants add``); kept in memory only.
     api_keys: str = ""
     #: Largest upload accepted, in bytes (1 GiB: 30 minutes of 48 kHz 24-bit stereo WAV is 518 MB).
     max_upload_bytes: int = 1024 * 1024 * 1024
@@ -90,6 +98,12 @@ class GatewaySettings(ServiceSettings):
 SNIFF_BYTES = 1024 * 1024
 #: Most liked or disliked track ids in one Recommend request.
 MAX_EXAMPLE_IDS = 100
+#: Most track ids in one GetTracks request.
+MAX_BATCH_IDS = 100
+#: Largest ListTracks page.
+MAX_PAGE_SIZE = 1000
+#: Longest GetUsage range after its first day.
+MAX_USAGE_DAYS = 92
 
 
 def _check_generation(request) -> None:
@@ -105,63 +119,21 @@ def _check_filter(flt) -> None:
     validation.check_text(flt.key, field="filter.key", max_chars=validation.MAX_CONTROL_CHARS)
 
 
-class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
-    """Rejects calls without a valid ``authorization: Bearer <key>`` (UNAUTHENTICATED)."""
-
-    def __init__(self, keys: list[str]) -> None:
-        self._keys = [k.encode() for k in keys if k]
-
-    def _valid(self, presented: str) -> bool:
-        token = presented.encode()
-        ok = False
-        for key in self._keys:  # no early exit: time does not depend on which key matched
-            ok |= hmac.compare_digest(token, key)
-        return ok
-
-    async def intercept_service(self, continuation, details):
-        if details.method.startswith(PUBLIC_PREFIXES):
-            return await continuation(details)
-        metadata = dict(details.invocation_metadata or ())
-        auth = metadata.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer" and token and self._valid(token.strip()):
-            return await continuation(details)
-        reason = "missing authorization metadata" if not auth else "invalid API key"
-        handler = await continuation(details)
-        return _rejecting(handler, reason)
-
-
-def _rejecting(handler, reason: str):
-    """A handler of the same arity that raises Unauthenticated (mapped by the error interceptor)."""
-
-    async def deny(request_or_iterator, context):
-        raise Unauthenticated(f"{reason}: send 'authorization: Bearer <api key>'")
-
-    async def deny_stream(request, context):
-        raise Unauthenticated(f"{reason}: send 'authorization: Bearer <api key>'")
-        yield  # pragma: no cover - makes this an async generator
-
-    if handler is None:
-        return None
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(deny, handler.request_deserializer, handler.response_serializer)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(deny, handler.request_deserializer, handler.response_serializer)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(deny_stream, handler.request_deserializer, handler.response_serializer)
-    return grpc.stream_stream_rpc_method_handler(deny_stream, handler.request_deserializer, handler.response_serializer)
-
-
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     """The public API (``musicaas.gateway.v1.GatewayService``); errors are domain errors mapped by the error interceptor."""
-    def __init__(self, bus: Bus, settings: GatewaySettings, *, generator_channel, recommender_channel) -> None:
+    def __init__(self, bus: Bus, settings: GatewaySettings, *, keys: KeyDirectory, generator_channel,
+                 recommender_channel) -> None:
         self.bus = bus
         self.settings = settings
+        self.keys = keys
+        self.quotas = QuotaGuard(bus)
         self.generator = generator_pb2_grpc.GeneratorServiceStub(generator_channel)
         self.recommender = recommender_pb2_grpc.RecommenderServiceStub(recommender_channel)
         self._uploads = asyncio.Semaphore(settings.max_concurrent_uploads)
 
     async def UploadTrack(self, request_iterator, context) -> gateway_pb2.UploadTrackResponse:
+        tenant = await self.keys.tenant_of(context)
+        await self.quotas.check(tenant, self.keys.limits(tenant), UPLOAD_QUOTAS)
         messages = request_iterator.__aiter__()
         first = await self._next_message(messages)
         if first is None or first.WhichOneof("payload") != "metadata":
@@ -197,11 +169,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     yield chunk
 
             track = await self.bus.add_uploaded_track(
-                stream(), filename=filename or f"upload.{container.name}", title=title or filename or "",
+                stream(), tenant=tenant, filename=filename or f"upload.{container.name}", title=title or filename or "",
                 content_type=content_type or container.mime_type, source=common_pb2.TRACK_SOURCE_UPLOAD,
                 max_buffered_bytes=self.settings.upload_buffer_bytes,
             )
-        log.info("track_uploaded", track_id=track.track_id, size_bytes=size, container=container.name,
+        log.info("track_uploaded", tenant=tenant, track_id=track.track_id, size_bytes=size, container=container.name,
                  state=common_pb2.TrackState.Name(track.state))
         return gateway_pb2.UploadTrackResponse(track_id=track.track_id, state=track.state, size_bytes=size)
 
@@ -236,29 +208,99 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         if context is not None and (context.cancelled() or context.done()):
             raise asyncio.CancelledError("the client cancelled the upload")
 
+    async def _track(self, tenant: str, track_id: str) -> common_pb2.Track | None:
+        """``tenant``'s live track, or None (unknown, deleted, or another tenant's: all alike)."""
+        track = await self.bus.get_track(tenant, track_id)
+        if track is None or track.state == common_pb2.TRACK_STATE_DELETED:
+            return None
+        return track
+
     async def GetTrack(self, request, context) -> gateway_pb2.GetTrackResponse:
+        tenant = await self.keys.tenant_of(context)
         validation.check_track_id(request.track_id)
-        track = await self.bus.get_track(request.track_id)
+        track = await self._track(tenant, request.track_id)
         if track is None:
             raise NotFound(f"track {request.track_id!r} not found")
         return gateway_pb2.GetTrackResponse(track=track)
 
+    async def GetTracks(self, request, context) -> gateway_pb2.GetTracksResponse:
+        tenant = await self.keys.tenant_of(context)
+        ids = list(request.track_ids)
+        if not 1 <= len(ids) <= MAX_BATCH_IDS:
+            raise InvalidArgument(f"track_ids has {len(ids)} ids: send 1 to {MAX_BATCH_IDS}")
+        for i, track_id in enumerate(ids):
+            validation.check_track_id(track_id, field=f"track_ids[{i}]")
+        found = await asyncio.gather(*(self._track(tenant, t) for t in dict.fromkeys(ids)))
+        by_id = {t.track_id: t for t in found if t is not None}
+        return gateway_pb2.GetTracksResponse(
+            tracks=[by_id[t] for t in ids if t in by_id], missing_track_ids=[t for t in ids if t not in by_id],
+        )
+
+    async def ListTracks(self, request, context) -> gateway_pb2.ListTracksResponse:
+        tenant = await self.keys.tenant_of(context)
+        size = request.page_size or 100
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            raise InvalidArgument(f"page_size: {request.page_size} is outside 1-{MAX_PAGE_SIZE}")
+        states = tuple(request.states)
+        if common_pb2.TRACK_STATE_DELETED in states:
+            raise InvalidArgument("states: deleted tracks are not listed")
+        tracks, token = await self.bus.list_tracks(
+            tenant, states=states, page_size=size, page_token=request.page_token,
+            created_from=request.created_from if request.HasField("created_from") else None,
+            created_to=request.created_to if request.HasField("created_to") else None,
+        )
+        if not request.include_analysis:
+            for track in tracks:
+                track.ClearField("analysis")
+        return gateway_pb2.ListTracksResponse(tracks=tracks, next_page_token=token)
+
+    async def DeleteTrack(self, request, context) -> gateway_pb2.DeleteTrackResponse:
+        tenant = await self.keys.tenant_of(context)
+        validation.check_track_id(request.track_id)
+        try:
+            await self.bus.delete_track(tenant, request.track_id)
+        except NotFound:
+            raise NotFound(f"track {request.track_id!r} not found") from None
+        log.info("track_deleted", tenant=tenant, track_id=request.track_id)
+        return gateway_pb2.DeleteTrackResponse(track_id=request.track_id)
+
+    async def GetUsage(self, request, context) -> gateway_pb2.GetUsageResponse:
+        tenant = await self.keys.tenant_of(context)
+        try:
+            first = dt.date.fromisoformat(request.day_from) if request.day_from else dt.datetime.now(dt.timezone.utc).date()
+            last = dt.date.fromisoformat(request.day_to) if request.day_to else first
+        except ValueError:
+            raise InvalidArgument("day_from / day_to: expected YYYY-MM-DD") from None
+        if not 0 <= (last - first).days <= MAX_USAGE_DAYS:
+            raise InvalidArgument(f"day_to must be 0 to {MAX_USAGE_DAYS} days after day_from")
+        days = []
+        for i in range((last - first).days + 1):
+            day = (first + dt.timedelta(days=i)).isoformat()
+            totals = await self.bus.usage(tenant, day)
+            days.append(gateway_pb2.DailyUsage(day=day, **{k: (v if k == "audio_seconds" else int(v))
+                                                           for k, v in totals.items()}))
+        return gateway_pb2.GetUsageResponse(days=days, limits=self.keys.limits(tenant))
+
     async def GenerateTrack(self, request, context) -> gateway_pb2.GenerateTrackResponse:
+        tenant = await self.keys.tenant_of(context)
+        await self.quotas.check(tenant, self.keys.limits(tenant), GENERATION_QUOTAS)
         _check_generation(request)
         try:
             resp = await self.generator.GenerateTrack(
                 generator_pb2.GenerateTrackRequest(params=request.params, generation_id=request.generation_id),
-                timeout=self.settings.generate_timeout_s,
+                timeout=self.settings.generate_timeout_s, metadata=tenant_metadata(tenant),
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc, what="generator.GenerateTrack") from exc
         return gateway_pb2.GenerateTrackResponse(result=resp.result)
 
     async def GenerateTrackStream(self, request, context):
+        tenant = await self.keys.tenant_of(context)
+        await self.quotas.check(tenant, self.keys.limits(tenant), GENERATION_QUOTAS)
         _check_generation(request)
         call = self.generator.GenerateTrackStream(
             generator_pb2.GenerateTrackRequest(params=request.params, generation_id=request.generation_id),
-            timeout=self.settings.generate_stream_timeout_s,
+            timeout=self.settings.generate_stream_timeout_s, metadata=tenant_metadata(tenant),
         )
         try:
             async for event in call:
@@ -272,24 +314,28 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     async def SubmitGeneration(self, request, context) -> gateway_pb2.SubmitGenerationResponse:
         if not request.HasField("params"):
             raise InvalidArgument("params is missing: expected at least params.key")
+        tenant = await self.keys.tenant_of(context)
         _check_generation(request)
+        await self.quotas.check(tenant, self.keys.limits(tenant), GENERATION_QUOTAS)
         generation_id = request.generation_id or new_id("gen")
         job, created = await self.bus.create_job(generator_pb2.GenerationJob(
-            generation_id=generation_id, state=generator_pb2.GENERATION_STATE_QUEUED, params=request.params,
+            generation_id=generation_id, tenant=tenant, state=generator_pb2.GENERATION_STATE_QUEUED,
+            params=request.params,
         ))
         if not created:  # idempotent: the same id was submitted before
             return gateway_pb2.SubmitGenerationResponse(generation_id=generation_id, state=job.state)
         await self.bus.publish(
             busmod.GENERATIONS_REQUESTED,
-            events_pb2.GenerationRequested(generation_id=generation_id, params=request.params),
-            event_id=f"requested:{generation_id}",
+            events_pb2.GenerationRequested(generation_id=generation_id, tenant=tenant, params=request.params),
+            event_id=f"requested:{tenant}:{generation_id}",
         )
-        log.info("generation_submitted", generation_id=generation_id)
+        log.info("generation_submitted", tenant=tenant, generation_id=generation_id)
         return gateway_pb2.SubmitGenerationResponse(generation_id=generation_id, state=generator_pb2.GENERATION_STATE_QUEUED)
 
     async def GetGeneration(self, request, context) -> gateway_pb2.GetGenerationResponse:
+        tenant = await self.keys.tenant_of(context)
         validation.check_generation_id(request.generation_id)
-        job = await self.bus.get_job(request.generation_id)
+        job = await self.bus.get_job(tenant, request.generation_id)
         if job is None:
             raise NotFound(f"generation {request.generation_id!r} not found")
         if request.include_data and job.state == generator_pb2.GENERATION_STATE_COMPLETED:
@@ -299,18 +345,20 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         return gateway_pb2.GetGenerationResponse(generation=job)
 
     async def SimilarTracks(self, request, context) -> gateway_pb2.SimilarTracksResponse:
+        tenant = await self.keys.tenant_of(context)
         validation.check_track_id(request.track_id)
         _check_filter(request.filter)
         try:
             resp = await self.recommender.SimilarTracks(
                 recommender_pb2.SimilarTracksRequest(track_id=request.track_id, limit=request.limit, filter=request.filter),
-                timeout=self.settings.recommend_timeout_s,
+                timeout=self.settings.recommend_timeout_s, metadata=tenant_metadata(tenant),
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc, what="recommender.SimilarTracks") from exc
         return gateway_pb2.SimilarTracksResponse(tracks=resp.tracks)
 
     async def Recommend(self, request, context) -> gateway_pb2.RecommendResponse:
+        tenant = await self.keys.tenant_of(context)
         for field in ("liked_track_ids", "disliked_track_ids"):
             ids = getattr(request, field)
             if len(ids) > MAX_EXAMPLE_IDS:
@@ -326,7 +374,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     limit=request.limit,
                     filter=request.filter,
                 ),
-                timeout=self.settings.recommend_timeout_s,
+                timeout=self.settings.recommend_timeout_s, metadata=tenant_metadata(tenant),
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc, what="recommender.Recommend") from exc

@@ -15,6 +15,7 @@ from musicaas.events.v1 import events_pb2
 from musicaas.generator.v1 import generator_pb2
 from musicaas.runtime import bus as busmod
 from musicaas.runtime.errors import InvalidArgument, MusicaasError
+from musicaas.tenancy import TENANT_RE
 from musicaas_generator.pipeline import Generator
 
 log = structlog.get_logger()
@@ -41,7 +42,8 @@ class JobRunner:
         generation_id = event.generation_id
         if not generation_id:
             raise InvalidArgument("GenerationRequested without a generation_id")
-        job = await self.bus.get_job(generation_id)
+        tenant = event.tenant
+        job = await self.bus.get_job(tenant, generation_id)
         if job is not None and job.state in DONE_STATES:
             log.info("generation_job_skipped", generation_id=generation_id,
                      state=generator_pb2.GenerationState.Name(job.state))
@@ -52,10 +54,10 @@ class JobRunner:
             if not j.HasField("params"):
                 j.params.CopyFrom(event.params)
 
-        await self.bus.update_job(generation_id, running)
+        await self.bus.update_job(tenant, generation_id, running)
         try:
             await self.generator.generate(
-                generator_pb2.GenerateTrackRequest(params=event.params, generation_id=generation_id)
+                generator_pb2.GenerateTrackRequest(params=event.params, generation_id=generation_id), tenant=tenant,
             )
         except MusicaasError as exc:
             if not exc.permanent:
@@ -64,7 +66,7 @@ class JobRunner:
 
     async def fail_job(self, event: events_pb2.GenerationRequested | None, error: MusicaasError, headers) -> None:
         """Mark the job FAILED with the reason and publish ``music.generations.failed``."""
-        if event is None or not event.generation_id:
+        if event is None or not event.generation_id or not TENANT_RE.fullmatch(event.tenant):
             return
         generation_id = event.generation_id
         reason = f"{error.code.name}: {error.message}"
@@ -75,11 +77,12 @@ class JobRunner:
             if not j.HasField("params"):
                 j.params.CopyFrom(event.params)
 
-        await self.bus.update_job(generation_id, failed)
+        await self.bus.update_job(event.tenant, generation_id, failed)
         await self.bus.publish(
             busmod.GENERATIONS_FAILED,
-            events_pb2.GenerationFailed(generation_id=generation_id, code=error.code.name, reason=error.message),
-            event_id=f"failed:{generation_id}",
+            events_pb2.GenerationFailed(generation_id=generation_id, tenant=event.tenant, code=error.code.name,
+                                        reason=error.message),
+            event_id=f"failed:{event.tenant}:{generation_id}",
         )
         log.warning("generation_failed", generation_id=generation_id, error=reason)
 

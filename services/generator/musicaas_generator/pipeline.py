@@ -85,8 +85,11 @@ class Generator:
         self,
         request: generator_pb2.GenerateTrackRequest,
         progress: Callable[[generator_pb2.GenerationProgress], None] | None = None,
+        *,
+        tenant: str,
     ) -> generator_pb2.GenerationResult:
-        """Run one generation (all its variations); ``progress`` receives the stage events.
+        """Run one generation (all its variations) for ``tenant``, whose tracks the pieces
+        become; ``progress`` receives the stage events.
 
         Raises
         ------
@@ -127,7 +130,7 @@ class Generator:
             midi, wav, duration_s, soprano = await asyncio.to_thread(self._decode_and_render, piece_ids, plan)
             steps_done += 1
             piece = generator_pb2.GeneratedPiece(
-                index=i, seed=sample.seed, track_id=busmod.track_id_for(wav),
+                index=i, seed=sample.seed,
                 midi=midi, audio_wav=wav, duration_s=duration_s, num_tokens=len(ids),
             )
             if soprano is not None:
@@ -144,7 +147,7 @@ class Generator:
 
         emit(generator_pb2.GENERATION_STAGE_STORING, "storing")
         for piece in pieces:
-            await self._store(generation_id, plan, piece)
+            await self._store(tenant, generation_id, plan, piece)
         refs = [_refs_only(p) for p in pieces]
 
         def completed(job: generator_pb2.GenerationJob) -> None:
@@ -154,27 +157,33 @@ class Generator:
             job.pieces.extend(refs)
             job.error = ""
 
-        await self.bus.update_job(generation_id, completed)
+        await self.bus.update_job(tenant, generation_id, completed)
+        await self.bus.record_usage(  # once per generation id, however often a job is retried
+            tenant, "generated", generation_id, generations=1, pieces_generated=len(pieces),
+            tokens_generated=sum(p.num_tokens for p in pieces), storage_bytes=sum(len(p.midi) for p in pieces),
+        )
         await self.bus.publish(
             busmod.GENERATIONS_COMPLETED,
-            events_pb2.GenerationCompleted(generation_id=generation_id, params=params, pieces=refs),
-            event_id=f"completed:{generation_id}",
+            events_pb2.GenerationCompleted(generation_id=generation_id, tenant=tenant, params=params, pieces=refs),
+            event_id=f"completed:{tenant}:{generation_id}",
         )
         glog.info("generation_completed", track_ids=[p.track_id for p in pieces],
                   num_tokens=[p.num_tokens for p in pieces])
         telemetry.GENERATION_SECONDS.observe(time.perf_counter() - t0)
         return generator_pb2.GenerationResult(generation_id=generation_id, params=params, pieces=pieces)
 
-    async def _store(self, generation_id: str, plan: GenerationPlan, piece: generator_pb2.GeneratedPiece) -> None:
-        """Store one piece's MIDI and add its audio as a track (fills the blob refs)."""
+    async def _store(self, tenant: str, generation_id: str, plan: GenerationPlan,
+                     piece: generator_pb2.GeneratedPiece) -> None:
+        """Store one piece's MIDI and add its audio as ``tenant``'s track (fills the track id and blob refs)."""
         p = plan.params
         title = (f"generated {plan.key} {p.metre} {p.tempo_bpm:g} bpm {p.num_bars} bars "
                  f"{p.style} seed {piece.seed}")
         piece.midi_blob.CopyFrom(await self.bus.put_blob(
-            f"generations/{generation_id}/piece-{piece.index}.mid", piece.midi, content_type="audio/midi"
+            f"{tenant}/generations/{generation_id}/piece-{piece.index}.mid", piece.midi, content_type="audio/midi"
         ))
         track = await self.bus.add_track(
-            piece.audio_wav, filename="audio.wav", title=title, content_type="audio/wav",
+            piece.audio_wav, tenant=tenant, filename="audio.wav", title=title, content_type="audio/wav",
             source=common_pb2.TRACK_SOURCE_GENERATED, generation_id=generation_id,
         )
         piece.audio_blob.CopyFrom(track.audio_blob)
+        piece.track_id = track.track_id

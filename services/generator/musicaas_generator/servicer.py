@@ -9,6 +9,7 @@ import structlog
 
 from musicaas.generator.v1 import generator_pb2, generator_pb2_grpc
 from musicaas.runtime.bus import new_id
+from musicaas.tenancy import tenant_from_context
 from musicaas_generator.pipeline import Generator
 
 log = structlog.get_logger()
@@ -21,15 +22,18 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
         self.generator = generator
 
     async def GenerateTrack(self, request, context) -> generator_pb2.GenerateTrackResponse:
-        return generator_pb2.GenerateTrackResponse(result=await self.generator.generate(request))
+        """One generation for the calling tenant (``x-musicaas-tenant`` metadata, set by the gateway)."""
+        tenant = tenant_from_context(context)
+        return generator_pb2.GenerateTrackResponse(result=await self.generator.generate(request, tenant=tenant))
 
     async def GenerateTrackStream(self, request, context):
         """Progress events, then COMPLETED with the result; the caller's cancellation stops the work."""
+        tenant = tenant_from_context(context)
         if not request.generation_id:
             request = generator_pb2.GenerateTrackRequest(params=request.params, generation_id=new_id("gen"))
         generation_id = request.generation_id
         queue: asyncio.Queue[generator_pb2.GenerationProgress] = asyncio.Queue()
-        task = asyncio.create_task(self.generator.generate(request, progress=queue.put_nowait))
+        task = asyncio.create_task(self.generator.generate(request, progress=queue.put_nowait, tenant=tenant))
         getter: asyncio.Future | None = None
         try:
             while True:

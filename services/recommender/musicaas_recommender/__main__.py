@@ -12,11 +12,20 @@ from musicaas.runtime.bus import Bus
 from musicaas.runtime.logging import configure_logging
 from musicaas.runtime.server import GrpcService, run_service
 from musicaas_recommender.index import open_index
-from musicaas_recommender.service import AnalyzedConsumer, RecommenderServicer, RecommenderSettings
+from musicaas_recommender.service import (
+    AnalyzedConsumer,
+    DeletedConsumer,
+    IndexWriter,
+    RecommenderServicer,
+    RecommenderSettings,
+)
 
 
 async def main(settings: RecommenderSettings | None = None, *, stop: asyncio.Event | None = None) -> None:
     """Serve the recommender until SIGTERM (or ``stop``), then close the index and the bus.
+
+    Runs the gRPC service, the ``tracks.analyzed`` and ``tracks.deleted`` consumers (every
+    tenant's) and, when ``index_size_refresh_s`` > 0, the periodic count of the index-size gauge.
 
     Parameters
     ----------
@@ -43,23 +52,35 @@ async def main(settings: RecommenderSettings | None = None, *, stop: asyncio.Eve
             qdrant_api_key=settings.qdrant_api_key or None,
         )
         stack.push_async_callback(index.close)
-        consumer = AnalyzedConsumer(bus, index)
-        await consumer.report_index_size()
+        writer = IndexWriter(index)  # one for both consumers: one gauge, one lock
+        analyzed = AnalyzedConsumer(bus, index, writer=writer)
+        deleted = DeletedConsumer(index, writer=writer)
+        await writer.refresh()
+        background = [
+            lambda: bus.consume(
+                durable=analyzed.durable,
+                subject=busmod.TRACKS_ANALYZED,
+                message_type=events_pb2.TrackAnalyzed,
+                handler=analyzed.handle,
+                on_permanent_failure=analyzed.failed,
+            ),
+            lambda: bus.consume(
+                durable=deleted.durable,
+                subject=busmod.TRACKS_DELETED,
+                message_type=events_pb2.TrackDeleted,
+                handler=deleted.handle,
+                max_deliver=deleted.max_deliver,
+            ),
+        ]
+        if settings.index_size_refresh_s > 0:
+            background.append(lambda: writer.refresh_every(settings.index_size_refresh_s))
         await run_service(
             name="recommender",
             **settings.server_kwargs(),
             ready=[lambda: bus.is_connected],
             services=[GrpcService(RecommenderServicer(index), recommender_pb2_grpc.add_RecommenderServiceServicer_to_server,
                                   "musicaas.recommender.v1.RecommenderService")],
-            background=[
-                lambda: bus.consume(
-                    durable=consumer.durable,
-                    subject=busmod.TRACKS_ANALYZED,
-                    message_type=events_pb2.TrackAnalyzed,
-                    handler=consumer.handle,
-                    on_permanent_failure=consumer.failed,
-                )
-            ],
+            background=background,
             stop=stop,
         )
 

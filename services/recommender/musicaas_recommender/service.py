@@ -1,10 +1,16 @@
-"""The recommender service: ``SimilarTracks`` and ``Recommend`` RPCs, and the
-``music.tracks.analyzed`` consumer that upserts every analysed track into the index
-(idempotent by track id) and marks it ``indexed``.
+"""The recommender service: ``SimilarTracks`` and ``Recommend`` RPCs for the calling tenant,
+the ``tracks.analyzed`` consumer that upserts every analysed track into the index (idempotent
+by tenant and track id) and marks it ``indexed``, and the ``tracks.deleted`` consumer that
+takes a deleted track's point out of the index.
+
+The index-size gauge (``musicaas_recommender_index_points``, every tenant's points) is kept by
+:class:`IndexWriter`: counted at start and every ``index_size_refresh_s`` seconds, and moved
+by one for each point that a consumer adds or removes (no count on the event path).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import numpy as np
@@ -19,6 +25,7 @@ from musicaas.runtime.bus import Bus, advance_state
 from musicaas.runtime.errors import InvalidArgument, MusicaasError
 from musicaas.runtime.protoconv import MODE_TO_PROTO, SOURCE_TO_PROTO, mode_name, source_name
 from musicaas.runtime.settings import ServiceSettings
+from musicaas.tenancy import TENANT_RE, tenant_from_context
 from musicaas_recommender.index import MAX_LIMIT, ScoredTrack, TrackFilter, TrackIndex, TrackPayload
 
 log = structlog.get_logger()
@@ -39,6 +46,9 @@ class RecommenderSettings(ServiceSettings):
     qdrant_collection: str = "tracks"
     #: Length of the indexed vectors; the analyzer's embedding contract by default.
     embedding_dim: int = EMBEDDING_DIM
+    #: Seconds between two exact counts of the index for the index-size gauge (it also
+    #: follows this process's own writes at once); 0 counts only at start.
+    index_size_refresh_s: float = 60.0
 
 
 def filter_from_proto(flt: recommender_pb2.TrackFilter) -> TrackFilter | None:
@@ -104,8 +114,13 @@ def _limit(value: int) -> int:
 class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
     """``musicaas.recommender.v1.RecommenderService`` over a :class:`TrackIndex`.
 
-    Handlers raise the index's domain errors (InvalidArgument, NotFound, Unavailable);
-    the server's error interceptor maps them to gRPC status codes.
+    Every call is the calling tenant's (``x-musicaas-tenant`` metadata, set by the gateway:
+    :func:`musicaas.tenancy.tenant_from_context`): it sees that tenant's tracks only, and
+    another tenant's track id is NOT_FOUND like a missing one.
+
+    Handlers raise domain errors (Unauthenticated without a tenant, InvalidArgument for a
+    malformed one, and the index's InvalidArgument, NotFound, Unavailable); the server's
+    error interceptor maps them to gRPC status codes.
 
     Parameters
     ----------
@@ -116,17 +131,20 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         self.index = index
 
     async def SimilarTracks(self, request, context) -> recommender_pb2.SimilarTracksResponse:
+        tenant = tenant_from_context(context)
         if not request.track_id:
             raise InvalidArgument("track_id is empty")
         with telemetry.QUERY_SECONDS.labels(query="similar").time():
             items = await self.index.similar(
-                request.track_id, limit=_limit(request.limit), flt=filter_from_proto(request.filter)
+                tenant, request.track_id, limit=_limit(request.limit), flt=filter_from_proto(request.filter)
             )
         return recommender_pb2.SimilarTracksResponse(tracks=[scored_to_proto(i) for i in items])
 
     async def Recommend(self, request, context) -> recommender_pb2.RecommendResponse:
+        tenant = tenant_from_context(context)
         with telemetry.QUERY_SECONDS.labels(query="recommend").time():
             items = await self.index.recommend(
+                tenant,
                 liked=list(request.liked_track_ids),
                 disliked=list(request.disliked_track_ids),
                 limit=_limit(request.limit),
@@ -135,24 +153,109 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         return recommender_pb2.RecommendResponse(tracks=[scored_to_proto(i) for i in items])
 
 
+class IndexWriter:
+    """The consumers' writes to a :class:`TrackIndex`, with the index-size gauge
+    (``musicaas_recommender_index_points``: every tenant's points) kept in step.
+
+    :meth:`refresh` sets the gauge to an exact count of the index (a scan: at start and
+    every few seconds, :meth:`refresh_every`); between two counts, :meth:`upsert` and
+    :meth:`delete` move it by one when a point was added or removed, so it is right as soon
+    as the write returns. A lock keeps counts and writes apart, so that a count never
+    misses or repeats a write's step. Writes of other processes (replicas on one Qdrant
+    server) show at the next count.
+
+    Parameters
+    ----------
+    index : TrackIndex
+    """
+
+    def __init__(self, index: TrackIndex) -> None:
+        self.index = index
+        self._lock = asyncio.Lock()
+
+    async def upsert(self, tenant: str, payload: TrackPayload, vector: np.ndarray) -> bool:
+        """:meth:`TrackIndex.upsert`; the gauge goes up by one when the point is new.
+
+        Returns
+        -------
+        bool
+            True when the point is new.
+
+        Raises
+        ------
+        InvalidArgument, Unavailable
+            As :meth:`TrackIndex.upsert` (the gauge is left as it was).
+        """
+        async with self._lock:
+            created = await self.index.upsert(tenant, payload, vector)
+            if created:
+                telemetry.INDEX_POINTS.inc()
+        return created
+
+    async def delete(self, tenant: str, track_id: str) -> bool:
+        """:meth:`TrackIndex.delete` (idempotent); the gauge goes down by one when a point was removed.
+
+        Returns
+        -------
+        bool
+            True when a point was removed.
+
+        Raises
+        ------
+        InvalidArgument, Unavailable
+            As :meth:`TrackIndex.delete` (the gauge is left as it was).
+        """
+        async with self._lock:
+            removed = await self.index.delete(tenant, track_id)
+            if removed:
+                telemetry.INDEX_POINTS.dec()
+        return removed
+
+    async def refresh(self) -> None:
+        """Set the gauge to the index's exact total (``count(None)``); an index that does not
+        answer leaves it as it was (a metric never fails the work)."""
+        async with self._lock:
+            with contextlib.suppress(MusicaasError):
+                telemetry.INDEX_POINTS.set(await self.index.count())
+
+    async def refresh_every(self, period_s: float) -> None:
+        """:meth:`refresh` every ``period_s`` seconds (> 0), until cancelled; a count that
+        fails is logged and tried again next time (it never stops the service)."""
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                await self.refresh()
+            except Exception as exc:  # noqa: BLE001 - a metric never fails the service
+                log.warning("index_count_failed", error=str(exc) or type(exc).__name__)
+
+
 class AnalyzedConsumer:
-    """Consumes ``music.tracks.analyzed``: upsert the point, then mark the track ``indexed``.
+    """Consumes ``music.<tenant>.tracks.analyzed`` (every tenant's): upsert the point, then
+    mark the track ``indexed``; a track deleted meanwhile loses the point again.
 
     Parameters
     ----------
     bus : Bus
         Holds the track state.
     index : TrackIndex
+    writer : IndexWriter, optional
+        Writes to ``index`` and keeps the index-size gauge; one of its own by default. Share
+        one between the consumers of one index.
     """
 
     durable = "recommender-tracks-analyzed"
 
-    def __init__(self, bus: Bus, index: TrackIndex) -> None:
+    def __init__(self, bus: Bus, index: TrackIndex, *, writer: IndexWriter | None = None) -> None:
         self.bus = bus
         self.index = index
+        self.writer = writer or IndexWriter(index)
 
     async def handle(self, event: events_pb2.TrackAnalyzed, headers: dict[str, str]) -> None:
-        """Upsert the analysed track (idempotent by id) and mark it ``indexed``.
+        """Upsert ``event.tenant``'s analysed track (idempotent by tenant and id) and mark it
+        ``indexed``. If the stored track is a ``deleted`` tombstone (the deletion raced the
+        analysis), the point is removed again and the tombstone stays as it is: the point is
+        written before the state is read, so either this handler sees the tombstone or the
+        ``tracks.deleted`` consumer, which runs after the tombstone is written, sees the point.
 
         Parameters
         ----------
@@ -164,10 +267,10 @@ class AnalyzedConsumer:
         Raises
         ------
         InvalidArgument
-            No track id, or a payload or embedding the index rejects (the bus
-            terminates the message).
+            No track id, a tenant that is not a tenant name, or a payload or embedding the
+            index rejects (the bus terminates the message).
         Unavailable
-            The index cannot be reached (the bus redelivers later).
+            The index or NATS cannot be reached (the bus redelivers later).
         """
         a = event.analysis
         if not event.track_id:
@@ -183,24 +286,72 @@ class AnalyzedConsumer:
             loudness_lufs=float(a.loudness_lufs),
             title=event.title,
         )
-        await self.index.upsert(payload, vector)
+        await self.writer.upsert(event.tenant, payload, vector)
 
         def mark(track: common_pb2.Track) -> None:
             track.state = advance_state(track.state, common_pb2.TRACK_STATE_INDEXED)
 
-        await self.bus.update_track(event.track_id, mark, create_if_missing=True)
-        log.info("track_indexed", track_id=event.track_id)
-        await self.report_index_size()
+        track = await self.bus.update_track(event.tenant, event.track_id, mark, create_if_missing=True)
+        if track.state == common_pb2.TRACK_STATE_DELETED:
+            await self.writer.delete(event.tenant, event.track_id)
+            log.info("track_deleted_before_indexing", track_id=event.track_id, tenant=event.tenant)
+            return
+        log.info("track_indexed", track_id=event.track_id, tenant=event.tenant)
 
     async def failed(self, event: events_pb2.TrackAnalyzed | None, error: MusicaasError, headers: dict[str, str]) -> None:
         """The event was terminated (bad payload, retries exhausted while the index was down, or
-        a worker that died on it): mark the track ``failed`` and publish ``music.tracks.failed``,
-        so no track stays ``analyzed`` for ever."""
-        await self.bus.fail_track(event.track_id if event is not None else "", stage="recommender", error=error,
+        a worker that died on it): mark the track ``failed`` and publish
+        ``music.<tenant>.tracks.failed``, so no track stays ``analyzed`` for ever (a deleted
+        track stays deleted). An event without a valid tenant has no track to mark: it is
+        only dead-lettered."""
+        if event is None or not TENANT_RE.fullmatch(event.tenant):
+            return
+        await self.bus.fail_track(event.tenant, event.track_id, stage="recommender", error=error,
                                   ce_id=headers.get("ce-id", ""))
 
     async def report_index_size(self) -> None:
-        """Set the index-size gauge (``musicaas_recommender_index_points``); an index that
-        does not answer leaves it as it was (a metric never fails the work)."""
-        with contextlib.suppress(MusicaasError):
-            telemetry.INDEX_POINTS.set(await self.index.count())
+        """Set the index-size gauge to the index's exact total (:meth:`IndexWriter.refresh`)."""
+        await self.writer.refresh()
+
+
+class DeletedConsumer:
+    """Consumes ``music.<tenant>.tracks.deleted`` (every tenant's): remove the track's point,
+    so that a deleted track is never a result again. Idempotent: a point that is not there
+    (never indexed, or removed already) is no error.
+
+    Parameters
+    ----------
+    index : TrackIndex
+    writer : IndexWriter, optional
+        As :class:`AnalyzedConsumer`'s.
+    """
+
+    durable = "recommender-tracks-deleted"
+    #: Deliveries before a deletion is given up (and dead-lettered): with the bus's delay
+    #: (2 s times the delivery count), about a quarter of an hour of an unreachable index.
+    max_deliver = 30
+
+    def __init__(self, index: TrackIndex, *, writer: IndexWriter | None = None) -> None:
+        self.index = index
+        self.writer = writer or IndexWriter(index)
+
+    async def handle(self, event: events_pb2.TrackDeleted, headers: dict[str, str]) -> None:
+        """Remove ``event.tenant``'s point ``event.track_id``.
+
+        Parameters
+        ----------
+        event : events_pb2.TrackDeleted
+        headers : dict of str to str
+            The message's CloudEvents headers (unused).
+
+        Raises
+        ------
+        InvalidArgument
+            No track id, or a tenant or track id the index rejects (the bus terminates the message).
+        Unavailable
+            The index cannot be reached (the bus redelivers later).
+        """
+        if not event.track_id:
+            raise InvalidArgument("tracks.deleted event without track_id")
+        removed = await self.writer.delete(event.tenant, event.track_id)
+        log.info("track_unindexed", track_id=event.track_id, tenant=event.tenant, removed=removed)

@@ -1,12 +1,15 @@
-"""The recommender's vector index: track embeddings plus payload in Qdrant.
+"""The recommender's vector index: track embeddings plus payload in Qdrant, per tenant
+(one collection or shard for every tenant, Qdrant's payload-based multitenancy: each
+operation names its tenant and sees only that tenant's points).
 
 One backend per module, as qdrant-client lays out its own:
 
 * :mod:`~musicaas_recommender.index.base`: the interface :class:`TrackIndex`, the types
   it takes and returns (:class:`TrackPayload`, :class:`TrackFilter`,
-  :class:`ScoredTrack`), its limits and the point-id scheme (:func:`point_id`).
+  :class:`ScoredTrack`), its limits and the point-id scheme (:func:`point_id`, of
+  tenant and track id).
 * :mod:`~musicaas_recommender.index.shared`: what both backends share: the storage
-  layout, validation, and the query primitive each backend translates.
+  layout, tenant isolation, validation, and the query primitive each backend translates.
 * :mod:`~musicaas_recommender.index.edge`: :class:`EdgeTrackIndex`, Qdrant Edge
   (``qdrant-edge-py``), the Qdrant engine in-process on one shard in a local folder.
 * :mod:`~musicaas_recommender.index.remote`: :class:`QdrantClientTrackIndex`, a Qdrant

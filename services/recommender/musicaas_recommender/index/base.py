@@ -36,28 +36,35 @@ MAX_TRACK_ID_LEN = 256
 TRACK_ID_NAMESPACE = uuid.UUID("6b1f0c8e-3d55-5c1e-9a43-6d7573696361")
 
 
-def point_id(track_id: str) -> str:
-    """The Qdrant point id that stores ``track_id``.
+def point_id(tenant: str, track_id: str) -> str:
+    """The Qdrant point id that stores ``tenant``'s track ``track_id``.
 
-    Qdrant ids must be unsigned integers or UUIDs, so the track id is hashed into a
-    name-based UUID (RFC 9562, version 5) and kept in the payload as well.
+    Qdrant ids must be unsigned integers or UUIDs, so the pair is hashed into a name-based
+    UUID (RFC 9562, version 5); tenant and track id are kept in the payload as well. The
+    name is ``"<tenant>/<track id>"``, unambiguous because a tenant name has no ``/``: the
+    same track id in two tenants gives two points, and no tenant can address another's.
 
     Parameters
     ----------
+    tenant : str
+        A tenant name (:func:`musicaas.tenancy.check_tenant`; not validated here).
     track_id : str
         The track id (not validated here).
 
     Returns
     -------
     str
-        ``str(uuid5(TRACK_ID_NAMESPACE, track_id))``, a canonical 36-character UUID.
+        ``str(uuid5(TRACK_ID_NAMESPACE, f"{tenant}/{track_id}"))``, a canonical 36-character UUID.
     """
-    return str(uuid.uuid5(TRACK_ID_NAMESPACE, track_id))
+    return str(uuid.uuid5(TRACK_ID_NAMESPACE, f"{tenant}/{track_id}"))
 
 
 @dataclass(frozen=True)
 class TrackPayload:
     """What the index stores next to a track's embedding.
+
+    The tenant is not part of it: every :class:`TrackIndex` call names its tenant, and the
+    index stores it next to these fields (payload ``tenant``).
 
     Attributes
     ----------
@@ -134,23 +141,36 @@ class ScoredTrack:
 
 
 class TrackIndex(ABC):
-    """Track embeddings with payload; similarity search and recommendation.
+    """Track embeddings with payload, per tenant; similarity search and recommendation.
+
+    Every operation but ``close`` (and ``count`` of all tenants) is scoped to one tenant:
+    it sees only that tenant's points, and a track id of another tenant behaves exactly
+    like one that is not in the index (NotFound for a query track, never a result).
 
     Every method is a coroutine. Every method but ``close`` raises Unavailable when the
     index is closed or its Qdrant server cannot be reached, and InvalidArgument for a
-    track id that is not a non-empty string of at most ``MAX_TRACK_ID_LEN`` characters,
-    a ``limit`` outside ``[1, MAX_LIMIT]`` or a bad :class:`TrackFilter`.
+    tenant that is not a tenant name (:func:`musicaas.tenancy.check_tenant`), a track id
+    that is not a non-empty string of at most ``MAX_TRACK_ID_LEN`` characters, a
+    ``limit`` outside ``[1, MAX_LIMIT]`` or a bad :class:`TrackFilter`.
     """
 
     @abstractmethod
-    async def upsert(self, payload: TrackPayload, vector: np.ndarray) -> None:
-        """Store (or replace) the track ``payload.track_id``; idempotent by track id.
+    async def upsert(self, tenant: str, payload: TrackPayload, vector: np.ndarray) -> bool:
+        """Store (or replace) ``tenant``'s track ``payload.track_id``; idempotent by tenant and track id.
 
         Parameters
         ----------
+        tenant : str
         payload : TrackPayload
         vector : np.ndarray [shape=(dim,)], any float dtype
             The embedding (stored as float32); finite, not all zeros.
+
+        Returns
+        -------
+        bool
+            True when the point is new (the index grew by one), False when it replaced one.
+            Exact for the calls of this process; a write by another process to the same
+            point at the same moment may go uncounted.
 
         Raises
         ------
@@ -160,8 +180,8 @@ class TrackIndex(ABC):
         """
 
     @abstractmethod
-    async def get(self, track_id: str) -> tuple[TrackPayload, np.ndarray]:
-        """The payload and stored vector of ``track_id``.
+    async def get(self, tenant: str, track_id: str) -> tuple[TrackPayload, np.ndarray]:
+        """The payload and stored vector of ``tenant``'s track ``track_id``.
 
         Returns
         -------
@@ -172,17 +192,18 @@ class TrackIndex(ABC):
         Raises
         ------
         NotFound
-            The track is not in the index.
+            The tenant has no such track in the index.
         """
 
     @abstractmethod
     async def similar(
-        self, track_id: str, *, limit: int = 10, flt: TrackFilter | None = None
+        self, tenant: str, track_id: str, *, limit: int = 10, flt: TrackFilter | None = None
     ) -> list[ScoredTrack]:
-        """Tracks nearest to ``track_id`` by cosine similarity, best first, without it.
+        """``tenant``'s tracks nearest to its ``track_id`` by cosine similarity, best first, without it.
 
         Parameters
         ----------
+        tenant : str
         track_id : str
         limit : int in [1, MAX_LIMIT], default 10
         flt : TrackFilter, optional
@@ -190,38 +211,42 @@ class TrackIndex(ABC):
         Returns
         -------
         list of ScoredTrack
-            At most ``limit``; ``score`` is the cosine similarity.
+            At most ``limit``, all of ``tenant``; ``score`` is the cosine similarity.
 
         Raises
         ------
         NotFound
-            ``track_id`` is not in the index.
+            The tenant has no track ``track_id`` in the index.
         """
 
     @abstractmethod
     async def recommend(
         self,
+        tenant: str,
         *,
         liked: Sequence[str],
         disliked: Sequence[str] = (),
         limit: int = 10,
         flt: TrackFilter | None = None,
     ) -> list[ScoredTrack]:
-        """Tracks near the liked and away from the disliked ones, best first, without either.
+        """``tenant``'s tracks near the liked and away from the disliked ones, best first,
+        without either.
 
         Parameters
         ----------
+        tenant : str
         liked : sequence of str
-            At least one track id; repeats are dropped.
+            At least one of the tenant's track ids; repeats are dropped.
         disliked : sequence of str, default ()
-            Track ids, none of them also liked.
+            The tenant's track ids, none of them also liked.
         limit : int in [1, MAX_LIMIT], default 10
         flt : TrackFilter, optional
 
         Returns
         -------
         list of ScoredTrack
-            At most ``limit``; ``score`` is the best_score value (see :class:`ScoredTrack`).
+            At most ``limit``, all of ``tenant``; ``score`` is the best_score value (see
+            :class:`ScoredTrack`).
 
         Raises
         ------
@@ -229,12 +254,26 @@ class TrackIndex(ABC):
             No liked track, a string instead of a sequence, a track both liked and
             disliked, or more than ``MAX_EXAMPLES`` examples.
         NotFound
-            Some example is not in the index; the message names every missing one.
+            Some example is not among the tenant's tracks in the index; the message names
+            every missing one.
         """
 
     @abstractmethod
-    async def count(self) -> int:
-        """Number of tracks stored, counted exactly."""
+    async def delete(self, tenant: str, track_id: str) -> bool:
+        """Remove ``tenant``'s track ``track_id`` from the index; idempotent (a track that is
+        not there is no error).
+
+        Returns
+        -------
+        bool
+            True when a point was there (the index shrank by one), False when there was none.
+            Exact for the calls of this process, like :meth:`upsert`'s.
+        """
+
+    @abstractmethod
+    async def count(self, tenant: str | None = None) -> int:
+        """Number of ``tenant``'s tracks, or of every point when ``tenant`` is None, counted
+        exactly (a scan: not for every request)."""
 
     @abstractmethod
     async def close(self) -> None:

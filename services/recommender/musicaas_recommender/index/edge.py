@@ -13,11 +13,21 @@ from typing import Any
 import qdrant_edge as qe
 
 from musicaas.runtime.errors import FailedPrecondition
-from musicaas_recommender.index.shared import PAYLOAD_INDEXES, Conditions, Nearest, QdrantTrackIndex, Query
+from musicaas_recommender.index.shared import (
+    PAYLOAD_INDEXES,
+    TENANT_FIELD,
+    Conditions,
+    Nearest,
+    QdrantTrackIndex,
+    Query,
+)
 
 __all__ = ["EdgeTrackIndex"]
 
 _SCHEMA = {
+    # Qdrant's multitenancy: the tenant field's keyword index, flagged so that Qdrant keeps
+    # each tenant's points together
+    "tenant": qe.KeywordIndexParams(is_tenant=True),
     "keyword": qe.PayloadSchemaType.Keyword,
     "integer": qe.PayloadSchemaType.Integer,
     "float": qe.PayloadSchemaType.Float,
@@ -30,7 +40,8 @@ class EdgeTrackIndex(QdrantTrackIndex):
     The shard writes a WAL, so every acknowledged upsert survives a crash; ``close``
     also flushes the segments. Points go into appendable segments that are searched
     exactly; nothing here builds an HNSW graph (``EdgeShard.optimize()``), which is fine
-    for catalogues up to some 100k tracks.
+    for catalogues up to some 100k tracks. Every tenant's points share the shard; each
+    read and delete is filtered on the ``tenant`` payload field (a tenant index).
 
     Parameters
     ----------
@@ -77,8 +88,15 @@ class EdgeTrackIndex(QdrantTrackIndex):
         op = qe.UpdateOperation.upsert_points([qe.Point(pid, vector, payload)])
         await asyncio.to_thread(self._shard.update, op)
 
-    async def _retrieve(self, pids: list[str]) -> list[qe.Record]:
-        return await asyncio.to_thread(self._shard.retrieve, pids, True, True)
+    async def _retrieve(self, tenant: str, pids: list[str], *, with_vector: bool = True) -> list[qe.Record]:
+        request = qe.ScrollRequest(
+            limit=len(pids),
+            filter=qe.Filter(must=[_tenant(tenant), qe.HasIdCondition(set(pids))]),
+            with_payload=True,
+            with_vector=with_vector,
+        )
+        points, _ = await asyncio.to_thread(self._shard.scroll, request)
+        return points
 
     async def _query(
         self, query: Query, *, limit: int, where: Conditions, exclude: list[str]
@@ -92,8 +110,15 @@ class EdgeTrackIndex(QdrantTrackIndex):
         )
         return await asyncio.to_thread(self._shard.query, request)
 
-    async def _count(self) -> int:
-        return await asyncio.to_thread(self._shard.count, qe.CountRequest(exact=True))
+    async def _delete(self, tenant: str, pids: list[str]) -> None:
+        op = qe.UpdateOperation.delete_points_by_filter(
+            qe.Filter(must=[_tenant(tenant), qe.HasIdCondition(set(pids))])
+        )
+        await asyncio.to_thread(self._shard.update, op)
+
+    async def _count(self, tenant: str | None) -> int:
+        flt = None if tenant is None else qe.Filter(must=[_tenant(tenant)])
+        return await asyncio.to_thread(self._shard.count, qe.CountRequest(exact=True, filter=flt))
 
     async def _close(self) -> None:
         def close() -> None:
@@ -111,8 +136,14 @@ def _query(query: Query) -> qe.Query:
     return qe.Query.RecommendBestScore(qe.RecommendQuery(query.positive, query.negative))
 
 
+def _tenant(tenant: str) -> qe.FieldCondition:
+    """The condition that keeps a request to ``tenant``'s points."""
+    return qe.FieldCondition(TENANT_FIELD, match=qe.MatchValue(tenant))
+
+
 def _filter(where: Conditions, exclude: list[str]) -> qe.Filter:
-    must: list[Any] = [qe.FieldCondition(field, match=qe.MatchValue(value)) for field, value in where.matches]
+    must: list[Any] = [_tenant(where.tenant)]
+    must += [qe.FieldCondition(field, match=qe.MatchValue(value)) for field, value in where.matches]
     if where.tempo_gte is not None or where.tempo_lte is not None:
         must.append(qe.FieldCondition("tempo_bpm", range=qe.RangeFloat(gte=where.tempo_gte, lte=where.tempo_lte)))
-    return qe.Filter(must=must or None, must_not=[qe.HasIdCondition(set(exclude))])
+    return qe.Filter(must=must, must_not=[qe.HasIdCondition(set(exclude))])

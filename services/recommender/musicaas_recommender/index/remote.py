@@ -13,13 +13,23 @@ from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from musicaas.runtime.errors import FailedPrecondition, Unavailable
-from musicaas_recommender.index.shared import PAYLOAD_INDEXES, Conditions, Nearest, QdrantTrackIndex, Query
+from musicaas_recommender.index.shared import (
+    PAYLOAD_INDEXES,
+    TENANT_FIELD,
+    Conditions,
+    Nearest,
+    QdrantTrackIndex,
+    Query,
+)
 
 __all__ = ["QdrantClientTrackIndex"]
 
 T = TypeVar("T")
 
-_SCHEMA = {
+_SCHEMA: dict[str, Any] = {
+    # Qdrant's multitenancy: the tenant field's keyword index, flagged so that Qdrant keeps
+    # each tenant's points together
+    "tenant": models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
     "keyword": models.PayloadSchemaType.KEYWORD,
     "integer": models.PayloadSchemaType.INTEGER,
     "float": models.PayloadSchemaType.FLOAT,
@@ -29,9 +39,10 @@ _SCHEMA = {
 class QdrantClientTrackIndex(QdrantTrackIndex):
     """The index in a Qdrant collection through qdrant-client's ``AsyncQdrantClient``.
 
-    The collection is created on first use (cosine, ``dim``, the payload indexes); an
-    existing collection with another vector size or distance raises FailedPrecondition
-    on that first call. A server that cannot be reached, times out or answers 5xx or 429
+    The collection is created on first use (cosine, ``dim``, the payload indexes, the
+    ``tenant`` one with ``is_tenant=True``); an existing collection with another vector size
+    or distance raises FailedPrecondition on that first call. Every tenant's points share
+    the collection; each read and delete is filtered on the ``tenant`` payload field. A server that cannot be reached, times out or answers 5xx or 429
     raises Unavailable.
 
     Parameters
@@ -140,12 +151,19 @@ class QdrantClientTrackIndex(QdrantTrackIndex):
         point = models.PointStruct(id=pid, vector=vector, payload=payload)
         await self._call("upsert", self._client.upsert(self.collection, points=[point], wait=True))
 
-    async def _retrieve(self, pids: list[str]) -> list[models.Record]:
+    async def _retrieve(self, tenant: str, pids: list[str], *, with_vector: bool = True) -> list[models.Record]:
         await self._ensure_collection()
-        return await self._call(
-            "retrieve",
-            self._client.retrieve(self.collection, ids=pids, with_payload=True, with_vectors=True),
+        points, _ = await self._call(
+            "scroll",
+            self._client.scroll(
+                self.collection,
+                scroll_filter=models.Filter(must=[_tenant(tenant), models.HasIdCondition(has_id=list(pids))]),
+                limit=len(pids),
+                with_payload=True,
+                with_vectors=with_vector,
+            ),
         )
+        return points
 
     async def _query(
         self, query: Query, *, limit: int, where: Conditions, exclude: list[str]
@@ -164,9 +182,17 @@ class QdrantClientTrackIndex(QdrantTrackIndex):
         )
         return response.points
 
-    async def _count(self) -> int:
+    async def _delete(self, tenant: str, pids: list[str]) -> None:
         await self._ensure_collection()
-        result = await self._call("count", self._client.count(self.collection, exact=True))
+        selector = models.FilterSelector(
+            filter=models.Filter(must=[_tenant(tenant), models.HasIdCondition(has_id=list(pids))])
+        )
+        await self._call("delete", self._client.delete(self.collection, points_selector=selector, wait=True))
+
+    async def _count(self, tenant: str | None) -> int:
+        await self._ensure_collection()
+        flt = None if tenant is None else models.Filter(must=[_tenant(tenant)])
+        result = await self._call("count", self._client.count(self.collection, count_filter=flt, exact=True))
         return result.count
 
     async def _close(self) -> None:
@@ -185,10 +211,16 @@ def _query(query: Query) -> list[float] | models.RecommendQuery:
     )
 
 
+def _tenant(tenant: str) -> models.FieldCondition:
+    """The condition that keeps a request to ``tenant``'s points."""
+    return models.FieldCondition(key=TENANT_FIELD, match=models.MatchValue(value=tenant))
+
+
 def _filter(where: Conditions, exclude: list[str]) -> models.Filter:
-    must: list[Any] = [
+    must: list[Any] = [_tenant(where.tenant)]
+    must += [
         models.FieldCondition(key=field, match=models.MatchValue(value=value)) for field, value in where.matches
     ]
     if where.tempo_gte is not None or where.tempo_lte is not None:
         must.append(models.FieldCondition(key="tempo_bpm", range=models.Range(gte=where.tempo_gte, lte=where.tempo_lte)))
-    return models.Filter(must=must or None, must_not=[models.HasIdCondition(has_id=list(exclude))])
+    return models.Filter(must=must, must_not=[models.HasIdCondition(has_id=list(exclude))])

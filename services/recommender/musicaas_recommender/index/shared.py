@@ -1,25 +1,36 @@
 """What both Qdrant backends share: the storage layout, input validation, and
-:class:`QdrantTrackIndex`, which implements :class:`TrackIndex` over five primitives.
+:class:`QdrantTrackIndex`, which implements :class:`TrackIndex` over six primitives.
 
 Storage layout
 --------------
 * One unnamed dense vector per point, cosine distance. Qdrant normalises vectors to
   unit length when it stores them for cosine, so ``get`` returns the unit-length
   vector, not the one given to ``upsert``.
-* Point id: :func:`~musicaas_recommender.index.base.point_id` of the track id; the track
-  id itself is kept in the payload.
-* Payload: the :class:`TrackPayload` fields plus ``key_pc``, the tonic's pitch class
-  (0-11), so that a key filter matches enharmonic spellings (``"F#"`` and ``"Gb"``).
-* Payload indexes: :data:`PAYLOAD_INDEXES`. qdrant-client's local mode ignores them (it
-  scans).
+* Point id: :func:`~musicaas_recommender.index.base.point_id` of the tenant and track id;
+  both are kept in the payload as well.
+* Payload: ``tenant`` (:data:`TENANT_FIELD`), the :class:`TrackPayload` fields, and
+  ``key_pc``, the tonic's pitch class (0-11), so that a key filter matches enharmonic
+  spellings (``"F#"`` and ``"Gb"``).
+* Payload indexes: :data:`PAYLOAD_INDEXES`; ``tenant`` is a keyword index created with
+  ``is_tenant=True``, Qdrant's payload-based multitenancy (one collection or shard for
+  every tenant; the index tells Qdrant to keep each tenant's points together). qdrant-client's
+  local mode ignores them (it scans).
+
+Tenant isolation
+----------------
+Every read that a tenant's call makes (``_retrieve``, ``_query``, ``_count`` of a tenant)
+and every ``_delete`` carries a ``must`` condition on ``tenant``, so a tenant never reads
+or removes another's point, even by its point id. A point stored before tenants existed
+has no ``tenant``: no tenant sees it, and only ``count(None)`` counts it.
 
 The query primitive
 -------------------
-A backend implements ``_upsert``, ``_retrieve``, ``_query``, ``_count`` and ``_close``.
-``_query`` takes a backend-neutral :data:`Query` (:class:`Nearest` or
-:class:`RecommendBestScore`) and :class:`Conditions`, and translates both into its
-client's types; everything else (validation, point ids, payload conversion, missing
-examples, closing while calls are in flight) happens here once.
+A backend implements ``_upsert``, ``_retrieve``, ``_query``, ``_delete``, ``_count`` and
+``_close``. ``_query`` takes a backend-neutral :data:`Query` (:class:`Nearest` or
+:class:`RecommendBestScore`) and :class:`Conditions` (the tenant and the filter), and
+translates both into its client's types; everything else (validation, point ids, payload
+conversion, missing examples, whether a write added or removed a point, closing while calls
+are in flight) happens here once.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import zlib
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Protocol, Sequence
@@ -35,6 +47,7 @@ import numpy as np
 
 from musicaas.keys import MODES, tonic_pitch_class
 from musicaas.runtime.errors import InvalidArgument, NotFound, Unavailable
+from musicaas.tenancy import check_tenant
 from musicaas_recommender.index.base import (
     MAX_EXAMPLES,
     MAX_LIMIT,
@@ -46,8 +59,13 @@ from musicaas_recommender.index.base import (
     point_id,
 )
 
-#: Payload indexes both backends create: field -> kind ("keyword" | "integer" | "float").
+#: The payload field that names a point's tenant.
+TENANT_FIELD = "tenant"
+
+#: Payload indexes both backends create: field -> kind ("tenant": a keyword index with
+#: ``is_tenant=True``; "keyword" | "integer" | "float").
 PAYLOAD_INDEXES: dict[str, str] = {
+    TENANT_FIELD: "tenant",
     "key": "keyword",
     "mode": "keyword",
     "source": "keyword",
@@ -58,32 +76,36 @@ PAYLOAD_INDEXES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Conditions:
-    """A validated :class:`TrackFilter` in backend-neutral form.
+    """The tenant and a validated :class:`TrackFilter`, in backend-neutral form.
 
     Attributes
     ----------
+    tenant : str
+        Every hit's ``tenant`` must equal it (a ``must`` condition in every backend).
     matches : tuple of (field, value)
         Exact payload matches, all of which must hold.
     tempo_gte, tempo_lte : float or None, beats per minute
         Inclusive bounds on ``tempo_bpm``; ``None`` leaves that side open.
     """
 
+    tenant: str
     matches: tuple[tuple[str, str | int], ...] = ()
     tempo_gte: float | None = None
     tempo_lte: float | None = None
 
     @classmethod
-    def of(cls, flt: TrackFilter | None) -> Conditions:
-        """Validate ``flt`` (``None``: no conditions).
+    def of(cls, tenant: str, flt: TrackFilter | None) -> Conditions:
+        """Validate ``tenant`` and ``flt`` (``None``: no conditions but the tenant).
 
         Raises
         ------
         InvalidArgument
-            Not a TrackFilter, an unknown key or mode, a tempo bound that is not a
-            finite number >= 0, or a minimum above the maximum.
+            Not a tenant name; not a TrackFilter, an unknown key or mode, a tempo bound
+            that is not a finite number >= 0, or a minimum above the maximum.
         """
+        tenant = _check_tenant(tenant)
         if flt is None:
-            return cls()
+            return cls(tenant)
         if not isinstance(flt, TrackFilter):
             raise InvalidArgument(f"expected a TrackFilter, got {type(flt).__name__}")
         lo = None if flt.tempo_min_bpm is None else _finite(flt.tempo_min_bpm, "tempo_min_bpm", minimum=0.0)
@@ -100,7 +122,7 @@ class Conditions:
         source = _blank_to_none(flt.source)
         if source is not None:
             matches.append(("source", source))
-        return cls(matches=tuple(matches), tempo_gte=lo, tempo_lte=hi)
+        return cls(tenant, matches=tuple(matches), tempo_gte=lo, tempo_lte=hi)
 
 
 @dataclass(frozen=True)
@@ -142,8 +164,13 @@ class ScoredPoint(Protocol):
     def payload(self) -> Any: ...
 
 
+#: Locks that make a write's "was the point there?" check and the write one step (per point
+#: id, striped so that the table stays small).
+_WRITE_LOCKS = 64
+
+
 class QdrantTrackIndex(TrackIndex):
-    """:class:`TrackIndex` over the five primitives that a Qdrant backend implements.
+    """:class:`TrackIndex` over the six primitives that a Qdrant backend implements.
 
     Parameters
     ----------
@@ -163,25 +190,31 @@ class QdrantTrackIndex(TrackIndex):
         self._closed = False
         self._inflight = 0
         self._drained: asyncio.Event | None = None
+        self._write_locks = [asyncio.Lock() for _ in range(_WRITE_LOCKS)]
 
     @abstractmethod
     async def _upsert(self, pid: str, vector: list[float], payload: dict[str, Any]) -> None:
-        """Store one point under the UUID string ``pid``."""
+        """Store one point under the UUID string ``pid`` (``payload`` holds its tenant)."""
 
     @abstractmethod
-    async def _retrieve(self, pids: list[str]) -> Sequence[StoredPoint]:
-        """The stored points among ``pids``, in any order."""
+    async def _retrieve(self, tenant: str, pids: list[str], *, with_vector: bool = True) -> Sequence[StoredPoint]:
+        """The points among ``pids`` whose payload ``tenant`` is ``tenant``, in any order,
+        with payload (and vector when ``with_vector``)."""
 
     @abstractmethod
     async def _query(
         self, query: Query, *, limit: int, where: Conditions, exclude: list[str]
     ) -> Sequence[ScoredPoint]:
-        """At most ``limit`` hits of ``query`` that meet ``where``, best first, never a
-        point of ``exclude`` (the query's own tracks, never empty)."""
+        """At most ``limit`` hits of ``query`` that meet ``where`` (its tenant included),
+        best first, never a point of ``exclude`` (the query's own tracks, never empty)."""
 
     @abstractmethod
-    async def _count(self) -> int:
-        """Exact number of points."""
+    async def _delete(self, tenant: str, pids: list[str]) -> None:
+        """Remove the points among ``pids`` whose payload ``tenant`` is ``tenant`` (none there: no error)."""
+
+    @abstractmethod
+    async def _count(self, tenant: str | None) -> int:
+        """Exact number of ``tenant``'s points, or of all points for None."""
 
     @abstractmethod
     async def _close(self) -> None:
@@ -199,6 +232,9 @@ class QdrantTrackIndex(TrackIndex):
             self._inflight -= 1
             if self._inflight == 0 and self._drained is not None:
                 self._drained.set()
+
+    def _write_lock(self, pid: str) -> asyncio.Lock:
+        return self._write_locks[zlib.crc32(pid.encode()) % _WRITE_LOCKS]
 
     async def close(self) -> None:
         if self._closed:
@@ -226,73 +262,105 @@ class QdrantTrackIndex(TrackIndex):
             )
         return arr
 
-    async def _stored(self, track_ids: list[str]) -> dict[str, tuple[dict[str, Any], np.ndarray]]:
-        """``{track id: (payload, float32 vector)}`` for every one of ``track_ids``.
+    async def _stored(self, tenant: str, track_ids: list[str]) -> dict[str, tuple[dict[str, Any], np.ndarray]]:
+        """``{track id: (payload, float32 vector)}`` for every one of ``tenant``'s ``track_ids``.
 
         Raises
         ------
         NotFound
-            Some are not in the index; the message names every missing one.
+            Some are not among the tenant's points; the message names every missing one.
         """
-        pids = {point_id(t): t for t in track_ids}
+        pids = {point_id(tenant, t): t for t in track_ids}
         found = {
             str(p.id): (dict(p.payload), np.asarray(p.vector, dtype=np.float32))
-            for p in await self._retrieve(list(pids))
+            for p in await self._retrieve(tenant, list(pids))
         }
-        missing = [t for pid, t in pids.items() if pid not in found]
+        # the backends filter on the tenant already; a point that is not the tenant's is missing
+        missing = [t for pid, t in pids.items() if pid not in found or found[pid][0].get(TENANT_FIELD) != tenant]
         if missing:
             raise NotFound(f"tracks not in the index: {', '.join(map(repr, missing))}")
         return {t: found[pid] for pid, t in pids.items()}
 
-    async def upsert(self, payload: TrackPayload, vector: np.ndarray) -> None:
-        data = _payload_to_dict(payload)
-        arr = self._check_vector(vector)
-        async with self._op():
-            await self._upsert(point_id(data["track_id"]), arr.tolist(), data)
+    async def _exists(self, tenant: str, pid: str) -> bool:
+        return any(
+            str(p.id) == pid and dict(p.payload).get(TENANT_FIELD) == tenant
+            for p in await self._retrieve(tenant, [pid], with_vector=False)
+        )
 
-    async def get(self, track_id: str) -> tuple[TrackPayload, np.ndarray]:
+    async def upsert(self, tenant: str, payload: TrackPayload, vector: np.ndarray) -> bool:
+        tenant = _check_tenant(tenant)
+        data = _payload_to_dict(tenant, payload)
+        arr = self._check_vector(vector)
+        pid = point_id(tenant, data["track_id"])
+        async with self._op(), self._write_lock(pid):
+            existed = await self._exists(tenant, pid)
+            await self._upsert(pid, arr.tolist(), data)
+        return not existed
+
+    async def get(self, tenant: str, track_id: str) -> tuple[TrackPayload, np.ndarray]:
+        tenant = _check_tenant(tenant)
         track_id = _check_track_id(track_id)
         async with self._op():
-            data, vector = (await self._stored([track_id]))[track_id]
+            data, vector = (await self._stored(tenant, [track_id]))[track_id]
         return _payload_from_dict(data), vector
 
     async def similar(
-        self, track_id: str, *, limit: int = 10, flt: TrackFilter | None = None
+        self, tenant: str, track_id: str, *, limit: int = 10, flt: TrackFilter | None = None
     ) -> list[ScoredTrack]:
+        where = Conditions.of(tenant, flt)
         track_id = _check_track_id(track_id)
         limit = _check_limit(limit)
-        where = Conditions.of(flt)
         async with self._op():
-            _, vector = (await self._stored([track_id]))[track_id]
+            _, vector = (await self._stored(where.tenant, [track_id]))[track_id]
             hits = await self._query(
-                Nearest(vector.tolist()), limit=limit, where=where, exclude=[point_id(track_id)]
+                Nearest(vector.tolist()), limit=limit, where=where, exclude=[point_id(where.tenant, track_id)]
             )
-        return _scored(hits)
+        return _scored(where.tenant, hits)
 
     async def recommend(
         self,
+        tenant: str,
         *,
         liked: Sequence[str],
         disliked: Sequence[str] = (),
         limit: int = 10,
         flt: TrackFilter | None = None,
     ) -> list[ScoredTrack]:
+        where = Conditions.of(tenant, flt)
         liked_ids, disliked_ids = _check_examples(liked, disliked)
         limit = _check_limit(limit)
-        where = Conditions.of(flt)
         examples = liked_ids + disliked_ids
         async with self._op():
-            stored = await self._stored(examples)
+            stored = await self._stored(where.tenant, examples)
             query = RecommendBestScore(
                 positive=[stored[t][1].tolist() for t in liked_ids],
                 negative=[stored[t][1].tolist() for t in disliked_ids],
             )
-            hits = await self._query(query, limit=limit, where=where, exclude=[point_id(t) for t in examples])
-        return _scored(hits)
+            hits = await self._query(
+                query, limit=limit, where=where, exclude=[point_id(where.tenant, t) for t in examples]
+            )
+        return _scored(where.tenant, hits)
 
-    async def count(self) -> int:
+    async def delete(self, tenant: str, track_id: str) -> bool:
+        tenant = _check_tenant(tenant)
+        track_id = _check_track_id(track_id)
+        pid = point_id(tenant, track_id)
+        async with self._op(), self._write_lock(pid):
+            existed = await self._exists(tenant, pid)
+            # deleted whatever the check said: another process may have written it meanwhile
+            await self._delete(tenant, [pid])
+        return existed
+
+    async def count(self, tenant: str | None = None) -> int:
+        if tenant is not None:
+            tenant = _check_tenant(tenant)
         async with self._op():
-            return await self._count()
+            return await self._count(tenant)
+
+
+def _check_tenant(tenant: Any) -> str:
+    """``tenant`` when it is a tenant name; InvalidArgument otherwise."""
+    return check_tenant(tenant)
 
 
 def _blank_to_none(value: str | None) -> str | None:
@@ -352,8 +420,8 @@ def _finite(value: Any, name: str, *, minimum: float | None = None) -> float:
     return number
 
 
-def _payload_to_dict(payload: TrackPayload) -> dict[str, Any]:
-    """Validate a payload and turn it into the stored JSON object."""
+def _payload_to_dict(tenant: str, payload: TrackPayload) -> dict[str, Any]:
+    """Validate a payload and turn it into the stored JSON object of ``tenant``'s point."""
     if not isinstance(payload, TrackPayload):
         raise InvalidArgument(f"expected a TrackPayload, got {type(payload).__name__}")
     track_id = _check_track_id(payload.track_id)
@@ -363,6 +431,7 @@ def _payload_to_dict(payload: TrackPayload) -> dict[str, Any]:
     if not isinstance(payload.source, str) or not payload.source:
         raise InvalidArgument(f"track source must be a non-empty string, got {payload.source!r}")
     return {
+        TENANT_FIELD: tenant,
         "track_id": track_id,
         "key": key,
         "key_pc": key_pc,
@@ -376,7 +445,7 @@ def _payload_to_dict(payload: TrackPayload) -> dict[str, Any]:
 
 
 def _payload_from_dict(data: dict[str, Any]) -> TrackPayload:
-    """The payload that :func:`_payload_to_dict` stored (``key_pc`` dropped)."""
+    """The payload that :func:`_payload_to_dict` stored (``tenant`` and ``key_pc`` dropped)."""
     return TrackPayload(
         track_id=data["track_id"],
         key=data["key"],
@@ -389,9 +458,14 @@ def _payload_from_dict(data: dict[str, Any]) -> TrackPayload:
     )
 
 
-def _scored(hits: Sequence[ScoredPoint]) -> list[ScoredTrack]:
+def _scored(tenant: str, hits: Sequence[ScoredPoint]) -> list[ScoredTrack]:
+    """The results among ``hits`` (the backends filter on the tenant already; a hit of
+    another tenant is dropped all the same)."""
     out = []
     for hit in hits:
-        payload = _payload_from_dict(dict(hit.payload))
+        data = dict(hit.payload)
+        if data.get(TENANT_FIELD) != tenant:
+            continue
+        payload = _payload_from_dict(data)
         out.append(ScoredTrack(track_id=payload.track_id, score=float(hit.score), payload=payload))
     return out
