@@ -317,11 +317,22 @@ def status_kib(pid: int | str, field: str = "VmRSS") -> int:
     raise KeyError(field)
 
 
+def _reset_peak_mark(pid: int | str) -> bool:
+    """Reset a process's VmHWM to its current RSS (``/proc/<pid>/clear_refs``); False when refused."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
 class PeakMemory:
     """The most resident memory of some processes while a block runs, sampled every
     ``every_s`` seconds, plus each one's own peak mark (VmHWM) at the end, since a short peak
-    can fall between samples (the mark covers the whole life of the process, so it is
-    used only where ``with_hwm`` is set).
+    can fall between samples. The mark is reset when the block starts (``5`` written to
+    ``/proc/<pid>/clear_refs``, Linux 4.0+), so an earlier peak of a long-lived process (a
+    test runner) is not counted; where the reset is refused, it covers the process's life.
 
     ``PeakMemory(gateway=pid, client="self")``; after the block, ``peak_kib[name]`` and
     :meth:`growth_mib` (peak minus resident memory at the start).
@@ -351,6 +362,9 @@ class PeakMemory:
                 self.peak_kib[name] = max(self.peak_kib[name], self._read(pid, "VmRSS"))
 
     def __enter__(self) -> "PeakMemory":
+        if self.with_hwm:
+            for pid in self.pids.values():
+                _reset_peak_mark(pid)
         self._thread.start()
         return self
 
