@@ -11,7 +11,10 @@
 
 At the end (after at most ``--settle`` seconds of quiet) it prints, beside what must hold:
 accepted uploads, tracks indexed, failed, stuck (neither), vector points in the index (must
-equal the distinct tracks indexed: no duplicate point), and jobs completed / failed / stuck.
+equal the distinct tracks indexed: no duplicate point), jobs completed / failed / stuck, and
+the day's usage records (tracks stored, audio seconds analysed, generations: each piece of
+work counted once, however often its event was redelivered). The run assumes it does not
+cross 00:00 UTC (usage is per UTC day).
 
 Usage::
 
@@ -210,7 +213,10 @@ def run_scenario(stack: LocalStack, args) -> dict:
                 client.get_track(t).state in (common_pb2.TRACK_STATE_INDEXED, common_pb2.TRACK_STATE_FAILED)
                 for t in generated):
             time.sleep(1.0)
-    time.sleep(3.0)  # the index-size gauge follows the last upsert
+        time.sleep(3.0)  # the index-size gauge follows the last upsert
+        # usage is metered once per piece of work: as many records as tracks, analyses and jobs
+        durations = sum(client.get_track(t).analysis.duration_s for t in [*accepted, *set(generated)])
+        today = client.usage().days[0]
     points = metric(stack.metrics_url("recommender"), "musicaas_recommender_index_points")
 
     indexed = sum(s == common_pb2.TRACK_STATE_INDEXED for s in states.values())
@@ -229,6 +235,9 @@ def run_scenario(stack: LocalStack, args) -> dict:
         ("jobs completed", completed, f"= {len(job_ids)} submitted"),
         ("jobs failed", jobs_failed, "0"),
         ("jobs stuck", jobs_stuck, "0"),
+        ("usage: tracks", today.tracks_stored, f"= {distinct_indexed} (one record per stored track)"),
+        ("usage: audio s", round(today.audio_seconds, 1), f"= {durations:.1f} (the tracks' durations, each once)"),
+        ("usage: jobs", today.generations, f"= {completed} completed"),
     ]
     print(f"\nchaos run: kills {chaos.kills}, {retries[0]} upload and {job_retries} submit calls retried, "
           f"{time.monotonic() - t0:.0f} s in all")
@@ -236,7 +245,9 @@ def run_scenario(stack: LocalStack, args) -> dict:
     for name, value, want in rows:
         print(f"{name:<18}{value if value is not None else 'n/a':>8}   {want}")
     ok = (len(accepted) == args.uploads and indexed == len(accepted) and stuck == 0 and failed == 0
-          and jobs_stuck == 0 and completed == len(job_ids) and points == distinct_indexed)
+          and jobs_stuck == 0 and completed == len(job_ids) and points == distinct_indexed
+          and today.tracks_stored == distinct_indexed and abs(today.audio_seconds - durations) < 0.5
+          and today.generations == completed)
     print("result: " + ("every accepted upload indexed once, every job done" if ok else "NOT as it must be"))
     return {"ok": ok}
 

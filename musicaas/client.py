@@ -252,6 +252,21 @@ class GatewayClient:
         return self.stub.GetUsage(gateway_pb2.GetUsageRequest(day_from=day_from, day_to=day_to),
                                   metadata=self.metadata, timeout=30)
 
+    def register_webhook(self, url: str, events: list[str] = ()) -> gateway_pb2.RegisterWebhookResponse:
+        """Register an HTTPS endpoint for the tenant's events (all partner events when ``events`` is
+        empty); ``.webhook.secret`` is the signing secret, shown this once."""
+        return self.stub.RegisterWebhook(gateway_pb2.RegisterWebhookRequest(url=url, events=events),
+                                         metadata=self.metadata, timeout=30)
+
+    def list_webhooks(self):
+        """The tenant's webhooks (without secrets)."""
+        return self.stub.ListWebhooks(gateway_pb2.ListWebhooksRequest(), metadata=self.metadata, timeout=30).webhooks
+
+    def delete_webhook(self, webhook_id: str) -> gateway_pb2.DeleteWebhookResponse:
+        """Remove a webhook."""
+        return self.stub.DeleteWebhook(gateway_pb2.DeleteWebhookRequest(webhook_id=webhook_id),
+                                       metadata=self.metadata, timeout=30)
+
     def delete_track(self, track_id: str) -> gateway_pb2.DeleteTrackResponse:
         """Delete a track (idempotent). Raises ``grpc.RpcError`` NOT_FOUND for an id the tenant never had."""
         return self.stub.DeleteTrack(gateway_pb2.DeleteTrackRequest(track_id=track_id), metadata=self.metadata,

@@ -74,7 +74,7 @@ from musicaas.common.v1 import common_pb2
 from musicaas.events.v1 import events_pb2
 from musicaas.generator.v1 import generator_pb2
 from musicaas.runtime import telemetry
-from musicaas.runtime.errors import InvalidArgument, MusicaasError, NotFound, Unavailable
+from musicaas.runtime.errors import AlreadyExists, InvalidArgument, MusicaasError, NotFound, Unavailable
 from musicaas.runtime.streams import ChunkPipe, PipeAborted
 from musicaas.runtime.tls import TlsFiles, nats_ssl_context
 from musicaas.tenancy import check_tenant, track_id_from_digest
@@ -137,6 +137,11 @@ TRACK_BUCKET = "tracks"
 GENERATION_BUCKET = "generations"
 #: Tenant records (``musicaas.common.v1.Tenant``), key = tenant name.
 TENANT_BUCKET = "tenants"
+#: Webhooks (``musicaas.common.v1.Webhook``), key = ``<tenant>.<webhook_id>``.
+WEBHOOK_BUCKET = "webhooks"
+#: Markers of webhook deliveries done (key ``<tenant>.<webhook_id>.<event digest>``), kept 7 days.
+WEBHOOK_DELIVERY_BUCKET = "webhook-deliveries"
+WEBHOOK_DELIVERY_TTL_S = 7 * 24 * 3600.0
 #: Usage records (``musicaas.common.v1.UsageRecord``), key = ``<tenant>.<YYYYMMDD>.<kind>.<item>``.
 USAGE_BUCKET = "usage"
 #: Usage fields summed per day (``UsageRecord`` and ``gateway.v1.DailyUsage`` share these names).
@@ -249,6 +254,8 @@ class Bus:
         self._jobs = None
         self._tenants = None
         self._usage = None
+        self._webhooks = None
+        self._deliveries = None
         self._blobs = None
         self._salts: dict[str, bytes] = {}
         self._connected = asyncio.Event()
@@ -377,6 +384,9 @@ class Bus:
         self._jobs = await self._bucket(self.js.key_value, self.js.create_key_value, GENERATION_BUCKET, history=5)
         self._tenants = await self._bucket(self.js.key_value, self.js.create_key_value, TENANT_BUCKET, history=5)
         self._usage = await self._bucket(self.js.key_value, self.js.create_key_value, USAGE_BUCKET, history=1)
+        self._webhooks = await self._bucket(self.js.key_value, self.js.create_key_value, WEBHOOK_BUCKET, history=1)
+        self._deliveries = await self._bucket(self.js.key_value, self.js.create_key_value, WEBHOOK_DELIVERY_BUCKET,
+                                              history=1, ttl=WEBHOOK_DELIVERY_TTL_S)
         self._blobs = await self._bucket(self.js.object_store, self.js.create_object_store, BLOB_BUCKET)
 
     async def _bucket(self, open_, create, name: str, **config):
@@ -420,7 +430,7 @@ class Bus:
         subject = subject_for(kind, event.tenant)
         headers = cloudevent_headers(kind, event_id=event_id, source=f"/musicaas/{self.name}")
         # a PRODUCER span; its context goes out as the event's traceparent / tracestate
-        with telemetry.publish_span(subject, headers, event_id=event_id) as span:
+        with telemetry.publish_span(subject, headers, event_id=event_id, template=all_tenants(kind)) as span:
             try:
                 # no expected-stream header: the event also lands in partners' own streams
                 # (their accounts import music.<tenant>.*), which would refuse a message that
@@ -525,7 +535,8 @@ class Bus:
         if msg.metadata is not None and msg.metadata.num_pending is not None:
             telemetry.CONSUMER_PENDING.labels(durable).set(msg.metadata.num_pending)
         with telemetry.CONSUMER_HANDLING_SECONDS.labels(durable).time(), \
-                telemetry.consume_span(subject, headers, durable=durable, deliveries=deliveries) as span:
+                telemetry.consume_span(msg.subject, headers, durable=durable, deliveries=deliveries,
+                                       template=subject) as span:
             try:
                 outcome = await self._settle(msg, clog, durable, headers, deliveries, message_type, handler,
                                              on_permanent_failure, max_deliver, nak_delay_s, heartbeat_s, ack_sync)
@@ -881,6 +892,58 @@ class Bus:
                     totals[name] += getattr(record, name)
         return totals
 
+    # -- webhooks ---------------------------------------------------------------------------
+
+    async def create_webhook(self, webhook: common_pb2.Webhook) -> None:
+        """Store a new webhook of ``webhook.tenant`` (``created_at`` set now).
+
+        Raises
+        ------
+        InvalidArgument
+            A malformed tenant or id.
+        AlreadyExists
+            When the id exists.
+        """
+        webhook = _copy(webhook)
+        webhook.created_at.CopyFrom(now_ts())
+        if not await _create_message(self._webhooks, _key(webhook.tenant, webhook.webhook_id), webhook):
+            raise AlreadyExists("webhook exists")
+
+    async def list_webhooks(self, tenant: str) -> list[common_pb2.Webhook]:
+        """``tenant``'s webhooks (with their secrets), by id."""
+        out = []
+        for key in sorted(await _keys(self.js, WEBHOOK_BUCKET, f"{check_tenant(tenant)}.*")):
+            hook = await _get_message(self._webhooks, key, common_pb2.Webhook)
+            if hook is not None:
+                out.append(hook)
+        return out
+
+    async def delete_webhook(self, tenant: str, webhook_id: str) -> None:
+        """Remove ``tenant``'s webhook.
+
+        Raises
+        ------
+        NotFound
+            When the tenant has no such webhook.
+        """
+        key = _key(tenant, webhook_id)
+        if await _get_message(self._webhooks, key, common_pb2.Webhook) is None:
+            raise NotFound("webhook not found")
+        try:
+            await self._webhooks.delete(key)
+        except _NATS_ERRORS as exc:
+            raise Unavailable(f"could not delete the webhook: {exc}") from exc
+
+    async def webhook_delivered(self, tenant: str, webhook_id: str, event_id: str) -> bool:
+        """Whether the event with CloudEvents id ``event_id`` was delivered to the webhook."""
+        return await _get_message(self._deliveries, _delivery_key(tenant, webhook_id, event_id),
+                                  Timestamp) is not None
+
+    async def mark_webhook_delivered(self, tenant: str, webhook_id: str, event_id: str) -> None:
+        """Remember that the event was delivered to the webhook (kept 7 days), so that a
+        redelivery of the event (another webhook of the tenant failed) does not send it twice."""
+        await _create_message(self._deliveries, _delivery_key(tenant, webhook_id, event_id), now_ts())
+
     # -- tracks -----------------------------------------------------------------------------
 
     async def get_track(self, tenant: str, track_id: str) -> common_pb2.Track | None:
@@ -994,8 +1057,7 @@ class Bus:
             filename=filename, source=source, audio_blob=ref, created_at=now, updated_at=now,
             generation_id=generation_id,
         )
-        created = await self.create_track(track)
-        if not created:  # exists: a tombstone, or a concurrent writer's
+        if not await self.create_track(track):  # exists: a tombstone, or a concurrent writer's
             stored = await self.get_track(tenant, track_id)
             if stored is not None and stored.state == common_pb2.TRACK_STATE_DELETED:
                 fresh = track
@@ -1007,17 +1069,17 @@ class Bus:
                 stored = await self.update_track(tenant, track_id, revive)
             if stored is not None and stored.audio_blob.name != ref.name:
                 await self.delete_blob(ref)
-            created = stored is not None and stored.created_at == track.created_at  # revived by us
             track = stored or track
-        if created:
-            await self.record_usage(tenant, "stored", f"{track_id}-{track.created_at.seconds}", tracks_stored=1,
-                                    storage_bytes=ref.size_bytes)
         return await self._announce(track)
 
     async def _announce(self, track: common_pb2.Track) -> common_pb2.Track:
-        """Publish ``tracks.uploaded`` for a track still in state uploaded; return it."""
+        """Meter and publish ``tracks.uploaded`` for a track still in state uploaded; return it.
+        Both are idempotent, so a retried upload (the first attempt died after recording the
+        track) completes whichever was missing."""
         if track.state != common_pb2.TRACK_STATE_UPLOADED:
             return track
+        await self.record_usage(track.tenant, "stored", f"{track.track_id}-{track.created_at.seconds}",
+                                tracks_stored=1, storage_bytes=track.audio_blob.size_bytes)
         await self.publish(
             TRACKS_UPLOADED,
             events_pb2.TrackUploaded(
@@ -1252,6 +1314,10 @@ async def _with_heartbeat(msg, work: Awaitable[None], every_s: float, clog) -> N
         beater.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beater
+
+
+def _delivery_key(tenant: str, webhook_id: str, event_id: str) -> str:
+    return f"{_key(tenant, webhook_id)}.{hashlib.sha256(event_id.encode()).hexdigest()[:32]}"
 
 
 def _copy(message: M) -> M:

@@ -402,29 +402,37 @@ def _tracer():
 
 
 @contextlib.contextmanager
-def publish_span(subject: str, headers: MutableMapping[str, str], *, event_id: str) -> Iterator[trace.Span]:
-    """A PRODUCER span ``publish <subject>`` around a publish; injects its context into ``headers``
-    (``traceparent``, and ``tracestate`` when there is one)."""
+def publish_span(subject: str, headers: MutableMapping[str, str], *, event_id: str,
+                 template: str | None = None) -> Iterator[trace.Span]:
+    """A PRODUCER span ``publish <template or subject>`` around a publish; injects its context
+    into ``headers`` (``traceparent``, and ``tracestate`` when there is one). ``template``
+    (``music.*.tracks.analyzed``) keeps span names low-cardinality (OpenTelemetry messaging
+    conventions: ``messaging.destination.template``); the subject is an attribute."""
     attributes = {
         "messaging.system": "nats",
         "messaging.destination.name": subject,
+        **({"messaging.destination.template": template} if template else {}),
         "messaging.operation.type": "publish",
         "messaging.operation.name": "publish",
         "messaging.message.id": event_id,
     }
-    with _tracer().start_as_current_span(f"publish {subject}", kind=SpanKind.PRODUCER, attributes=attributes) as span:
+    with _tracer().start_as_current_span(f"publish {template or subject}", kind=SpanKind.PRODUCER,
+                                         attributes=attributes) as span:
         _propagator.inject(headers)
         yield span
 
 
 @contextlib.contextmanager
-def consume_span(subject: str, headers: Mapping[str, str], *, durable: str, deliveries: int) -> Iterator[trace.Span]:
-    """A CONSUMER span ``process <subject>`` whose parent is the context in ``headers`` (the
-    publisher's span), current while the handler runs. Exceptions set its status to ERROR."""
+def consume_span(subject: str, headers: Mapping[str, str], *, durable: str, deliveries: int,
+                 template: str | None = None) -> Iterator[trace.Span]:
+    """A CONSUMER span ``process <template or subject>`` whose parent is the context in
+    ``headers`` (the publisher's span), current while the handler runs. Exceptions set its
+    status to ERROR."""
     parent = _propagator.extract(headers)
     attributes = {
         "messaging.system": "nats",
         "messaging.destination.name": subject,
+        **({"messaging.destination.template": template} if template else {}),
         "messaging.operation.type": "process",
         "messaging.operation.name": "process",
         "messaging.consumer.group.name": durable,
@@ -432,7 +440,7 @@ def consume_span(subject: str, headers: Mapping[str, str], *, durable: str, deli
         "messaging.nats.delivery_count": deliveries,
     }
     with _tracer().start_as_current_span(
-        f"process {subject}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes,
+        f"process {template or subject}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes,
         record_exception=True, set_status_on_exception=True,
     ) as span:
         yield span

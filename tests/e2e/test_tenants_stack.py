@@ -1,5 +1,5 @@
-"""Tenants, partner feeds and TLS on the whole local stack, run the way `musicaas up --tls` runs
-it: a private CA, TLS on the gateway and on NATS, mutual TLS between the services, NATS with
+"""Tenants, partner feeds and TLS on the whole local stack (the tiny model on the model server),
+run the way `musicaas up --tls` runs it: a private CA, TLS on the gateway and on NATS, mutual TLS between the services, NATS with
 authentication on. Tenants and partner credentials are made with the `musicaas tenants` CLI
 while the stack runs (no restart)."""
 
@@ -33,7 +33,7 @@ SR = 22050
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = LocalStack(tmp_path_factory.mktemp("stack"), ports=StackPorts.free(), model_server=False, tls=True)
+    s = LocalStack(tmp_path_factory.mktemp("stack"), ports=StackPorts.free(), tiny_model=True, tls=True)
     s.start()
     yield s
     s.stop()
@@ -87,6 +87,8 @@ def test_every_hop_is_tls_and_plaintext_is_refused(stack):
         tid = c.upload_bytes(wav(1), filename="tls.wav").track_id
         assert c.wait_track(tid, timeout_s=120).state == common_pb2.TRACK_STATE_INDEXED
         assert c.similar(tid, limit=5) is not None  # gateway -> recommender over mutual TLS
+        piece = c.generate(key="C major", num_bars=1, seed=3).pieces[0]  # gateway -> generator
+        assert piece.midi and c.wait_track(piece.track_id, timeout_s=120).state == common_pb2.TRACK_STATE_INDEXED
     # an internal service wants a client certificate from the CA
     ca_only = TlsFiles(ca_file=str(stack.ca_file))
     assert health_status(stack.addr("recommender"), tls=ca_only, timeout_s=3) is None

@@ -73,6 +73,10 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         yield gateway_pb2.GenerateTrackStreamResponse()
 
 
+#: Events of these tests belong to this tenant (the subjects carry it).
+TENANT = "telemetry"
+
+
 async def _serve(**kwargs):
     stop, bound = asyncio.Event(), asyncio.get_running_loop().create_future()
     services = [
@@ -266,7 +270,7 @@ async def test_consumer_deliveries_acks_naks_and_terms_are_counted(nats_url):
             ))
             await asyncio.wait_for(ready.wait(), 5)
             for name in ("ok", "bad", "flaky"):
-                await bus.publish(busmod.TRACKS_FAILED, events_pb2.TrackFailed(track_id=f"{tag}-{name}"),
+                await bus.publish(busmod.TRACKS_FAILED, events_pb2.TrackFailed(tenant=TENANT, track_id=f"{tag}-{name}"),
                                   event_id=f"telemetry:{tag}:{name}")
             for _ in range(100):
                 if done == {"ok", "bad", "flaky"}:
@@ -329,7 +333,7 @@ async def test_trace_context_crosses_nats_from_publisher_to_consumer(nats_url, s
         ))
         await asyncio.wait_for(ready.wait(), 5)
         with trace.get_tracer("test").start_as_current_span("upload") as root:
-            await bus.publish(busmod.TRACKS_FAILED, events_pb2.TrackFailed(track_id=tag), event_id=event_id)
+            await bus.publish(busmod.TRACKS_FAILED, events_pb2.TrackFailed(tenant=TENANT, track_id=tag), event_id=event_id)
         for _ in range(100):
             if "span" in seen:
                 break
@@ -345,11 +349,12 @@ async def test_trace_context_crosses_nats_from_publisher_to_consumer(nats_url, s
     assert producer.context.trace_id == processing.context.trace_id == trace_id
     assert producer.parent.span_id == root.get_span_context().span_id
     assert processing.parent.span_id == producer.context.span_id
-    assert producer.name == f"publish {busmod.TRACKS_FAILED}"
-    assert processing.name == f"process {busmod.TRACKS_FAILED}"
+    # span names carry the subject template (low cardinality), the attributes the tenant's subject
+    assert producer.name == f"publish {busmod.all_tenants(busmod.TRACKS_FAILED)}"
+    assert processing.name == f"process {busmod.all_tenants(busmod.TRACKS_FAILED)}"
     for span in (producer, processing):
         assert span.attributes["messaging.system"] == "nats"
-        assert span.attributes["messaging.destination.name"] == busmod.TRACKS_FAILED
+        assert span.attributes["messaging.destination.name"] == busmod.subject_for(busmod.TRACKS_FAILED, TENANT)
     assert processing.attributes["messaging.consumer.group.name"] == f"traces-{tag}"
     # the W3C header of the CloudEvents distributed-tracing extension
     version, tid, parent_id, flags = seen["headers"]["traceparent"].split("-")

@@ -349,3 +349,19 @@ class UsageRecord(_message.Message):
     tokens_generated: int
     recorded_at: _timestamp_pb2.Timestamp
     def __init__(self, tenant: _Optional[str] = ..., day: _Optional[str] = ..., audio_seconds: _Optional[float] = ..., tracks_stored: _Optional[int] = ..., storage_bytes: _Optional[int] = ..., generations: _Optional[int] = ..., pieces_generated: _Optional[int] = ..., tokens_generated: _Optional[int] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Webhook(_message.Message):
+    __slots__ = ("webhook_id", "tenant", "url", "events", "secret", "created_at")
+    WEBHOOK_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    webhook_id: str
+    tenant: str
+    url: str
+    events: _containers.RepeatedScalarFieldContainer[str]
+    secret: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, webhook_id: _Optional[str] = ..., tenant: _Optional[str] = ..., url: _Optional[str] = ..., events: _Optional[_Iterable[str]] = ..., secret: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -97,6 +97,21 @@ class GatewayServiceStub:
                 request_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageResponse.FromString,
                 _registered_method=True)
+        self.RegisterWebhook = channel.unary_unary(
+                '/musicaas.gateway.v1.GatewayService/RegisterWebhook',
+                request_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RegisterWebhookRequest.SerializeToString,
+                response_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RegisterWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListWebhooks = channel.unary_unary(
+                '/musicaas.gateway.v1.GatewayService/ListWebhooks',
+                request_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.ListWebhooksRequest.SerializeToString,
+                response_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.ListWebhooksResponse.FromString,
+                _registered_method=True)
+        self.DeleteWebhook = channel.unary_unary(
+                '/musicaas.gateway.v1.GatewayService/DeleteWebhook',
+                request_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteWebhookRequest.SerializeToString,
+                response_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteWebhookResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -195,6 +210,28 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterWebhook(self, request, context):
+        """Registers an HTTPS endpoint that receives the tenant's events, signed (the secret is in
+        this response only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhooks(self, request, context):
+        """The tenant's webhooks (without their secrets).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhook(self, request, context):
+        """Removes a webhook; deliveries stop.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -257,6 +294,21 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.GetUsage,
                     request_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageRequest.FromString,
                     response_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageResponse.SerializeToString,
+            ),
+            'RegisterWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterWebhook,
+                    request_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RegisterWebhookRequest.FromString,
+                    response_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RegisterWebhookResponse.SerializeToString,
+            ),
+            'ListWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhooks,
+                    request_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.ListWebhooksRequest.FromString,
+                    response_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.ListWebhooksResponse.SerializeToString,
+            ),
+            'DeleteWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhook,
+                    request_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteWebhookRequest.FromString,
+                    response_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteWebhookResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -586,6 +638,87 @@ class GatewayService:
             '/musicaas.gateway.v1.GatewayService/GetUsage',
             musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageRequest.SerializeToString,
             musicaas_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.gateway.v1.GatewayService/RegisterWebhook',
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RegisterWebhookRequest.SerializeToString,
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RegisterWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.gateway.v1.GatewayService/ListWebhooks',
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.ListWebhooksRequest.SerializeToString,
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.ListWebhooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.gateway.v1.GatewayService/DeleteWebhook',
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteWebhookRequest.SerializeToString,
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteWebhookResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -16,6 +16,7 @@ from musicaas.runtime.server import GrpcService, run_service
 from musicaas.runtime.tls import TlsFiles, aio_channel
 from musicaas_gateway.auth import ApiKeyInterceptor, KeyDirectory
 from musicaas_gateway.service import GatewayServicer, GatewaySettings
+from musicaas_gateway.webhooks import WebhookDispatcher
 
 
 def _channel(addr: str, max_bytes: int, tls: TlsFiles) -> grpc.aio.Channel:
@@ -41,6 +42,10 @@ async def main(settings: GatewaySettings | None = None, *, stop: asyncio.Event |
         bus = await stack.enter_async_context(Bus.from_settings(settings, name="gateway"))
         key_directory = KeyDirectory(bus, keys)
         await key_directory.start()
+        dispatcher = WebhookDispatcher(
+            bus, timeout_s=settings.webhook_timeout_s, retry_delay_s=settings.webhook_retry_delay_s,
+            max_deliver=settings.webhook_max_deliver, allow_private=settings.webhook_allow_private,
+        )
         tls = TlsFiles.from_settings(settings)
         generator_channel = _channel(settings.generator_addr, settings.max_message_bytes, tls)
         recommender_channel = _channel(settings.recommender_addr, settings.max_message_bytes, tls)
@@ -57,7 +62,7 @@ async def main(settings: GatewaySettings | None = None, *, stop: asyncio.Event |
             services=[GrpcService(servicer, gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
                                   "musicaas.gateway.v1.GatewayService")],
             interceptors=[ApiKeyInterceptor(key_directory)],
-            background=[key_directory.run],
+            background=[key_directory.run, *dispatcher.consumers()],
             stop=stop,
         )
 

@@ -65,6 +65,7 @@ from musicaas.runtime.errors import (
 from musicaas.runtime.settings import ServiceSettings
 from musicaas.tenancy import tenant_metadata
 from musicaas_gateway.auth import KeyDirectory
+from musicaas_gateway import webhooks
 from musicaas_gateway.limits import GENERATION_QUOTAS, UPLOAD_QUOTAS, QuotaGuard
 
 log = structlog.get_logger()
@@ -92,6 +93,13 @@ class GatewaySettings(ServiceSettings):
     generate_timeout_s: float = 180.0
     #: Deadline of a streamed generation (GenerateTrackStream), in seconds.
     generate_stream_timeout_s: float = 600.0
+    #: Webhooks (:mod:`musicaas_gateway.webhooks`): seconds per delivery attempt, the retry
+    #: delay unit (seconds, times the delivery count), deliveries before the dead letter, and
+    #: whether plain-http and private or loopback endpoints are allowed (tests, closed networks).
+    webhook_timeout_s: float = 10.0
+    webhook_retry_delay_s: float = 5.0
+    webhook_max_deliver: int = 8
+    webhook_allow_private: bool = False
 
 
 #: Bytes of an upload read before its container is sniffed (an ID3 tag may precede the audio).
@@ -280,6 +288,33 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             days.append(gateway_pb2.DailyUsage(day=day, **{k: (v if k == "audio_seconds" else int(v))
                                                            for k, v in totals.items()}))
         return gateway_pb2.GetUsageResponse(days=days, limits=self.keys.limits(tenant))
+
+    async def RegisterWebhook(self, request, context) -> gateway_pb2.RegisterWebhookResponse:
+        tenant = await self.keys.tenant_of(context)
+        hook = webhooks.new_webhook(tenant, request.url, list(request.events),
+                                    allow_private=self.settings.webhook_allow_private)
+        if len(await self.bus.list_webhooks(tenant)) >= webhooks.MAX_WEBHOOKS_PER_TENANT:
+            raise ResourceExhausted(f"at most {webhooks.MAX_WEBHOOKS_PER_TENANT} webhooks per tenant")
+        await self.bus.create_webhook(hook)
+        log.info("webhook_registered", tenant=tenant, webhook_id=hook.webhook_id, events=list(hook.events))
+        return gateway_pb2.RegisterWebhookResponse(webhook=hook)
+
+    async def ListWebhooks(self, request, context) -> gateway_pb2.ListWebhooksResponse:
+        tenant = await self.keys.tenant_of(context)
+        hooks = await self.bus.list_webhooks(tenant)
+        for hook in hooks:
+            hook.ClearField("secret")
+        return gateway_pb2.ListWebhooksResponse(webhooks=hooks)
+
+    async def DeleteWebhook(self, request, context) -> gateway_pb2.DeleteWebhookResponse:
+        tenant = await self.keys.tenant_of(context)
+        if not webhooks.WEBHOOK_ID_RE.fullmatch(request.webhook_id):
+            raise InvalidArgument("webhook_id: expected whk_ and 24 hex characters")
+        try:
+            await self.bus.delete_webhook(tenant, request.webhook_id)
+        except NotFound:
+            raise NotFound(f"webhook {request.webhook_id} not found") from None
+        return gateway_pb2.DeleteWebhookResponse(webhook_id=request.webhook_id)
 
     async def GenerateTrack(self, request, context) -> gateway_pb2.GenerateTrackResponse:
         tenant = await self.keys.tenant_of(context)

@@ -1,0 +1,493 @@
+"""PyTorch port of the musicnn audio taggers (``MTT_musicnn``, ``MSD_musicnn``).
+
+Source: J. Pons and X. Serra, "musicnn: pre-trained convolutional neural networks for
+music audio tagging", Late-Breaking/Demo session of ISMIR 2019; the ``musicnn`` package
+(version 0.1.0 on PyPI, repository ``github.com/jordipons/musicnn``, ISC licence: see
+``checkpoint/MUSICNN_LICENSE`` and ``MUSICNN_CARD.md``). The weights in
+``checkpoint/musicnn_mtt.pt`` and ``checkpoint/musicnn_msd.pt`` are that package's
+TensorFlow checkpoints converted by ``tools/convert_musicnn.py``, which also checks that
+this port gives TensorFlow's outputs (``tests/generator/test_musicnn.py`` keeps checking
+it against the stored reference ``tests/generator/fixtures/musicnn_reference.npz``).
+
+Model (``musicnn/models.py``, ``build_musicnn``), for one patch of 187 frames x 96 mel bands:
+
+* front-end, musically motivated CNN on the batch-normalised log-mel patch: two *timbral*
+  convolutions spanning 7 frames x 38 and 7 x 67 mel bands (204 filters each) and three
+  *temporal* convolutions spanning 128, 64 and 32 frames x 1 band (51 filters each);
+  each is ReLU -> batch norm -> max over frequency, giving 561 channels per frame;
+* mid-end: three 1-D convolutions over time (kernel 7, 64 filters, ReLU, batch norm),
+  the second and third residual; front-end and mid-end outputs are concatenated (dense
+  connection): 561 + 3 x 64 = 753 channels per frame;
+* back-end: max and mean over time (753 each, 1506 flattened in TensorFlow's order,
+  ``[max_0, mean_0, max_1, mean_1, ...]``), batch norm, dense 200 + ReLU + batch norm
+  (the *penultimate* layer, 200 values), dense 50 -> sigmoid (tag probabilities).
+
+About 0.79 M parameters per model. What the conversion had to match in TensorFlow's
+graph: batch norm with epsilon 1e-3 (``tf.compat.v1.layers.batch_normalization``'s
+default, not PyTorch's 1e-5), TensorFlow's "same" padding of the even-length temporal
+kernels (one frame more after than before: 63/64, 31/32, 15/16), and the flatten order
+of the pooled features.
+
+Input (``musicnn/configuration.py``, ``musicnn/extractor.py``): 16 kHz mono audio,
+``librosa.feature.melspectrogram`` with n_fft 512, hop 256, 96 mel bands (power 2,
+Slaney mel scale and norm, Hann window, centred frames), then ``log10(10000 x + 1)``,
+cut into patches of 187 frames (3 s: ``librosa.time_to_frames(3, sr=16000, n_fft=512,
+hop_length=256) + 1``). :func:`log_mel_patches` computes that in float32 and avoids two
+bugs of musicnn's own ``extractor``:
+
+1. ``batch_data`` casts the mel spectrogram to float16 before ``log10(10000 x + 1)``.
+   Under NumPy >= 2 (NEP 50 promotion) ``10000 * x`` then stays float16 and overflows
+   (max 65504) wherever the mel power exceeds 6.55, i.e. on the loud bins of any loud
+   patch: those become ``inf`` and the network returns NaN for every such patch. (Under
+   the NumPy 1.x that musicnn pinned, value-based casting promoted the product to
+   float32, and the cast only rounded the mel power to float16, at most 2.1e-4 off in
+   log-mel; the MTT training spectrograms were stored in float16 too.) Here the whole
+   computation is float32.
+2. ``extractor`` returns the *first* patch's penultimate (and ``cnn1``-``cnn3``)
+   features for every patch (the loop stores the first batch's variables instead of the
+   new ones). Here every patch gets its own features (:meth:`MusicnnTagger.features`).
+
+Frames are centred with reflect padding (librosa's default when musicnn was trained,
+0.6/0.7; librosa >= 0.10 defaults to zero padding). Only the first and last frame differ.
+
+Torch is imported at module level; librosa only inside :func:`log_mel_patches` (the
+model server's requirement set does not include librosa).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+#: Sample rate the models were trained at, Hz.
+SAMPLE_RATE_HZ = 16000
+#: STFT size, samples.
+N_FFT = 512
+#: STFT hop, samples (16 ms at 16 kHz).
+HOP = 256
+#: Mel bands.
+N_MELS = 96
+#: Frames per patch (3 s; ``librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1``).
+N_FRAMES = 187
+#: Batch-norm epsilon of ``tf.compat.v1.layers.batch_normalization``.
+BN_EPS = 1e-3
+
+#: Preprocessing constants, also stored in each shipped ``.pt`` (``config``).
+PREPROCESSING = {
+    "sample_rate_hz": SAMPLE_RATE_HZ,
+    "n_fft": N_FFT,
+    "hop_length": HOP,
+    "n_mels": N_MELS,
+    "n_frames": N_FRAMES,
+    "power": 2.0,
+    "window": "hann",
+    "center": True,
+    "pad_mode": "reflect",
+    "mel_htk": False,
+    "mel_norm": "slaney",
+    "log": "log10(10000 * mel + 1)",
+    "dtype": "float32",
+}
+
+#: Shipped weight files, by upstream model name.
+WEIGHT_FILES = {"MTT_musicnn": "musicnn_mtt.pt", "MSD_musicnn": "musicnn_msd.pt"}
+
+#: Format tag of the shipped ``.pt`` files.
+FORMAT = "musicaas.musicnn/1"
+
+
+def checkpoint_dir() -> Path:
+    """Folder of the shipped weights (``musicaas_model/checkpoint``)."""
+    return Path(__file__).resolve().parent / "checkpoint"
+
+
+def _same_pad(kernel: int) -> tuple[int, int]:
+    """TensorFlow's "same" padding (before, after) for stride 1: the extra one goes after."""
+    total = kernel - 1
+    return total // 2, total - total // 2
+
+
+class _Timbral(nn.Module):
+    """Conv over (7 frames x ``bands`` mels), ReLU, batch norm, max over frequency."""
+
+    def __init__(self, bands: int, filters: int):
+        super().__init__()
+        self.conv = nn.Conv2d(1, filters, kernel_size=(7, bands))
+        self.bn = nn.BatchNorm2d(filters, eps=BN_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [B, 1, T, F]
+        y = self.bn(F.relu(self.conv(F.pad(x, (0, 0, 3, 3)))))
+        return y.amax(dim=3)  # [B, C, T]
+
+
+class _Temporal(nn.Module):
+    """Conv over (``frames`` x 1 mel) with TF "same" padding, ReLU, batch norm, max over frequency."""
+
+    def __init__(self, frames: int, filters: int):
+        super().__init__()
+        self.pad = _same_pad(frames)
+        self.conv = nn.Conv2d(1, filters, kernel_size=(frames, 1))
+        self.bn = nn.BatchNorm2d(filters, eps=BN_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [B, 1, T, F]
+        y = self.bn(F.relu(self.conv(F.pad(x, (0, 0, *self.pad)))))
+        return y.amax(dim=3)  # [B, C, T]
+
+
+class _Midend(nn.Module):
+    """1-D conv over time (kernel 7, zero padding 3), ReLU, batch norm."""
+
+    def __init__(self, in_channels: int, filters: int):
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, filters, kernel_size=7, padding=3)
+        self.bn = nn.BatchNorm1d(filters, eps=BN_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [B, C, T]
+        return self.bn(F.relu(self.conv(x)))
+
+
+class MusicnnTagger(nn.Module):
+    """The musicnn tagger (``build_musicnn`` of ``musicnn/models.py``), inference only.
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of tags (50 for both shipped models).
+    num_filt_midend : int
+        Mid-end filters (64 for ``MTT_musicnn`` and ``MSD_musicnn``).
+    num_units_backend : int
+        Penultimate units (200 for both).
+
+    Dropout layers of the original are identities at inference and are left out; the
+    module is meant to run in ``eval()`` mode (batch norm uses the stored statistics).
+    """
+
+    def __init__(self, num_classes: int = 50, num_filt_midend: int = 64, num_units_backend: int = 200):
+        super().__init__()
+        self.input_bn = nn.BatchNorm2d(1, eps=BN_EPS)
+        timbral_filters, temporal_filters = int(1.6 * 128), int(1.6 * 32)  # 204, 51
+        self.timbral = nn.ModuleList(
+            [_Timbral(int(0.4 * N_MELS), timbral_filters), _Timbral(int(0.7 * N_MELS), timbral_filters)]
+        )
+        self.temporal = nn.ModuleList([_Temporal(k, temporal_filters) for k in (128, 64, 32)])
+        front = 2 * timbral_filters + 3 * temporal_filters  # 561
+        self.midend = nn.ModuleList(
+            [_Midend(front, num_filt_midend), _Midend(num_filt_midend, num_filt_midend), _Midend(num_filt_midend, num_filt_midend)]
+        )
+        pooled = 2 * (front + 3 * num_filt_midend)  # 1506
+        self.pool_bn = nn.BatchNorm1d(pooled, eps=BN_EPS)
+        self.dense = nn.Linear(pooled, num_units_backend)
+        self.dense_bn = nn.BatchNorm1d(num_units_backend, eps=BN_EPS)
+        self.out = nn.Linear(num_units_backend, num_classes)
+
+    def features(self, log_mel: torch.Tensor) -> dict[str, torch.Tensor]:
+        """All the layers that musicnn's ``extractor`` exposes, per patch.
+
+        Parameters
+        ----------
+        log_mel : torch.Tensor [batch, frames, 96], float32
+            Log-mel patches (:func:`log_mel_patches`). ``frames`` is 187 for the trained
+            input length; the network is fully convolutional up to the temporal pooling,
+            so other lengths run (as upstream allows), though the models saw 3 s patches.
+
+        Returns
+        -------
+        dict of torch.Tensor, float32
+            ``timbral`` [batch, frames, 408], ``temporal`` [batch, frames, 153],
+            ``cnn1``, ``cnn2``, ``cnn3`` [batch, frames, 64] (cnn2, cnn3 after the residual
+            sums), ``max_pool``, ``mean_pool`` [batch, 753], ``penultimate`` [batch, 200],
+            ``logits`` and ``taggram`` (sigmoid probabilities in [0, 1]) [batch, num_classes].
+            Channel orders are TensorFlow's, so each entry equals upstream's feature of that name.
+
+        Raises
+        ------
+        ValueError
+            When ``log_mel`` is not 3-D with 96 mel bands.
+        """
+        if log_mel.ndim != 3 or log_mel.shape[2] != N_MELS:
+            raise ValueError(f"log_mel must be [batch, frames, {N_MELS}], got {tuple(log_mel.shape)}")
+        x = self.input_bn(log_mel.unsqueeze(1))  # [B, 1, T, F]
+        timbral = [block(x) for block in self.timbral]
+        temporal = [block(x) for block in self.temporal]
+        front = torch.cat(timbral + temporal, dim=1)  # [B, 561, T]
+        cnn1 = self.midend[0](front)
+        cnn2 = self.midend[1](cnn1) + cnn1
+        cnn3 = self.midend[2](cnn2) + cnn2
+        mid = torch.cat([front, cnn1, cnn2, cnn3], dim=1)  # [B, 753, T]
+        max_pool = mid.amax(dim=2)
+        mean_pool = mid.mean(dim=2)
+        flat = torch.stack([max_pool, mean_pool], dim=2).flatten(1)  # TF order: max_i, mean_i
+        penultimate = self.dense_bn(F.relu(self.dense(self.pool_bn(flat))))
+        logits = self.out(penultimate)
+        t = lambda parts: torch.cat(parts, dim=1).transpose(1, 2)  # noqa: E731 - [B, C, T] -> [B, T, C]
+        return {
+            "timbral": t(timbral),
+            "temporal": t(temporal),
+            "cnn1": cnn1.transpose(1, 2),
+            "cnn2": cnn2.transpose(1, 2),
+            "cnn3": cnn3.transpose(1, 2),
+            "max_pool": max_pool,
+            "mean_pool": mean_pool,
+            "penultimate": penultimate,
+            "logits": logits,
+            "taggram": torch.sigmoid(logits),
+        }
+
+    def forward(self, log_mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tag probabilities and penultimate features of each patch.
+
+        Parameters
+        ----------
+        log_mel : torch.Tensor [batch, 187, 96], float32
+            Log-mel patches from :func:`log_mel_patches`.
+
+        Returns
+        -------
+        tag_probs : torch.Tensor [batch, num_classes], float32 in [0, 1]
+            Sigmoid of the logits (upstream's taggram rows); tags are independent, rows do not sum to 1.
+        penultimate : torch.Tensor [batch, 200], float32
+            Batch-normalised output of the 200-unit dense layer (upstream's ``penultimate``).
+
+        Raises
+        ------
+        ValueError
+            When ``log_mel`` is not 3-D with 96 mel bands.
+        """
+        out = self.features(log_mel)
+        return out["taggram"], out["penultimate"]
+
+
+def tf_variable_map() -> dict[str, str]:
+    """PyTorch state-dict key -> TensorFlow checkpoint variable for the conv/dense weights and
+    batch norms of :class:`MusicnnTagger` (layer creation order of ``build_musicnn``).
+
+    Kernels need transposing: conv ``[kh, kw, in, out]`` -> ``[out, in, kh, kw]``
+    (mid-end: ``[7, C, 1, out]`` -> ``[out, C, 7]``), dense ``[in, out]`` -> ``[out, in]``
+    (see :func:`tf_to_torch`).
+    """
+    convs = ["timbral.0", "timbral.1", "temporal.0", "temporal.1", "temporal.2", "midend.0", "midend.1", "midend.2"]
+    bns = ["input_bn"] + [f"{c}.bn" for c in convs] + ["pool_bn", "dense_bn"]
+    mapping: dict[str, str] = {}
+    for i, name in enumerate(convs):
+        tf_name = "conv2d" if i == 0 else f"conv2d_{i}"
+        mapping[f"{name}.conv.weight"] = f"{tf_name}/kernel"
+        mapping[f"{name}.conv.bias"] = f"{tf_name}/bias"
+    for i, name in enumerate(bns):
+        tf_name = "batch_normalization" if i == 0 else f"batch_normalization_{i}"
+        for torch_leaf, tf_leaf in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"), ("running_var", "moving_variance")):
+            mapping[f"{name}.{torch_leaf}"] = f"{tf_name}/{tf_leaf}"
+    for torch_name, tf_name in (("dense", "dense"), ("out", "dense_1")):
+        mapping[f"{torch_name}.weight"] = f"{tf_name}/kernel"
+        mapping[f"{torch_name}.bias"] = f"{tf_name}/bias"
+    return mapping
+
+
+def tf_to_torch(key: str, value: np.ndarray) -> torch.Tensor:
+    """Convert one TensorFlow checkpoint array to the layout of state-dict entry ``key``."""
+    a = np.asarray(value, dtype=np.float32)
+    if key.endswith("conv.weight"):
+        a = a.transpose(3, 2, 0, 1)  # [kh, kw, in, out] -> [out, in, kh, kw]
+        if key.startswith("midend."):
+            a = a[:, 0, :, :].transpose(0, 2, 1)  # [out, 1, 7, C] -> [out, C, 7]
+    elif key in ("dense.weight", "out.weight"):
+        a = a.T
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def load_musicnn(
+    name: str = "MTT_musicnn", *, path: str | Path | None = None, device: str | torch.device = "cpu"
+) -> tuple[MusicnnTagger, list[str], dict]:
+    """Load a shipped musicnn tagger.
+
+    Parameters
+    ----------
+    name : {"MTT_musicnn", "MSD_musicnn"}
+        ``MTT_musicnn``: trained on MagnaTagATune (50 tags, instruments, genres, moods);
+        ``MSD_musicnn``: trained on the Million Song Dataset's Last.fm tags (50 tags, genres, decades, moods).
+    path : path, optional
+        A ``.pt`` written by ``tools/convert_musicnn.py``; default the shipped file for ``name``.
+    device : torch device
+        Where to put the model.
+
+    Returns
+    -------
+    model : MusicnnTagger
+        In ``eval()`` mode, float32.
+    tags : list of str
+        The ``num_classes`` tag names, in output order.
+    config : dict
+        Preprocessing constants (:data:`PREPROCESSING`), architecture sizes, the source
+        package and version, and the conversion's measured max differences to TensorFlow.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``name`` or a file that is not a musicnn checkpoint.
+    FileNotFoundError
+        When the weight file is missing.
+    """
+    if path is None:
+        if name not in WEIGHT_FILES:
+            raise ValueError(f"unknown musicnn model {name!r}; shipped: {sorted(WEIGHT_FILES)}")
+        path = checkpoint_dir() / WEIGHT_FILES[name]
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"musicnn weights not found at {path} (run tools/convert_musicnn.py)")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a musicnn checkpoint (format {FORMAT!r})")
+    config = dict(blob["config"])
+    arch = config["architecture"]
+    model = MusicnnTagger(arch["num_classes"], arch["num_filt_midend"], arch["num_units_backend"])
+    model.load_state_dict(blob["state_dict"])
+    model.eval().to(device)
+    return model, list(blob["tags"]), config
+
+
+@functools.lru_cache(maxsize=2)
+def _cached(name: str) -> tuple[MusicnnTagger, list[str], dict]:
+    return load_musicnn(name)
+
+
+def log_mel_patches(audio_16k: np.ndarray, *, sample_rate_hz: int = SAMPLE_RATE_HZ, hop_frames: int = N_FRAMES) -> np.ndarray:
+    """musicnn's input: float32 log-mel patches of 187 frames (about 3 s each).
+
+    The fixed version of musicnn's ``batch_data``: ``log10(10000 * mel + 1)`` of the
+    power mel spectrogram (n_fft 512, hop 256, 96 Slaney mel bands, Hann window, centred
+    frames with reflect padding) computed in float32, not float16 (see the module docstring).
+
+    Parameters
+    ----------
+    audio_16k : np.ndarray [shape=(n,)], float, mono, nominally in [-1, 1]
+        Audio at ``sample_rate_hz``.
+    sample_rate_hz : int > 0, Hz
+        Sample rate of ``audio_16k``; anything but 16000 is resampled first (``librosa.resample``, soxr).
+    hop_frames : int > 0, frames
+        Start-to-start distance of the patches. The default, 187, gives non-overlapping
+        patches, which is musicnn's default (``input_overlap=False``); frames after the
+        last whole patch are dropped, as upstream does.
+
+    Returns
+    -------
+    np.ndarray [shape=(patches, 187, 96)], float32, >= 0
+        ``patches = 1 + (frames - 187) // hop_frames`` where ``frames = 1 + n // 256``
+        (at 16 kHz). Audio shorter than one patch is repeat-padded to one patch (the
+        ``repeat-pad`` of musicnn's training configuration); upstream fails there.
+
+    Raises
+    ------
+    ValueError
+        When the audio is not 1-D, is empty, holds NaN or infinity, or when
+        ``sample_rate_hz`` or ``hop_frames`` is not positive.
+    """
+    import librosa
+
+    y = np.asarray(audio_16k)
+    if y.ndim != 1:
+        raise ValueError(f"audio must be mono, 1-D; got shape {y.shape}")
+    if y.size == 0:
+        raise ValueError("audio is empty")
+    if sample_rate_hz <= 0 or hop_frames <= 0:
+        raise ValueError(f"sample_rate_hz and hop_frames must be positive, got {sample_rate_hz}, {hop_frames}")
+    y = y.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(y)):
+        raise ValueError("audio holds NaN or infinity")
+    if sample_rate_hz != SAMPLE_RATE_HZ:
+        y = librosa.resample(y, orig_sr=sample_rate_hz, target_sr=SAMPLE_RATE_HZ).astype(np.float32)
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=SAMPLE_RATE_HZ, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS, pad_mode="reflect" if y.size > N_FFT // 2 else "constant"
+    ).T.astype(np.float32, copy=False)  # [frames, 96]
+    log_mel = np.log10(np.float32(10000.0) * mel + np.float32(1.0)).astype(np.float32)
+    if log_mel.shape[0] < N_FRAMES:
+        reps = -(-N_FRAMES // log_mel.shape[0])
+        log_mel = np.tile(log_mel, (reps, 1))[:N_FRAMES]
+    starts = range(0, log_mel.shape[0] - N_FRAMES + 1, hop_frames)
+    return np.ascontiguousarray(np.stack([log_mel[s : s + N_FRAMES] for s in starts]), dtype=np.float32)
+
+
+@torch.inference_mode()
+def tag_patches(log_mel: np.ndarray, *, model: MusicnnTagger | None = None, name: str = "MTT_musicnn", batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Run the tagger over patches in batches.
+
+    Parameters
+    ----------
+    log_mel : np.ndarray [patches, 187, 96], float32
+        From :func:`log_mel_patches`.
+    model : MusicnnTagger, optional
+        Default: the shipped ``name`` model (loaded once and cached).
+    name : str
+        Shipped model to use when ``model`` is None.
+    batch_size : int > 0
+        Patches per forward pass.
+
+    Returns
+    -------
+    taggram : np.ndarray [patches, num_classes], float32 in [0, 1]
+    penultimate : np.ndarray [patches, 200], float32
+    """
+    if model is None:
+        model = _cached(name)[0]
+    device = next(model.parameters()).device
+    x = torch.as_tensor(np.asarray(log_mel, dtype=np.float32))
+    probs, pen = [], []
+    for i in range(0, x.shape[0], batch_size):
+        p, q = model(x[i : i + batch_size].to(device))
+        probs.append(p.cpu())
+        pen.append(q.cpu())
+    return torch.cat(probs).numpy(), torch.cat(pen).numpy()
+
+
+def embed(
+    audio_16k: np.ndarray,
+    *,
+    sample_rate_hz: int = SAMPLE_RATE_HZ,
+    model: MusicnnTagger | None = None,
+    name: str = "MTT_musicnn",
+    hop_frames: int = N_FRAMES,
+    batch_size: int = 16,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Track embedding and track-level tags: the means over a track's patches.
+
+    Parameters
+    ----------
+    audio_16k : np.ndarray [shape=(n,)], float, mono
+        Audio at ``sample_rate_hz`` (16 kHz by default).
+    sample_rate_hz : int, Hz
+        See :func:`log_mel_patches`.
+    model : MusicnnTagger, optional
+        Default: the shipped ``name`` model, loaded once and cached.
+    name : {"MTT_musicnn", "MSD_musicnn"}
+        Which shipped model, when ``model`` is None. ``MTT_musicnn``'s mean penultimate
+        layer is the recommended track embedding.
+    hop_frames : int, frames
+        Patch hop (default 187: non-overlapping 3 s patches, musicnn's default).
+    batch_size : int
+        Patches per forward pass.
+
+    Returns
+    -------
+    embedding : np.ndarray [200], float32
+        Mean over patches of the penultimate layer (not normalised).
+    tag_probs : np.ndarray [num_classes], float32 in [0, 1]
+        Mean over patches of the tag probabilities (upstream's taggram averaged over time).
+
+    Raises
+    ------
+    ValueError
+        As :func:`log_mel_patches`.
+    """
+    patches = log_mel_patches(audio_16k, sample_rate_hz=sample_rate_hz, hop_frames=hop_frames)
+    taggram, penultimate = tag_patches(patches, model=model, name=name, batch_size=batch_size)
+    return penultimate.mean(axis=0).astype(np.float32), taggram.mean(axis=0).astype(np.float32)
+
+
+def top_tags(tag_probs: np.ndarray, tags: Sequence[str], k: int = 5) -> list[tuple[str, float]]:
+    """The ``k`` most probable tags, as ``(tag, probability)`` pairs, most probable first."""
+    order = np.argsort(-np.asarray(tag_probs))[:k]
+    return [(tags[i], float(tag_probs[i])) for i in order]
