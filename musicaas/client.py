@@ -64,8 +64,8 @@ def json_float(x: float, ndigits: int) -> float | None:
     return round(x, ndigits) if math.isfinite(x) else None
 
 
-#: TrackAnalysis fields that the analysis record leaves out (a vector for machines, not people).
-_RECORD_OMITS = ("embedding",)
+#: TrackAnalysis fields that the analysis record leaves out (vectors for machines, not people).
+_RECORD_OMITS = ("embedding", "descriptor_embedding")
 _FLOAT_TYPES = (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE)
 _MODE_ENUM = common_pb2.Mode.DESCRIPTOR.full_name
 
@@ -96,7 +96,9 @@ def analysis_record(track: common_pb2.Track) -> dict:
     The first keys are the original record, in this order: ``track_id``, ``key`` (tonic, null
     when none), ``mode`` ("major"/"minor"/null), ``key_confidence`` (4 decimals), ``tempo_bpm``
     (2), ``beats_s`` (3), ``duration_s`` (3), ``loudness_lufs`` (2; null when not finite).
-    Every other ``TrackAnalysis`` field but ``embedding`` follows under its proto name, in
+    Every other ``TrackAnalysis`` field but the two vectors (``embedding``,
+    ``descriptor_embedding``) follows under its proto name (``tags`` as ``[{name, score}]``,
+    best first; ``embedding_model`` null without the model), in
     proto order, nested as in the message: floating-point numbers rounded to 4 decimals, modes as
     "major"/"minor", null for a NaN or infinite number, an empty string, a time signature of
     0 (unknown) and an unset message (``midi`` for audio input).

@@ -12,7 +12,7 @@ from musicaas.keys import Key
 from musicaas.runtime.errors import InvalidArgument
 from musicaas_analyzer.analysis import (
     ANALYZER_VERSION,
-    EMBEDDING_DIM,
+    DESCRIPTOR_EMBEDDING_DIM,
     AudioAnalysis,
     analyze_bytes,
     analyze_signal,
@@ -41,7 +41,7 @@ def click_track(bpm: float, seconds: float, sr: int = SR) -> np.ndarray:
 
 def assert_well_formed(result: AudioAnalysis) -> None:
     assert result.analyzer_version == ANALYZER_VERSION
-    assert result.embedding.shape == (EMBEDDING_DIM,) and result.embedding.dtype == np.float32
+    assert result.embedding.shape == (DESCRIPTOR_EMBEDDING_DIM,) and result.embedding.dtype == np.float32
     assert float(np.linalg.norm(result.embedding)) == pytest.approx(1.0, abs=1e-5)
     assert 0.0 <= result.key_confidence <= 1.0
     beats = np.asarray(result.beats_s)
@@ -97,18 +97,22 @@ def test_digital_silence_is_a_valid_result():
     assert result.tempo_bpm == 0.0 and result.beats_s == ()
     assert result.loudness_lufs == LOUDNESS_FLOOR_LUFS == -70.0
     assert result.duration_s == pytest.approx(2.0) and result.sample_rate_hz == 44100
-    expected = np.zeros(EMBEDDING_DIM, dtype=np.float32)
+    expected = np.zeros(DESCRIPTOR_EMBEDDING_DIM, dtype=np.float32)
     expected[SILENCE_DIM] = 1.0
     np.testing.assert_array_equal(result.embedding, expected)
 
 
-def test_the_embedding_has_the_length_the_recommender_indexes():
+def test_the_descriptor_embedding_keeps_its_64_values_and_the_indexed_one_is_learned():
     import musicaas.embedding
+    from musicaas.models import musicnn_contract
     from musicaas_analyzer import embedding
 
-    assert EMBEDDING_DIM == embedding.EMBEDDING_DIM == musicaas.embedding.EMBEDDING_DIM == 64
-    assert SILENCE_DIM == EMBEDDING_DIM - 1  # dims 0-62 hold the recipe's 63 features
-    assert embedding.embed(np.zeros(SILENCE_DIM)).shape == embedding.silence_embedding().shape == (EMBEDDING_DIM,)
+    assert DESCRIPTOR_EMBEDDING_DIM == embedding.DESCRIPTOR_EMBEDDING_DIM == musicaas.embedding.DESCRIPTOR_EMBEDDING_DIM == 64
+    # the recommender indexes the learned (musicnn) embedding
+    assert musicaas.embedding.EMBEDDING_DIM == musicnn_contract.EMBEDDING_DIM == 200
+    assert musicaas.embedding.EMBEDDING_MODEL == "musicnn-MTT/1"
+    assert SILENCE_DIM == DESCRIPTOR_EMBEDDING_DIM - 1  # dims 0-62 hold the recipe's 63 features
+    assert embedding.embed(np.zeros(SILENCE_DIM)).shape == embedding.silence_embedding().shape == (DESCRIPTOR_EMBEDDING_DIM,)
 
 
 def test_noise_has_no_key_but_is_not_silent():

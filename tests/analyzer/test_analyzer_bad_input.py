@@ -92,7 +92,9 @@ def test_digital_silence_is_a_valid_result_that_says_so():
     assert r.is_silent and r.key is None and r.key_confidence == 0.0 and r.time_signature == 0
     wire = analysis_to_proto(r)
     assert wire.is_silent and wire.key == "" and wire.loudness_lufs == -70.0
-    assert len(wire.segments) == 0 and wire.features.energy == 0.0 and len(wire.embedding) == 64
+    assert len(wire.segments) == 0 and wire.features.energy == 0.0 and len(wire.descriptor_embedding) == 64
+    assert len(wire.embedding) == 0 and not wire.tags and not wire.embedding_model  # filled by the tagger (service)
+    assert r.log_mel.shape == (1, 187, 96) and not r.log_mel.any()  # silence: zero patches
 
 
 def test_stereo_with_cancelling_channels_is_silent_but_keeps_its_loudness(excerpt):

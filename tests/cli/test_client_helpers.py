@@ -8,6 +8,7 @@ import threading
 import time
 
 import grpc
+import numpy as np
 import pytest
 
 from musicaas.client import (
@@ -106,8 +107,19 @@ def test_proto_and_cli_record_carry_every_field(analyses):
     assert len(record["segments"]) == len(song.segments)
     json.dumps(record, allow_nan=False)
 
-    # every field of the message but the embedding, nested as in the message, under its proto name
-    assert set(record) == {f.name for f in wire.DESCRIPTOR.fields} - {"embedding"} | {"track_id"}
+    # every field of the message but the two vectors, nested as in the message, under its proto name
+    assert set(record) == {f.name for f in wire.DESCRIPTOR.fields} - {"embedding", "descriptor_embedding"} | {"track_id"}
+    assert record["tags"] == [] and record["embedding_model"] is None  # no tagger here
+    from musicaas.models.musicnn_contract import summarise
+    from musicaas_analyzer.convert import apply_tags
+
+    probs = np.zeros((2, 50), np.float32)
+    probs[:, 1] = 0.81234
+    probs[:, 35] = 0.5
+    tagged = apply_tags(common_pb2.TrackAnalysis(), summarise(probs, np.ones((2, 200), np.float32), top=2))
+    tagged_record = analysis_record(common_pb2.Track(track_id="trk_y", analysis=tagged))
+    assert tagged_record["tags"] == [{"name": "classical", "score": 0.8123}, {"name": "choir", "score": 0.5}]
+    assert tagged_record["embedding_model"] == "musicnn-MTT/1" and "embedding" not in tagged_record
     for name in ("features", "descriptors", "scores"):
         assert set(record[name]) == {f.name for f in getattr(wire, name).DESCRIPTOR.fields}
     for name in ("tempo_candidates", "bars", "beats", "tatums", "sections", "segments"):

@@ -151,6 +151,7 @@ def _env(target, name):
 def test_backend_addresses():
     assert _env("base", "recommender")["MUSICAAS_QDRANT_URL"] == "http://qdrant.musicaas.svc:6333"
     assert _env("base", "generator")["MUSICAAS_TRITON_URL"] == "triton.musicaas.svc:8001"
+    assert _env("base", "analyzer")["MUSICAAS_TRITON_URL"] == "triton.musicaas.svc:8001"
 
 
 @pytest.mark.parametrize("target,workload", workload_params())
@@ -328,6 +329,8 @@ FLOWS = [
     ("recommender", "qdrant", 6333),
     ("generator", "nats", 4222),
     ("generator", "triton", 8001),
+    # the analyzer calls the musicnn tagger (learned embedding and tags)
+    ("analyzer", "triton", 8001),
     ("nats", "nats", 6222),
     ("qdrant", "qdrant", 6335),
 ]
@@ -337,8 +340,6 @@ DENIED = [
     ("gateway", "analyzer", 50052),
     # the recommender speaks REST to Qdrant (6333), not gRPC
     ("recommender", "qdrant", 6334),
-    # the analyzer does not call Triton (only the generator does)
-    ("analyzer", "triton", 8001),
     (None, "nats", 4222),
     (None, "qdrant", 6333),
     (None, "triton", 8001),

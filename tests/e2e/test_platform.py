@@ -61,7 +61,12 @@ def test_chorale_is_analysed_indexed_and_found(client, uploaded, chorales):
     assert a.key and a.mode in (common_pb2.MODE_MAJOR, common_pb2.MODE_MINOR)
     assert 0 <= a.key_confidence <= 1
     assert -60 < a.loudness_lufs < 0
-    assert len(a.embedding) == 64 and abs(np.linalg.norm(a.embedding) - 1) < 1e-3
+    # the learned embedding (musicnn on Triton) is the indexed one; the hand-built one stays a descriptor
+    assert len(a.embedding) == 200 and abs(np.linalg.norm(a.embedding) - 1) < 1e-3
+    assert a.embedding_model == "musicnn-MTT/1"
+    assert len(a.descriptor_embedding) == 64 and abs(np.linalg.norm(a.descriptor_embedding) - 1) < 1e-3
+    assert 1 <= len(a.tags) <= 10 and all(0 <= t.score <= 1 for t in a.tags)
+    assert [t.score for t in a.tags] == sorted((t.score for t in a.tags), reverse=True)
     results = client.similar(uploaded[0], limit=5)
     found = {r.track_id for r in results}
     assert uploaded[0] not in found
@@ -286,7 +291,7 @@ def test_midi_upload_is_analysed_from_its_events_and_indexed(client, chorales, u
     assert midi.time_signature_numerator in (3, 4)
     assert f"{a.key} {'major' if a.mode == common_pb2.MODE_MAJOR else 'minor'}" == str(chorale.key)
     assert a.tempo_bpm == pytest.approx(chorale.tempo_bpm, rel=0.01)
-    assert len(a.embedding) == 64
+    assert len(a.embedding) == 200 and a.embedding_model == "musicnn-MTT/1" and a.tags
     assert client.similar(resp.track_id, limit=3)
 
 

@@ -44,7 +44,7 @@ TRACK_STATE_FAILED: TrackState
 TRACK_STATE_DELETED: TrackState
 
 class TrackAnalysis(_message.Message):
-    __slots__ = ("duration_s", "sample_rate_hz", "tempo_bpm", "beats_s", "key", "mode", "key_confidence", "loudness_lufs", "embedding", "analyzer_version", "is_silent", "time_signature", "time_signature_confidence", "tempo_confidence", "mode_confidence", "tempo_candidates", "features", "descriptors", "scores", "bars", "beats", "tatums", "sections", "segments", "midi")
+    __slots__ = ("duration_s", "sample_rate_hz", "tempo_bpm", "beats_s", "key", "mode", "key_confidence", "loudness_lufs", "embedding", "analyzer_version", "is_silent", "time_signature", "time_signature_confidence", "tempo_confidence", "mode_confidence", "tempo_candidates", "features", "descriptors", "scores", "bars", "beats", "tatums", "sections", "segments", "midi", "descriptor_embedding", "tags", "embedding_model")
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
     TEMPO_BPM_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,9 @@ class TrackAnalysis(_message.Message):
     SECTIONS_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     MIDI_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTOR_EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
     duration_s: float
     sample_rate_hz: int
     tempo_bpm: float
@@ -95,7 +98,18 @@ class TrackAnalysis(_message.Message):
     sections: _containers.RepeatedCompositeFieldContainer[Section]
     segments: _containers.RepeatedCompositeFieldContainer[Segment]
     midi: MidiFeatures
-    def __init__(self, duration_s: _Optional[float] = ..., sample_rate_hz: _Optional[int] = ..., tempo_bpm: _Optional[float] = ..., beats_s: _Optional[_Iterable[float]] = ..., key: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., key_confidence: _Optional[float] = ..., loudness_lufs: _Optional[float] = ..., embedding: _Optional[_Iterable[float]] = ..., analyzer_version: _Optional[str] = ..., is_silent: _Optional[bool] = ..., time_signature: _Optional[int] = ..., time_signature_confidence: _Optional[float] = ..., tempo_confidence: _Optional[float] = ..., mode_confidence: _Optional[float] = ..., tempo_candidates: _Optional[_Iterable[_Union[TempoCandidate, _Mapping]]] = ..., features: _Optional[_Union[AudioFeatures, _Mapping]] = ..., descriptors: _Optional[_Union[SpectralDescriptors, _Mapping]] = ..., scores: _Optional[_Union[EvaluationScores, _Mapping]] = ..., bars: _Optional[_Iterable[_Union[TimeInterval, _Mapping]]] = ..., beats: _Optional[_Iterable[_Union[TimeInterval, _Mapping]]] = ..., tatums: _Optional[_Iterable[_Union[TimeInterval, _Mapping]]] = ..., sections: _Optional[_Iterable[_Union[Section, _Mapping]]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., midi: _Optional[_Union[MidiFeatures, _Mapping]] = ...) -> None: ...
+    descriptor_embedding: _containers.RepeatedScalarFieldContainer[float]
+    tags: _containers.RepeatedCompositeFieldContainer[TagScore]
+    embedding_model: str
+    def __init__(self, duration_s: _Optional[float] = ..., sample_rate_hz: _Optional[int] = ..., tempo_bpm: _Optional[float] = ..., beats_s: _Optional[_Iterable[float]] = ..., key: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., key_confidence: _Optional[float] = ..., loudness_lufs: _Optional[float] = ..., embedding: _Optional[_Iterable[float]] = ..., analyzer_version: _Optional[str] = ..., is_silent: _Optional[bool] = ..., time_signature: _Optional[int] = ..., time_signature_confidence: _Optional[float] = ..., tempo_confidence: _Optional[float] = ..., mode_confidence: _Optional[float] = ..., tempo_candidates: _Optional[_Iterable[_Union[TempoCandidate, _Mapping]]] = ..., features: _Optional[_Union[AudioFeatures, _Mapping]] = ..., descriptors: _Optional[_Union[SpectralDescriptors, _Mapping]] = ..., scores: _Optional[_Union[EvaluationScores, _Mapping]] = ..., bars: _Optional[_Iterable[_Union[TimeInterval, _Mapping]]] = ..., beats: _Optional[_Iterable[_Union[TimeInterval, _Mapping]]] = ..., tatums: _Optional[_Iterable[_Union[TimeInterval, _Mapping]]] = ..., sections: _Optional[_Iterable[_Union[Section, _Mapping]]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., midi: _Optional[_Union[MidiFeatures, _Mapping]] = ..., descriptor_embedding: _Optional[_Iterable[float]] = ..., tags: _Optional[_Iterable[_Union[TagScore, _Mapping]]] = ..., embedding_model: _Optional[str] = ...) -> None: ...
+
+class TagScore(_message.Message):
+    __slots__ = ("name", "score")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    score: float
+    def __init__(self, name: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class TempoCandidate(_message.Message):
     __slots__ = ("tempo_bpm", "weight")

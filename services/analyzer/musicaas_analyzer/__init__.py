@@ -28,8 +28,11 @@ them:
     Perceptual audio features (danceability, energy, ...) and music evaluation scores:
     documented heuristics in [0, 1], not trained models.
 :mod:`musicaas_analyzer.embedding`
-    The fixed-length, L2-normalised similarity embedding (its length is
-    :data:`musicaas.embedding.EMBEDDING_DIM`, shared with the recommender).
+    The hand-built, L2-normalised descriptor embedding (its length is
+    :data:`musicaas.embedding.DESCRIPTOR_EMBEDDING_DIM`; ``descriptor_embedding`` on the wire).
+:mod:`musicaas_analyzer.tagger`
+    The client of the musicnn tagger on Triton: the learned embedding that the recommender
+    indexes (:data:`musicaas.embedding.EMBEDDING_DIM`) and the tags.
 :mod:`musicaas_analyzer.analysis`
     :func:`~musicaas_analyzer.analysis.analyze_signal`,
     :func:`~musicaas_analyzer.analysis.analyze_bytes`,

@@ -20,7 +20,7 @@ async def main(settings: AnalyzerSettings | None = None, *, stop: asyncio.Event 
     async with contextlib.AsyncExitStack() as stack:
         bus = await stack.enter_async_context(Bus.from_settings(settings, name="analyzer"))
         # starts and warms the worker processes before SERVING; closed after the server stops
-        analyzer = await stack.enter_async_context(Analyzer(settings))
+        analyzer = await stack.enter_async_context(Analyzer.from_settings(settings))
         consumer = UploadConsumer(bus, analyzer)
         await run_service(
             name="analyzer",

@@ -28,7 +28,12 @@ Pipeline (one pass over one short STFT shared by everything but key finding):
   (documented heuristics in [0, 1], not trained models).
 * **Segments and sections**: :mod:`musicaas_analyzer.structure` (only with
   ``detail=True``, the default).
-* **Embedding**: :mod:`musicaas_analyzer.embedding` (unchanged recipe, 64 dimensions).
+* **Descriptor embedding**: :mod:`musicaas_analyzer.embedding` (unchanged recipe, 64
+  dimensions; ``descriptor_embedding`` on the wire).
+* **Learned model input**: ``log_mel`` holds the musicnn log-mel patches
+  (:func:`musicaas.models.musicnn_contract.log_mel_patches` of the 22050 Hz mix,
+  resampled to 16 kHz); the service sends them to the tagger served by Triton
+  (:mod:`musicaas_analyzer.tagger`) for the learned embedding and the tags.
 
 **Tiers.** ``detail=False`` computes the tier-one fields (tempo, beats, key, loudness,
 embedding) plus the cheap ones (confidences, tempo candidates, metre, audio features,
@@ -56,7 +61,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from musicaas.embedding import EMBEDDING_DIM
+from musicaas.embedding import DESCRIPTOR_EMBEDDING_DIM
+from musicaas.models.musicnn_contract import log_mel_patches, silence_patches
 from musicaas.runtime.errors import InvalidArgument
 from musicaas_analyzer import decode
 from musicaas_analyzer import descriptors as _desc
@@ -78,7 +84,7 @@ from musicaas_analyzer.results import (
 __all__ = [
     "ANALYZER_VERSION",
     "ANALYSIS_SAMPLE_RATE_HZ",
-    "EMBEDDING_DIM",
+    "DESCRIPTOR_EMBEDDING_DIM",
     "AudioAnalysis",
     "analyze_bytes",
     "analyze_file",
@@ -560,6 +566,7 @@ def _silent(duration_s: float, sample_rate_hz: int, loudness_lufs: float) -> Aud
         embedding=_read_only(silence_embedding()),
         analyzer_version=ANALYZER_VERSION,
         is_silent=True,
+        log_mel=silence_patches(duration_s),
     )
 
 
@@ -627,6 +634,7 @@ def _analyse_resampled(
         tatums=r["tatums"],
         sections=r["sections"],
         segments=r["segments"],
+        log_mel=log_mel_patches(y22, sample_rate_hz=ANALYSIS_SAMPLE_RATE_HZ),
     )
 
 

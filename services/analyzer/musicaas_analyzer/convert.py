@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from musicaas.common.v1 import common_pb2
+from musicaas.models.musicnn_contract import TrackTags
 from musicaas.keys import Key
 from musicaas.runtime.protoconv import MODE_TO_PROTO
 from musicaas_analyzer.results import AudioAnalysis, MidiFeatures, TimeInterval
@@ -48,7 +49,10 @@ def analysis_to_proto(result: AudioAnalysis) -> common_pb2.TrackAnalysis:
     -------
     common_pb2.TrackAnalysis
         Keys as tonic name plus ``common_pb2.Mode`` (``MODE_UNSPECIFIED`` with no key);
-        ``midi`` is set only when ``result.midi`` is not None.
+        ``midi`` is set only when ``result.midi`` is not None. The learned ``embedding``,
+        ``tags`` and ``embedding_model`` are left empty: :func:`apply_tags` fills them from
+        the tagger's answer for ``result.log_mel``; ``result.embedding`` (the hand-built
+        vector) goes to ``descriptor_embedding``.
     """
     tonic, mode = _key_fields(result.key)
     f, d, s = result.features, result.descriptors, result.scores
@@ -61,7 +65,7 @@ def analysis_to_proto(result: AudioAnalysis) -> common_pb2.TrackAnalysis:
         mode=mode,
         key_confidence=result.key_confidence,
         loudness_lufs=result.loudness_lufs,
-        embedding=[float(v) for v in result.embedding],
+        descriptor_embedding=[float(v) for v in result.embedding],
         analyzer_version=result.analyzer_version,
         is_silent=result.is_silent,
         time_signature=result.time_signature,
@@ -131,4 +135,15 @@ def analysis_to_proto(result: AudioAnalysis) -> common_pb2.TrackAnalysis:
         )
     if result.midi is not None:
         msg.midi.CopyFrom(_midi(result.midi))
+    return msg
+
+
+def apply_tags(msg: common_pb2.TrackAnalysis, result: TrackTags) -> common_pb2.TrackAnalysis:
+    """Fill ``msg``'s learned ``embedding``, ``tags`` (best first) and ``embedding_model`` from
+    the tagger's track-level result (in place; returns ``msg``)."""
+    del msg.embedding[:]
+    msg.embedding.extend(float(v) for v in result.embedding)
+    del msg.tags[:]
+    msg.tags.extend(common_pb2.TagScore(name=name, score=score) for name, score in result.tags)
+    msg.embedding_model = result.model
     return msg

@@ -1,6 +1,6 @@
 """The track embedding: a fixed-length, L2-normalised summary for similarity search.
 
-Recipe (:data:`musicaas.embedding.EMBEDDING_DIM` = 64 float32 values, the length the
+Recipe (:data:`musicaas.embedding.DESCRIPTOR_EMBEDDING_DIM` = 64 float32 values, the length the
 recommender's index is sized from), all computed at the 22050 Hz analysis
 rate from the one short-window STFT (2048-point Hann, hop 512, bins up to 10 kHz) that beat
 tracking uses, plus the key finder's long-window chromagram:
@@ -67,10 +67,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from musicaas.embedding import EMBEDDING_DIM
+from musicaas.embedding import DESCRIPTOR_EMBEDDING_DIM
 
 #: Index of the dimension that is 1 for silence and 0 otherwise: the last one.
-SILENCE_DIM = EMBEDDING_DIM - 1
+SILENCE_DIM = DESCRIPTOR_EMBEDDING_DIM - 1
 
 _GROUPS = {
     "mfcc_mean": slice(0, 13),
@@ -216,13 +216,13 @@ def embed(raw: np.ndarray) -> np.ndarray:
 
     Returns
     -------
-    np.ndarray [shape=(EMBEDDING_DIM,)], float32, unit L2 norm, dimension 63 = 0.
+    np.ndarray [shape=(DESCRIPTOR_EMBEDDING_DIM,)], float32, unit L2 norm, dimension 63 = 0.
     """
     z = _standardise(np.asarray(raw, dtype=np.float64))
     z = np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
     for name, sl in _GROUPS.items():
         z[sl] *= GROUP_WEIGHTS[name]
-    vec = np.zeros(EMBEDDING_DIM)
+    vec = np.zeros(DESCRIPTOR_EMBEDDING_DIM)
     vec[:SILENCE_DIM] = z
     norm = float(np.linalg.norm(vec))
     if norm == 0.0:  # every feature exactly at its centre: practically impossible
@@ -233,6 +233,6 @@ def embed(raw: np.ndarray) -> np.ndarray:
 
 def silence_embedding() -> np.ndarray:
     """The embedding of silence: the unit vector on :data:`SILENCE_DIM`."""
-    vec = np.zeros(EMBEDDING_DIM, dtype=np.float32)
+    vec = np.zeros(DESCRIPTOR_EMBEDDING_DIM, dtype=np.float32)
     vec[SILENCE_DIM] = 1.0
     return vec

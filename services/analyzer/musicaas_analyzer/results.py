@@ -208,8 +208,9 @@ class AudioAnalysis:
         Integrated loudness (ITU-R BS.1770-4), LUFS; never below -70.0, the value reported
         when nothing passes the BS.1770 absolute gate (silence).
     embedding : np.ndarray [shape=(64,)], float32, read-only
-        Unit L2 norm; see :mod:`musicaas_analyzer.embedding`. Equality and hashing of an
-        ``AudioAnalysis`` ignore it (numpy arrays have no single truth value).
+        The hand-built descriptor embedding (``TrackAnalysis.descriptor_embedding`` on the
+        wire): unit L2 norm; see :mod:`musicaas_analyzer.embedding`. Equality and hashing of
+        an ``AudioAnalysis`` ignore it (numpy arrays have no single truth value).
     analyzer_version : str
     is_silent : bool
     time_signature : int
@@ -229,6 +230,10 @@ class AudioAnalysis:
         Empty when not computed (``detail=False``) or silent.
     midi : MidiFeatures or None
         Set for Standard MIDI File input (:mod:`musicaas_analyzer.midi`).
+    log_mel : np.ndarray [shape=(patches, 187, 96)], float32, or None
+        The learned model's input (:func:`musicaas.models.musicnn_contract.log_mel_patches`
+        of the audio; zeros for silence): the service sends it to the tagger served by
+        Triton, which gives the learned embedding and the tags. Not part of equality.
     """
 
     duration_s: float
@@ -255,6 +260,7 @@ class AudioAnalysis:
     sections: tuple[Section, ...] = ()
     segments: tuple[Segment, ...] = ()
     midi: MidiFeatures | None = None
+    log_mel: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def mode(self) -> str | None:

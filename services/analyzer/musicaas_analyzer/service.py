@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+import numpy as np
 import structlog
 from pydantic import Field
 
@@ -39,7 +40,8 @@ from musicaas.runtime.errors import InvalidArgument, MusicaasError, NotFound, Re
 from musicaas.runtime.settings import ServiceSettings
 from musicaas.tenancy import TENANT_RE
 from musicaas_analyzer.analysis import analyze_bytes, analyze_file, warm_up
-from musicaas_analyzer.convert import analysis_to_proto
+from musicaas_analyzer.convert import analysis_to_proto, apply_tags
+from musicaas_analyzer.tagger import TritonTagger
 
 log = structlog.get_logger()
 
@@ -68,6 +70,14 @@ class AnalyzerSettings(ServiceSettings):
     #: default: the system temporary folder. It needs room for one upload per pull loop
     #: (``workers`` of them, each up to the gateway's upload limit).
     spool_dir: Path | None = None
+    #: The learned model (musicnn MTT on Triton: the indexed embedding and the tags). Off
+    #: (``MUSICAAS_TAGGER_ENABLED=false``): analyses carry no learned embedding, no tags and
+    #: no ``embedding_model`` (the recommender then cannot index them by similarity).
+    tagger_enabled: bool = True
+    #: Triton's gRPC endpoint, ``host:port`` (``MUSICAAS_TRITON_URL``, shared with the generator).
+    triton_url: str = "127.0.0.1:8001"
+    #: Deadline of one tagger request, seconds (``MUSICAAS_TAGGER_TIMEOUT_S``).
+    tagger_timeout_s: float = Field(default=30.0, gt=0)
 
 
 # --- worker side -------------------------------------------------------------------------
@@ -141,20 +151,20 @@ def _portable_error(exc: MusicaasError) -> MusicaasError:
     return MusicaasError(str(exc))
 
 
-def _analyze_to_wire(data: bytes, filename: str, max_duration_s: float) -> bytes:
-    """Analyse encoded audio; the serialized ``TrackAnalysis`` (runs in a worker)."""
+def _analyze_to_wire(data: bytes, filename: str, max_duration_s: float) -> tuple[bytes, np.ndarray | None]:
+    """Analyse encoded audio; the serialized ``TrackAnalysis`` and the model's log-mel patches (runs in a worker)."""
     return _to_wire(analyze_bytes, data, filename, max_duration_s)
 
 
-def _analyze_file_to_wire(path: str, filename: str, max_duration_s: float) -> bytes:
-    """Analyse the encoded audio in the file at ``path``; the serialized ``TrackAnalysis`` (runs in a worker)."""
+def _analyze_file_to_wire(path: str, filename: str, max_duration_s: float) -> tuple[bytes, np.ndarray | None]:
+    """Analyse the encoded audio in the file at ``path``; as :func:`_analyze_to_wire` (runs in a worker)."""
     return _to_wire(analyze_file, path, filename, max_duration_s)
 
 
-def _to_wire(analyze, source, filename: str, max_duration_s: float) -> bytes:
+def _to_wire(analyze, source, filename: str, max_duration_s: float) -> tuple[bytes, np.ndarray | None]:
     try:
         result = analyze(source, filename=filename or None, max_duration_s=max_duration_s)
-        return analysis_to_proto(result).SerializeToString()
+        return analysis_to_proto(result).SerializeToString(), result.log_mel
     except MusicaasError as exc:
         raise _portable_error(exc) from None
     except Exception as exc:  # noqa: BLE001 - must cross the process boundary intact
@@ -173,10 +183,25 @@ class Analyzer:
     :meth:`start` the workers start on first use. A worker process that dies (killed for
     memory, a crash in native code) is replaced by a fresh pool, and the analyses it took
     down are run once more before an error is reported.
+
+    With a ``tagger`` (:meth:`from_settings` makes one when ``settings.tagger_enabled``),
+    each analysis's log-mel patches go to the musicnn model on Triton, from this process
+    (concurrent analyses share requests), and the learned embedding, the tags and the
+    model's name are filled in; a model server that is down raises ``Unavailable`` (an
+    upload is then redelivered later, not failed).
     """
 
-    def __init__(self, settings: AnalyzerSettings) -> None:
+    @classmethod
+    def from_settings(cls, settings: AnalyzerSettings) -> "Analyzer":
+        """An analyzer with the Triton tagger when ``settings.tagger_enabled`` (the service's)."""
+        tagger = (TritonTagger(settings.triton_url, timeout_s=settings.tagger_timeout_s)
+                  if settings.tagger_enabled else None)
+        return cls(settings, tagger=tagger)
+
+    def __init__(self, settings: AnalyzerSettings, *, tagger: TritonTagger | None = None) -> None:
         self.settings = settings
+        #: The learned model's client; None: analyses without learned embedding and tags.
+        self.tagger = tagger
         self.workers = int(settings.workers)
         self._slots = asyncio.Semaphore(self.workers or settings.concurrency)
         self._closed = False
@@ -232,6 +257,8 @@ class Analyzer:
                 with contextlib.suppress(Exception):
                     proc.terminate()
             await done
+        if self.tagger is not None:
+            await self.tagger.close()
 
     async def __aenter__(self) -> "Analyzer":
         await self.start()
@@ -240,7 +267,7 @@ class Analyzer:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    async def _run(self, fn, source, filename: str) -> bytes:
+    async def _run(self, fn, source, filename: str) -> tuple[bytes, np.ndarray | None]:
         for attempt in (1, 2):
             if self._closed:
                 raise Unavailable("the analyzer is shutting down")
@@ -279,11 +306,14 @@ class Analyzer:
     async def _analysis(self, fn, source, filename: str) -> common_pb2.TrackAnalysis:
         """One analysis in a free slot, timed (``musicaas_analyzer_analysis_seconds``) and its
         audio counted (``musicaas_analyzer_audio_seconds_total``)."""
+        t0 = time.perf_counter()
         async with self._slots:
-            t0 = time.perf_counter()
-            wire = await self._run(fn, source, filename)
-            telemetry.ANALYSIS_SECONDS.observe(time.perf_counter() - t0)
+            wire, log_mel = await self._run(fn, source, filename)
         analysis = common_pb2.TrackAnalysis.FromString(wire)
+        if self.tagger is not None and log_mel is not None:
+            # after the worker is free again, so that it starts on the next upload meanwhile
+            apply_tags(analysis, await self.tagger.tag(log_mel))
+        telemetry.ANALYSIS_SECONDS.observe(time.perf_counter() - t0)
         telemetry.AUDIO_SECONDS_ANALYZED.inc(max(0.0, analysis.duration_s))
         return analysis
 

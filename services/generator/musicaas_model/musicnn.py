@@ -50,8 +50,10 @@ bugs of musicnn's own ``extractor``:
 Frames are centred with reflect padding (librosa's default when musicnn was trained,
 0.6/0.7; librosa >= 0.10 defaults to zero padding). Only the first and last frame differ.
 
-Torch is imported at module level; librosa only inside :func:`log_mel_patches` (the
-model server's requirement set does not include librosa).
+Torch is imported at module level. The preprocessing (:func:`log_mel_patches` and its
+constants) lives in the torch-free :mod:`musicaas.models.musicnn_contract`, so that the
+analyzer computes the model's input without torch; it is re-exported here. librosa is
+imported only inside it (the model server's requirement set does not include librosa).
 """
 
 from __future__ import annotations
@@ -65,35 +67,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-#: Sample rate the models were trained at, Hz.
-SAMPLE_RATE_HZ = 16000
-#: STFT size, samples.
-N_FFT = 512
-#: STFT hop, samples (16 ms at 16 kHz).
-HOP = 256
-#: Mel bands.
-N_MELS = 96
-#: Frames per patch (3 s; ``librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1``).
-N_FRAMES = 187
+from musicaas.models.musicnn_contract import (  # noqa: E402 - the preprocessing is defined once, torch-free
+    HOP,
+    N_FFT,
+    N_FRAMES,
+    N_MELS,
+    PREPROCESSING,
+    SAMPLE_RATE_HZ,
+    log_mel_patches,
+)
+
 #: Batch-norm epsilon of ``tf.compat.v1.layers.batch_normalization``.
 BN_EPS = 1e-3
-
-#: Preprocessing constants, also stored in each shipped ``.pt`` (``config``).
-PREPROCESSING = {
-    "sample_rate_hz": SAMPLE_RATE_HZ,
-    "n_fft": N_FFT,
-    "hop_length": HOP,
-    "n_mels": N_MELS,
-    "n_frames": N_FRAMES,
-    "power": 2.0,
-    "window": "hann",
-    "center": True,
-    "pad_mode": "reflect",
-    "mel_htk": False,
-    "mel_norm": "slaney",
-    "log": "log10(10000 * mel + 1)",
-    "dtype": "float32",
-}
 
 #: Shipped weight files, by upstream model name.
 WEIGHT_FILES = {"MTT_musicnn": "musicnn_mtt.pt", "MSD_musicnn": "musicnn_msd.pt"}
@@ -353,62 +338,6 @@ def load_musicnn(
 @functools.lru_cache(maxsize=2)
 def _cached(name: str) -> tuple[MusicnnTagger, list[str], dict]:
     return load_musicnn(name)
-
-
-def log_mel_patches(audio_16k: np.ndarray, *, sample_rate_hz: int = SAMPLE_RATE_HZ, hop_frames: int = N_FRAMES) -> np.ndarray:
-    """musicnn's input: float32 log-mel patches of 187 frames (about 3 s each).
-
-    The fixed version of musicnn's ``batch_data``: ``log10(10000 * mel + 1)`` of the
-    power mel spectrogram (n_fft 512, hop 256, 96 Slaney mel bands, Hann window, centred
-    frames with reflect padding) computed in float32, not float16 (see the module docstring).
-
-    Parameters
-    ----------
-    audio_16k : np.ndarray [shape=(n,)], float, mono, nominally in [-1, 1]
-        Audio at ``sample_rate_hz``.
-    sample_rate_hz : int > 0, Hz
-        Sample rate of ``audio_16k``; anything but 16000 is resampled first (``librosa.resample``, soxr).
-    hop_frames : int > 0, frames
-        Start-to-start distance of the patches. The default, 187, gives non-overlapping
-        patches, which is musicnn's default (``input_overlap=False``); frames after the
-        last whole patch are dropped, as upstream does.
-
-    Returns
-    -------
-    np.ndarray [shape=(patches, 187, 96)], float32, >= 0
-        ``patches = 1 + (frames - 187) // hop_frames`` where ``frames = 1 + n // 256``
-        (at 16 kHz). Audio shorter than one patch is repeat-padded to one patch (the
-        ``repeat-pad`` of musicnn's training configuration); upstream fails there.
-
-    Raises
-    ------
-    ValueError
-        When the audio is not 1-D, is empty, holds NaN or infinity, or when
-        ``sample_rate_hz`` or ``hop_frames`` is not positive.
-    """
-    import librosa
-
-    y = np.asarray(audio_16k)
-    if y.ndim != 1:
-        raise ValueError(f"audio must be mono, 1-D; got shape {y.shape}")
-    if y.size == 0:
-        raise ValueError("audio is empty")
-    if sample_rate_hz <= 0 or hop_frames <= 0:
-        raise ValueError(f"sample_rate_hz and hop_frames must be positive, got {sample_rate_hz}, {hop_frames}")
-    y = y.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(y)):
-        raise ValueError("audio holds NaN or infinity")
-    if sample_rate_hz != SAMPLE_RATE_HZ:
-        y = librosa.resample(y, orig_sr=sample_rate_hz, target_sr=SAMPLE_RATE_HZ).astype(np.float32)
-    mel = librosa.feature.melspectrogram(
-        y=y, sr=SAMPLE_RATE_HZ, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS, pad_mode="reflect" if y.size > N_FFT // 2 else "constant"
-    ).T.astype(np.float32, copy=False)  # [frames, 96]
-    log_mel = np.log10(np.float32(10000.0) * mel + np.float32(1.0)).astype(np.float32)
-    if log_mel.shape[0] < N_FRAMES:
-        reps = -(-N_FRAMES // log_mel.shape[0])
-        log_mel = np.tile(log_mel, (reps, 1))[:N_FRAMES]
-    starts = range(0, log_mel.shape[0] - N_FRAMES + 1, hop_frames)
-    return np.ascontiguousarray(np.stack([log_mel[s : s + N_FRAMES] for s in starts]), dtype=np.float32)
 
 
 @torch.inference_mode()

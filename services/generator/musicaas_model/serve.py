@@ -1,4 +1,8 @@
-"""Serve the symbolic model with Triton Inference Server through PyTriton.
+"""Serve the symbolic model and the musicnn tagger with Triton Inference Server through PyTriton.
+
+One process hosts both models: ``musicaas_symbolic`` (below) and ``musicaas_musicnn_mtt``
+(:class:`MusicnnModel`, contract :mod:`musicaas.models.musicnn_contract`; ``--tiny`` keeps
+its real 3 MB weights).
 
 ::
 
@@ -45,6 +49,7 @@ from typing import Sequence
 
 import numpy as np
 
+from musicaas.models import musicnn_contract
 from musicaas_generator import contract
 
 LOGGER = logging.getLogger("musicaas_model.serve")
@@ -198,6 +203,60 @@ class SymbolicModel:
                 for mine in rows]
 
 
+class MusicnnModel:
+    """The musicnn MTT tagger (:mod:`musicaas_model.musicnn`) plus the request handler Triton calls.
+
+    Its tensor contract is :mod:`musicaas.models.musicnn_contract`: one row per log-mel
+    patch in, the tag probabilities and the penultimate layer out. ``--tiny`` serves the
+    same real weights (3 MB, loaded in well under a second).
+    """
+
+    def __init__(self, model, tags: Sequence[str], *, source: str) -> None:
+        if tuple(tags) != musicnn_contract.TAG_NAMES:
+            raise ValueError(f"{source}: the model's tags differ from musicaas.models.musicnn_contract.TAG_NAMES")
+        self.model = model
+        self.source = source
+        #: How many forward passes ran with each number of rows (patches).
+        self.batch_sizes: Counter[int] = Counter()
+
+    @classmethod
+    def shipped(cls) -> "MusicnnModel":
+        from musicaas_model.musicnn import WEIGHT_FILES, checkpoint_dir, load_musicnn
+
+        model, tags, _config = load_musicnn("MTT_musicnn")
+        return cls(model, tags, source=str(checkpoint_dir() / WEIGHT_FILES["MTT_musicnn"]))
+
+    def forward(self, log_mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(tags [n, 50], embedding [n, 200])`` of ``n`` patches, in one forward pass."""
+        import torch
+
+        with torch.inference_mode():
+            probs, pen = self.model(torch.from_numpy(np.ascontiguousarray(log_mel, dtype=np.float32)))
+        self.batch_sizes[int(log_mel.shape[0])] += 1
+        return probs.numpy(), pen.numpy()
+
+    def infer(self, requests: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """PyTriton callable: every request's ``LOG_MEL`` rows go through one forward pass; per request ``{TAGS, EMBEDDING}``."""
+        arrays = [np.asarray(req[musicnn_contract.LOG_MEL], dtype=np.float32) for req in requests]
+        started = time.perf_counter()
+        tags, emb = self.forward(np.concatenate(arrays) if len(arrays) > 1 else arrays[0])
+        out, start = [], 0
+        for a in arrays:
+            stop = start + a.shape[0]
+            out.append({musicnn_contract.TAGS: tags[start:stop], musicnn_contract.EMBEDDING: emb[start:stop]})
+            start = stop
+        LOGGER.debug("tagged %d patch(es) from %d request(s) in %.3fs", start, len(requests), time.perf_counter() - started)
+        return out
+
+
+def _musicnn_tensor_specs():
+    from pytriton.model_config import Tensor
+
+    inputs = [Tensor(name=name, dtype=np.dtype(dtype), shape=shape) for name, dtype, _, shape in musicnn_contract.INPUTS]
+    outputs = [Tensor(name=name, dtype=np.dtype(dtype), shape=shape) for name, dtype, _, shape in musicnn_contract.OUTPUTS]
+    return inputs, outputs
+
+
 def _tensor_specs():
     from pytriton.model_config import Tensor
 
@@ -210,12 +269,14 @@ def _tensor_specs():
 
 
 class TritonHandle:
-    """A running Triton serving the symbolic model; stop it with :meth:`stop` or ``with``."""
+    """A running Triton serving the symbolic model (:attr:`model`) and the musicnn tagger
+    (:attr:`musicnn`); stop it with :meth:`stop` or ``with``."""
 
     def __init__(self, triton, model: SymbolicModel, *, host: str, grpc_port: int, http_port: int, metrics_port: int,
-                 startup_s: float) -> None:
+                 startup_s: float, musicnn: MusicnnModel | None = None) -> None:
         self.triton = triton
         self.model = model
+        self.musicnn = musicnn
         self.host = host
         self.grpc_port = grpc_port
         self.http_port = http_port
@@ -314,6 +375,9 @@ def start_triton(
         model = SymbolicModel.from_checkpoint(path)
     # Warm the sampler once (first-call allocations) before Triton routes traffic to it.
     model.sample([contract.SampleRequest((model.special.bos,), temperature=1.0, seed=0, num_bars=1, max_new_tokens=4)])
+    tagger = MusicnnModel.shipped()
+    tagger.forward(np.zeros((1, musicnn_contract.N_FRAMES, musicnn_contract.N_MELS), dtype=np.float32))
+    tagger.batch_sizes.clear()
 
     ensure_libpython_on_library_path()
     address = bind_address or host
@@ -346,15 +410,29 @@ def start_triton(
             ),
             strict=True,
         )
+        inputs, outputs = _musicnn_tensor_specs()
+        triton.bind(
+            model_name=musicnn_contract.MODEL_NAME,
+            model_version=musicnn_contract.MODEL_VERSION,
+            infer_func=tagger.infer,
+            inputs=inputs,
+            outputs=outputs,
+            config=ModelConfig(
+                batching=True,
+                max_batch_size=musicnn_contract.MAX_BATCH_SIZE,
+                batcher=DynamicBatcher(max_queue_delay_microseconds=int(max_queue_delay_us)),
+            ),
+            strict=True,
+        )
         triton.run()
     except BaseException:
         triton.stop()
         raise
     startup_s = time.perf_counter() - started
-    LOGGER.info("Triton serving %s (%s) on grpc %s:%d, http %d in %.1fs", contract.MODEL_NAME, model.source, address,
-                grpc_port, http_port, startup_s)
+    LOGGER.info("Triton serving %s (%s) and %s (%s) on grpc %s:%d, http %d in %.1fs", contract.MODEL_NAME,
+                model.source, musicnn_contract.MODEL_NAME, tagger.source, address, grpc_port, http_port, startup_s)
     return TritonHandle(triton, model, host=host, grpc_port=int(grpc_port), http_port=int(http_port),
-                        metrics_port=int(metrics_port), startup_s=startup_s)
+                        metrics_port=int(metrics_port), startup_s=startup_s, musicnn=tagger)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -405,7 +483,7 @@ def main(argv=None) -> int:
         preferred_batch_sizes=tuple(int(b) for b in args.preferred_batch_sizes.split(",") if b.strip()),
         log_verbose=args.log_verbose,
     )
-    print(f"ready: {contract.MODEL_NAME} on grpc :{args.grpc_port}, http :{args.http_port} "
+    print(f"ready: {contract.MODEL_NAME} and {musicnn_contract.MODEL_NAME} on grpc :{args.grpc_port}, http :{args.http_port} "
           f"(startup {handle.startup_s:.1f}s)", flush=True)
     try:
         handle.wait(stop)

@@ -260,7 +260,9 @@ class AnalyzedConsumer:
         Parameters
         ----------
         event : events_pb2.TrackAnalyzed
-            ``analysis.embedding`` has ``embedding_dim`` values.
+            ``analysis.embedding`` has ``embedding_dim`` values (the learned embedding, its
+            model in ``analysis.embedding_model``, stored in the payload); an analysis made
+            without the learned model (no embedding, no model) is not put in the index.
         headers : dict of str to str
             The message's CloudEvents headers (unused).
 
@@ -285,8 +287,14 @@ class AnalyzedConsumer:
             duration_s=float(a.duration_s),
             loudness_lufs=float(a.loudness_lufs),
             title=event.title,
+            embedding_model=a.embedding_model,
         )
-        await self.writer.upsert(event.tenant, payload, vector)
+        if not vector.size and not a.embedding_model:
+            # analysed without the learned model (the analyzer's tagger switched off): nothing
+            # to index by similarity; the track is still marked indexed (its state and metadata are)
+            log.warning("track_without_learned_embedding", track_id=event.track_id, tenant=event.tenant)
+        else:
+            await self.writer.upsert(event.tenant, payload, vector)
 
         def mark(track: common_pb2.Track) -> None:
             track.state = advance_state(track.state, common_pb2.TRACK_STATE_INDEXED)

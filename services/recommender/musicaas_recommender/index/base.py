@@ -82,6 +82,9 @@ class TrackPayload:
     loudness_lufs : float, LUFS
         Integrated loudness (ITU-R BS.1770).
     title : str, default ""
+    embedding_model : str, default ""
+        Name and version of the model that made the indexed vector (``"musicnn-MTT/1"``):
+        re-embedding with another model is a migration that this field lets one find.
     """
 
     track_id: str
@@ -92,6 +95,7 @@ class TrackPayload:
     duration_s: float
     loudness_lufs: float
     title: str = ""
+    embedding_model: str = ""
 
 
 @dataclass(frozen=True)

@@ -441,6 +441,7 @@ def _payload_to_dict(tenant: str, payload: TrackPayload) -> dict[str, Any]:
         "duration_s": _finite(payload.duration_s, "duration_s", minimum=0.0),
         "loudness_lufs": _finite(payload.loudness_lufs, "loudness_lufs"),
         "title": str(payload.title or ""),
+        "embedding_model": str(payload.embedding_model or ""),
     }
 
 
@@ -455,6 +456,7 @@ def _payload_from_dict(data: dict[str, Any]) -> TrackPayload:
         duration_s=float(data["duration_s"]),
         loudness_lufs=float(data["loudness_lufs"]),
         title=data["title"],
+        embedding_model=data.get("embedding_model", ""),
     )
 
 

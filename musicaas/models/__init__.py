@@ -1,0 +1,1 @@
+"""Tensor contracts of the models the platform serves (torch-free; numpy only)."""
