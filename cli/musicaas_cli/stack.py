@@ -73,7 +73,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from musicaas.runtime import natsauth
-from musicaas.runtime.tls import TlsFiles, channel_credentials, make_local_pki, nats_ssl_context
+from musicaas.runtime.tls import TlsFiles, channel_credentials, nats_ssl_context
+from musicaas_cli.pki import make_local_pki
 from musicaas.runtime.procs import (
     GroupProcess, exit_reason, free_port, kill_group, nats_server_args, pid_alive, port_open, process_start_ticks,
     python_env, spawn_process, stop_process,

@@ -186,7 +186,7 @@ def test_nats_server_accepts_the_rendered_configuration(target, tmp_path):
     if server is None:
         pytest.skip("nats-server not installed")
     from musicaas.runtime import natsauth
-    from musicaas.runtime.tls import make_local_pki
+    from musicaas_cli.pki import make_local_pki
 
     root = tmp_path / "root"
     (root / "etc" / "nats").mkdir(parents=True)

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from musicaas.runtime.tls import make_local_pki
+from musicaas_cli.pki import make_local_pki
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = ROOT / "deploy" / "k8s" / "components" / "tls" / "grpc_health_probe.py"
