@@ -19,7 +19,7 @@ What it does, for each model (``MTT_musicnn``, ``MSD_musicnn``):
    checkpoint values, and runs it and the port on the patches of a few clips: synthetic
    audio (loud noise with chords, a quiet sweep, a drum pattern) and two Bach chorales of
    music21's corpus rendered by ``musicaas.render``. Both get the *same* float32 log-mel
-   patches (:func:`musicaas_model.musicnn.log_mel_patches`), which avoids upstream's
+   patches (:func:`musicaas.models.musicnn_frontend.log_mel_patches`), which avoids upstream's
    float16 overflow. It asserts that the max absolute difference of the taggram and of
    the penultimate features is below ``--tolerance`` (1e-4) and prints every layer's;
 3. writes ``services/generator/musicaas_model/checkpoint/musicnn_{mtt,msd}.pt`` (state
@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import musicnn as musicnn_pkg
+    from musicaas.models.musicnn_frontend import log_mel_patches
     from musicaas_model import musicnn
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     clips.update(chorale_clips(args.chorales))
     patches, origin = [], []
     for clip_name, audio in clips.items():
-        p = musicnn.log_mel_patches(audio)
+        p = log_mel_patches(audio)
         patches.append(p)
         origin += [(clip_name, i) for i in range(p.shape[0])]
     x = np.concatenate(patches).astype(np.float32)

@@ -518,3 +518,11 @@ def test_validator_checks_what_service_and_pod_monitors_select():
     nothing = _with(pm, ["spec", "selector"], {"matchLabels": {"app.kubernetes.io/name": "nobody"}})
     assert vk.check_references([*objs[:i], nothing, *objs[i + 1:]]) == [
         "PodMonitor/musicaas: selector matches no rendered pod template"]
+
+
+def test_the_analyzers_tagger_is_on_only_where_the_model_server_is():
+    # without Triton every upload would wait for the tagger; the triton-gpu component turns it on
+    for target, on in (("base", "false"), ("overlays/dev", "false"), ("base+triton-gpu", "true"),
+                       ("overlays/prod", "true")):
+        config = generated(target, "ConfigMap", "musicaas-config")
+        assert config["data"]["MUSICAAS_TAGGER_ENABLED"] == on, target

@@ -16,6 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("librosa")
 
+from musicaas.models.musicnn_frontend import log_mel_patches  # noqa: E402
 from musicaas_model import musicnn  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "musicnn_reference.npz"
@@ -104,22 +105,22 @@ def test_output_shapes_and_dtypes(models, reference):
 def test_log_mel_patches_shapes_and_errors():
     seconds = 10.0
     y = _tone_clip(seconds, 440.0)
-    p = musicnn.log_mel_patches(y)
+    p = log_mel_patches(y)
     frames = 1 + y.size // musicnn.HOP
     assert p.dtype == np.float32 and p.shape == (1 + (frames - 187) // 187, 187, 96) == (3, 187, 96)
     assert np.all(np.isfinite(p)) and p.min() >= 0
     # overlapping patches: the given hop in frames
-    assert musicnn.log_mel_patches(y, hop_frames=93).shape[0] == 1 + (frames - 187) // 93
+    assert log_mel_patches(y, hop_frames=93).shape[0] == 1 + (frames - 187) // 93
     # another sample rate is resampled to 16 kHz first
     t = np.arange(int(seconds * 22050)) / 22050
-    assert musicnn.log_mel_patches(np.sin(2 * np.pi * 440 * t), sample_rate_hz=22050).shape == (3, 187, 96)
+    assert log_mel_patches(np.sin(2 * np.pi * 440 * t), sample_rate_hz=22050).shape == (3, 187, 96)
     # shorter than one patch: repeat-padded to one patch
-    short = musicnn.log_mel_patches(y[: SR])
+    short = log_mel_patches(y[: SR])
     assert short.shape == (1, 187, 96)
     np.testing.assert_array_equal(short[0, :63], short[0, 63:126])
     for bad in (np.zeros(0, np.float32), np.zeros((2, SR), np.float32), np.full(SR, np.nan, np.float32)):
         with pytest.raises(ValueError):
-            musicnn.log_mel_patches(bad)
+            log_mel_patches(bad)
 
 
 def test_loud_audio_patches_are_not_saturated(models):
@@ -134,7 +135,7 @@ def test_loud_audio_patches_are_not_saturated(models):
         upstream = np.log10(np.float16(10000) * mel.astype(np.float16) + np.float16(1))
     assert not np.all(np.isfinite(upstream))  # the clip does trigger the upstream bug
 
-    p = musicnn.log_mel_patches(y)
+    p = log_mel_patches(y)
     assert p.shape[0] == 4 and np.all(np.isfinite(p))
     assert p.max() > np.log10(10000 * 6.56 + 1)  # values float16's path could not represent
     for i in range(p.shape[0]):
@@ -149,21 +150,21 @@ def test_loud_audio_patches_are_not_saturated(models):
 def test_embed_averages_over_patches(models):
     model, tags, _ = models["MTT_musicnn"]
     y = np.concatenate([_tone_clip(6.0, 220.0), _loud_clip(6.0, seed=2)])
-    emb, probs = musicnn.embed(y, model=model)
+    emb, probs = musicnn.embed(log_mel_patches(y), model=model)
     assert emb.shape == (200,) and probs.shape == (50,)
     assert emb.dtype == probs.dtype == np.float32
-    taggram, penultimate = musicnn.tag_patches(musicnn.log_mel_patches(y), model=model)
+    taggram, penultimate = musicnn.tag_patches(log_mel_patches(y), model=model)
     assert penultimate.shape[0] == taggram.shape[0] >= 3
     np.testing.assert_allclose(emb, penultimate.mean(axis=0), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(probs, taggram.mean(axis=0), rtol=1e-6, atol=1e-6)
     # patches differ (quiet tone, then loud noise), so the mean is not any single patch
     assert min(np.abs(penultimate - emb).max(axis=1)) > 1e-3
     # batch size does not change the result
-    emb2, _ = musicnn.embed(y, model=model, batch_size=1)
+    emb2, _ = musicnn.embed(log_mel_patches(y), model=model, batch_size=1)
     np.testing.assert_allclose(emb, emb2, atol=1e-5)
 
-    quiet_emb, quiet_probs = musicnn.embed(_tone_clip(9.0, 660.0, amp=0.02), model=model)
-    loud_emb, loud_probs = musicnn.embed(_loud_clip(9.0, seed=3), model=model)
+    quiet_emb, quiet_probs = musicnn.embed(log_mel_patches(_tone_clip(9.0, 660.0, amp=0.02)), model=model)
+    loud_emb, loud_probs = musicnn.embed(log_mel_patches(_loud_clip(9.0, seed=3)), model=model)
     cos = float(quiet_emb @ loud_emb / (np.linalg.norm(quiet_emb) * np.linalg.norm(loud_emb)))
     assert np.abs(quiet_emb - loud_emb).max() > 0.1 and cos < 0.99
     assert loud_probs[tags.index("loud")] > quiet_probs[tags.index("loud")]

@@ -31,7 +31,7 @@ Pipeline (one pass over one short STFT shared by everything but key finding):
 * **Descriptor embedding**: :mod:`musicaas_analyzer.embedding` (unchanged recipe, 64
   dimensions; ``descriptor_embedding`` on the wire).
 * **Learned model input**: ``log_mel`` holds the musicnn log-mel patches
-  (:func:`musicaas.models.musicnn_contract.log_mel_patches` of the 22050 Hz mix,
+  (:func:`musicaas.models.musicnn_frontend.log_mel_patches` of the 22050 Hz mix,
   resampled to 16 kHz); the service sends them to the tagger served by Triton
   (:mod:`musicaas_analyzer.tagger`) for the learned embedding and the tags.
 
@@ -62,7 +62,7 @@ from dataclasses import replace
 import numpy as np
 
 from musicaas.embedding import DESCRIPTOR_EMBEDDING_DIM
-from musicaas.models.musicnn_contract import log_mel_patches, silence_patches
+from musicaas.models.musicnn_frontend import log_mel_patches, silence_patches
 from musicaas.runtime.errors import InvalidArgument
 from musicaas_analyzer import decode
 from musicaas_analyzer import descriptors as _desc

@@ -231,7 +231,7 @@ class AudioAnalysis:
     midi : MidiFeatures or None
         Set for Standard MIDI File input (:mod:`musicaas_analyzer.midi`).
     log_mel : np.ndarray [shape=(patches, 187, 96)], float32, or None
-        The learned model's input (:func:`musicaas.models.musicnn_contract.log_mel_patches`
+        The learned model's input (:func:`musicaas.models.musicnn_frontend.log_mel_patches`
         of the audio; zeros for silence): the service sends it to the tagger served by
         Triton, which gives the learned embedding and the tags. Not part of equality.
     """

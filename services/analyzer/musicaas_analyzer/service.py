@@ -151,20 +151,24 @@ def _portable_error(exc: MusicaasError) -> MusicaasError:
     return MusicaasError(str(exc))
 
 
-def _analyze_to_wire(data: bytes, filename: str, max_duration_s: float) -> tuple[bytes, np.ndarray | None]:
-    """Analyse encoded audio; the serialized ``TrackAnalysis`` and the model's log-mel patches (runs in a worker)."""
-    return _to_wire(analyze_bytes, data, filename, max_duration_s)
+def _analyze_to_wire(data: bytes, filename: str, max_duration_s: float,
+                     with_log_mel: bool = True) -> tuple[bytes, np.ndarray | None]:
+    """Analyse encoded audio; the serialized ``TrackAnalysis`` and, with ``with_log_mel``, the
+    model's log-mel patches (about 1.4 MB per minute of audio; runs in a worker)."""
+    return _to_wire(analyze_bytes, data, filename, max_duration_s, with_log_mel)
 
 
-def _analyze_file_to_wire(path: str, filename: str, max_duration_s: float) -> tuple[bytes, np.ndarray | None]:
+def _analyze_file_to_wire(path: str, filename: str, max_duration_s: float,
+                          with_log_mel: bool = True) -> tuple[bytes, np.ndarray | None]:
     """Analyse the encoded audio in the file at ``path``; as :func:`_analyze_to_wire` (runs in a worker)."""
-    return _to_wire(analyze_file, path, filename, max_duration_s)
+    return _to_wire(analyze_file, path, filename, max_duration_s, with_log_mel)
 
 
-def _to_wire(analyze, source, filename: str, max_duration_s: float) -> tuple[bytes, np.ndarray | None]:
+def _to_wire(analyze, source, filename: str, max_duration_s: float,
+             with_log_mel: bool = True) -> tuple[bytes, np.ndarray | None]:
     try:
         result = analyze(source, filename=filename or None, max_duration_s=max_duration_s)
-        return analysis_to_proto(result).SerializeToString(), result.log_mel
+        return analysis_to_proto(result).SerializeToString(), result.log_mel if with_log_mel else None
     except MusicaasError as exc:
         raise _portable_error(exc) from None
     except Exception as exc:  # noqa: BLE001 - must cross the process boundary intact
@@ -273,7 +277,9 @@ class Analyzer:
                 raise Unavailable("the analyzer is shutting down")
             pool = self._pool
             try:
-                return await self._submit(pool, fn, source, filename, self.settings.max_duration_s)
+                # the patches cross the process boundary only when there is a tagger to send them to
+                return await self._submit(pool, fn, source, filename, self.settings.max_duration_s,
+                                          self.tagger is not None)
             except BrokenProcessPool as exc:
                 # A worker died; every analysis it shared the pool with fails with this error.
                 if pool is self._pool and not self._closed:

@@ -50,10 +50,10 @@ bugs of musicnn's own ``extractor``:
 Frames are centred with reflect padding (librosa's default when musicnn was trained,
 0.6/0.7; librosa >= 0.10 defaults to zero padding). Only the first and last frame differ.
 
-Torch is imported at module level. The preprocessing (:func:`log_mel_patches` and its
-constants) lives in the torch-free :mod:`musicaas.models.musicnn_contract`, so that the
-analyzer computes the model's input without torch; it is re-exported here. librosa is
-imported only inside it (the model server's requirement set does not include librosa).
+Torch is imported at module level. The preprocessing lives outside the model server:
+:func:`musicaas.models.musicnn_frontend.log_mel_patches` (numpy and librosa), which the
+analyzer runs, with its constants in the numpy-only :mod:`musicaas.models.musicnn_contract`,
+so that neither the model server nor the recommender needs librosa.
 """
 
 from __future__ import annotations
@@ -67,14 +67,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from musicaas.models.musicnn_contract import (  # noqa: E402 - the preprocessing is defined once, torch-free
+from musicaas.models.musicnn_contract import (  # noqa: E402 - the constants are defined once, torch-free
     HOP,
     N_FFT,
     N_FRAMES,
     N_MELS,
     PREPROCESSING,
     SAMPLE_RATE_HZ,
-    log_mel_patches,
 )
 
 #: Batch-norm epsilon of ``tf.compat.v1.layers.batch_normalization``.
@@ -373,29 +372,24 @@ def tag_patches(log_mel: np.ndarray, *, model: MusicnnTagger | None = None, name
 
 
 def embed(
-    audio_16k: np.ndarray,
+    log_mel: np.ndarray,
     *,
-    sample_rate_hz: int = SAMPLE_RATE_HZ,
     model: MusicnnTagger | None = None,
     name: str = "MTT_musicnn",
-    hop_frames: int = N_FRAMES,
     batch_size: int = 16,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Track embedding and track-level tags: the means over a track's patches.
 
     Parameters
     ----------
-    audio_16k : np.ndarray [shape=(n,)], float, mono
-        Audio at ``sample_rate_hz`` (16 kHz by default).
-    sample_rate_hz : int, Hz
-        See :func:`log_mel_patches`.
+    log_mel : np.ndarray [patches, 187, 96], float32
+        The track's patches (:func:`musicaas.models.musicnn_frontend.log_mel_patches`, which
+        the model server itself never needs: it receives patches).
     model : MusicnnTagger, optional
         Default: the shipped ``name`` model, loaded once and cached.
     name : {"MTT_musicnn", "MSD_musicnn"}
         Which shipped model, when ``model`` is None. ``MTT_musicnn``'s mean penultimate
         layer is the recommended track embedding.
-    hop_frames : int, frames
-        Patch hop (default 187: non-overlapping 3 s patches, musicnn's default).
     batch_size : int
         Patches per forward pass.
 
@@ -405,14 +399,8 @@ def embed(
         Mean over patches of the penultimate layer (not normalised).
     tag_probs : np.ndarray [num_classes], float32 in [0, 1]
         Mean over patches of the tag probabilities (upstream's taggram averaged over time).
-
-    Raises
-    ------
-    ValueError
-        As :func:`log_mel_patches`.
     """
-    patches = log_mel_patches(audio_16k, sample_rate_hz=sample_rate_hz, hop_frames=hop_frames)
-    taggram, penultimate = tag_patches(patches, model=model, name=name, batch_size=batch_size)
+    taggram, penultimate = tag_patches(log_mel, model=model, name=name, batch_size=batch_size)
     return penultimate.mean(axis=0).astype(np.float32), taggram.mean(axis=0).astype(np.float32)
 
 
