@@ -14,14 +14,14 @@ prefixes.
 
 API keys are 256-bit random tokens (``msk_`` + 43 URL-safe characters, :func:`new_api_key`);
 only their SHA-256 is stored (:func:`key_digest`), and a presented key is found by its digest
-(:func:`digests_match` compares two digests in constant time where a comparison is needed). A fast hash suffices for keys of this entropy (OWASP's password
+(the lookup's timing depends on the digest of what the caller sent, which tells nothing about
+a stored key). A fast hash suffices for keys of this entropy (OWASP's password
 storage advice, which calls for slow hashes, concerns human-chosen secrets).
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 import secrets
 
@@ -63,11 +63,6 @@ def new_key_id() -> str:
 def key_digest(key: str) -> str:
     """Hex SHA-256 of an API key (UTF-8): what is stored instead of the key."""
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def digests_match(presented_digest: str, stored_digest: str) -> bool:
-    """Constant-time comparison of two hex digests."""
-    return hmac.compare_digest(presented_digest.encode(), stored_digest.encode())
 
 
 def new_id_salt() -> bytes:
