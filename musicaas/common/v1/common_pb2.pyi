@@ -30,6 +30,16 @@ class TrackState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRACK_STATE_INDEXED: _ClassVar[TrackState]
     TRACK_STATE_FAILED: _ClassVar[TrackState]
     TRACK_STATE_DELETED: _ClassVar[TrackState]
+
+class InteractionType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INTERACTION_TYPE_UNSPECIFIED: _ClassVar[InteractionType]
+    INTERACTION_TYPE_PLAY: _ClassVar[InteractionType]
+    INTERACTION_TYPE_COMPLETE: _ClassVar[InteractionType]
+    INTERACTION_TYPE_SKIP: _ClassVar[InteractionType]
+    INTERACTION_TYPE_LIKE: _ClassVar[InteractionType]
+    INTERACTION_TYPE_DISLIKE: _ClassVar[InteractionType]
+    INTERACTION_TYPE_ADD_TO_PLAYLIST: _ClassVar[InteractionType]
 MODE_UNSPECIFIED: Mode
 MODE_MAJOR: Mode
 MODE_MINOR: Mode
@@ -42,6 +52,13 @@ TRACK_STATE_ANALYZED: TrackState
 TRACK_STATE_INDEXED: TrackState
 TRACK_STATE_FAILED: TrackState
 TRACK_STATE_DELETED: TrackState
+INTERACTION_TYPE_UNSPECIFIED: InteractionType
+INTERACTION_TYPE_PLAY: InteractionType
+INTERACTION_TYPE_COMPLETE: InteractionType
+INTERACTION_TYPE_SKIP: InteractionType
+INTERACTION_TYPE_LIKE: InteractionType
+INTERACTION_TYPE_DISLIKE: InteractionType
+INTERACTION_TYPE_ADD_TO_PLAYLIST: InteractionType
 
 class TrackAnalysis(_message.Message):
     __slots__ = ("duration_s", "sample_rate_hz", "tempo_bpm", "beats_s", "key", "mode", "key_confidence", "loudness_lufs", "embedding", "analyzer_version", "is_silent", "time_signature", "time_signature_confidence", "tempo_confidence", "mode_confidence", "tempo_candidates", "features", "descriptors", "scores", "bars", "beats", "tatums", "sections", "segments", "midi", "descriptor_embedding", "tags", "embedding_model")
@@ -130,7 +147,7 @@ class TimeInterval(_message.Message):
     def __init__(self, start_s: _Optional[float] = ..., duration_s: _Optional[float] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class Section(_message.Message):
-    __slots__ = ("start_s", "duration_s", "confidence", "loudness_lufs", "tempo_bpm", "tempo_confidence", "key", "key_confidence", "mode", "mode_confidence", "time_signature", "time_signature_confidence")
+    __slots__ = ("start_s", "duration_s", "confidence", "loudness_lufs", "tempo_bpm", "tempo_confidence", "key", "key_confidence", "mode", "mode_confidence", "time_signature", "time_signature_confidence", "tags")
     START_S_FIELD_NUMBER: _ClassVar[int]
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +160,7 @@ class Section(_message.Message):
     MODE_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     TIME_SIGNATURE_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     start_s: float
     duration_s: float
     confidence: float
@@ -155,7 +173,8 @@ class Section(_message.Message):
     mode_confidence: float
     time_signature: int
     time_signature_confidence: float
-    def __init__(self, start_s: _Optional[float] = ..., duration_s: _Optional[float] = ..., confidence: _Optional[float] = ..., loudness_lufs: _Optional[float] = ..., tempo_bpm: _Optional[float] = ..., tempo_confidence: _Optional[float] = ..., key: _Optional[str] = ..., key_confidence: _Optional[float] = ..., mode: _Optional[_Union[Mode, str]] = ..., mode_confidence: _Optional[float] = ..., time_signature: _Optional[int] = ..., time_signature_confidence: _Optional[float] = ...) -> None: ...
+    tags: _containers.RepeatedCompositeFieldContainer[TagScore]
+    def __init__(self, start_s: _Optional[float] = ..., duration_s: _Optional[float] = ..., confidence: _Optional[float] = ..., loudness_lufs: _Optional[float] = ..., tempo_bpm: _Optional[float] = ..., tempo_confidence: _Optional[float] = ..., key: _Optional[str] = ..., key_confidence: _Optional[float] = ..., mode: _Optional[_Union[Mode, str]] = ..., mode_confidence: _Optional[float] = ..., time_signature: _Optional[int] = ..., time_signature_confidence: _Optional[float] = ..., tags: _Optional[_Iterable[_Union[TagScore, _Mapping]]] = ...) -> None: ...
 
 class Segment(_message.Message):
     __slots__ = ("start_s", "duration_s", "confidence", "loudness_start_db", "loudness_max_db", "loudness_max_time_s", "loudness_end_db", "pitches", "timbre")
@@ -270,7 +289,7 @@ class BlobRef(_message.Message):
     def __init__(self, bucket: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., content_type: _Optional[str] = ...) -> None: ...
 
 class Track(_message.Message):
-    __slots__ = ("track_id", "state", "title", "filename", "source", "audio_blob", "analysis", "error", "created_at", "updated_at", "generation_id", "tenant")
+    __slots__ = ("track_id", "state", "title", "filename", "source", "audio_blob", "analysis", "error", "created_at", "updated_at", "generation_id", "tenant", "metadata")
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -283,6 +302,7 @@ class Track(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     track_id: str
     state: TrackState
     title: str
@@ -295,7 +315,44 @@ class Track(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     generation_id: str
     tenant: str
-    def __init__(self, track_id: _Optional[str] = ..., state: _Optional[_Union[TrackState, str]] = ..., title: _Optional[str] = ..., filename: _Optional[str] = ..., source: _Optional[_Union[TrackSource, str]] = ..., audio_blob: _Optional[_Union[BlobRef, _Mapping]] = ..., analysis: _Optional[_Union[TrackAnalysis, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generation_id: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
+    metadata: TrackMetadata
+    def __init__(self, track_id: _Optional[str] = ..., state: _Optional[_Union[TrackState, str]] = ..., title: _Optional[str] = ..., filename: _Optional[str] = ..., source: _Optional[_Union[TrackSource, str]] = ..., audio_blob: _Optional[_Union[BlobRef, _Mapping]] = ..., analysis: _Optional[_Union[TrackAnalysis, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generation_id: _Optional[str] = ..., tenant: _Optional[str] = ..., metadata: _Optional[_Union[TrackMetadata, _Mapping]] = ...) -> None: ...
+
+class TrackMetadata(_message.Message):
+    __slots__ = ("title", "artist", "composer", "album", "year", "genre", "tags", "from_file")
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    ARTIST_FIELD_NUMBER: _ClassVar[int]
+    COMPOSER_FIELD_NUMBER: _ClassVar[int]
+    ALBUM_FIELD_NUMBER: _ClassVar[int]
+    YEAR_FIELD_NUMBER: _ClassVar[int]
+    GENRE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    FROM_FILE_FIELD_NUMBER: _ClassVar[int]
+    title: str
+    artist: str
+    composer: str
+    album: str
+    year: int
+    genre: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    from_file: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, title: _Optional[str] = ..., artist: _Optional[str] = ..., composer: _Optional[str] = ..., album: _Optional[str] = ..., year: _Optional[int] = ..., genre: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., from_file: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Interaction(_message.Message):
+    __slots__ = ("interaction_id", "listener_id", "track_id", "event", "played_s", "at")
+    INTERACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    LISTENER_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    PLAYED_S_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    interaction_id: str
+    listener_id: str
+    track_id: str
+    event: InteractionType
+    played_s: float
+    at: _timestamp_pb2.Timestamp
+    def __init__(self, interaction_id: _Optional[str] = ..., listener_id: _Optional[str] = ..., track_id: _Optional[str] = ..., event: _Optional[_Union[InteractionType, str]] = ..., played_s: _Optional[float] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ApiKey(_message.Message):
     __slots__ = ("key_id", "sha256_hex", "created_at", "revoked_at")

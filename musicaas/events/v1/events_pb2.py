@@ -27,7 +27,7 @@ from musicaas.common.v1 import common_pb2 as musicaas_dot_common_dot_v1_dot_comm
 from musicaas.generator.v1 import generator_pb2 as musicaas_dot_generator_dot_v1_dot_generator__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmusicaas/events/v1/events.proto\x12\x12musicaas.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fmusicaas/common/v1/common.proto\x1a%musicaas/generator/v1/generator.proto\"\xcb\x01\n\rTrackUploaded\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12/\n\naudio_blob\x18\x02 \x01(\x0b\x32\x1b.musicaas.common.v1.BlobRef\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12/\n\x06source\x18\x05 \x01(\x0e\x32\x1f.musicaas.common.v1.TrackSource\x12\x15\n\rgeneration_id\x18\x06 \x01(\t\x12\x0e\n\x06tenant\x18\x07 \x01(\t\"\xbd\x01\n\rTrackAnalyzed\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\x33\n\x08\x61nalysis\x18\x02 \x01(\x0b\x32!.musicaas.common.v1.TrackAnalysis\x12/\n\x06source\x18\x03 \x01(\x0e\x32\x1f.musicaas.common.v1.TrackSource\x12\r\n\x05title\x18\x04 \x01(\t\x12\x15\n\rgeneration_id\x18\x05 \x01(\t\x12\x0e\n\x06tenant\x18\x06 \x01(\t\"\\\n\x0bTrackFailed\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0e\n\x06tenant\x18\x05 \x01(\t\"u\n\x13GenerationRequested\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x37\n\x06params\x18\x02 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x0e\n\x06tenant\x18\x03 \x01(\t\"\xe7\x01\n\x13GenerationCompleted\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x37\n\x06params\x18\x03 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x35\n\x06pieces\x18\x07 \x03(\x0b\x32%.musicaas.generator.v1.GeneratedPiece\x12\x0e\n\x06tenant\x18\x08 \x01(\tJ\x04\x08\x02\x10\x03J\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06J\x04\x08\x06\x10\x07R\x08track_idR\x04midiR\x05\x61udioR\nduration_s\"W\n\x10GenerationFailed\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06tenant\x18\x04 \x01(\t\"0\n\x0cTrackDeleted\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"\xda\x01\n\nDeadLetter\x12\x0f\n\x07\x64urable\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x17\n\x0fstream_sequence\x18\x03 \x01(\x04\x12\x12\n\ndeliveries\x18\x04 \x01(\r\x12\x0c\n\x04\x63ode\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\r\n\x05\x63\x65_id\x18\x07 \x01(\t\x12\x0f\n\x07\x63\x65_type\x18\x08 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\t \x01(\x0c\x12\x31\n\rterminated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmusicaas/events/v1/events.proto\x12\x12musicaas.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fmusicaas/common/v1/common.proto\x1a%musicaas/generator/v1/generator.proto\"\x80\x02\n\rTrackUploaded\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12/\n\naudio_blob\x18\x02 \x01(\x0b\x32\x1b.musicaas.common.v1.BlobRef\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12/\n\x06source\x18\x05 \x01(\x0e\x32\x1f.musicaas.common.v1.TrackSource\x12\x15\n\rgeneration_id\x18\x06 \x01(\t\x12\x0e\n\x06tenant\x18\x07 \x01(\t\x12\x33\n\x08metadata\x18\x08 \x01(\x0b\x32!.musicaas.common.v1.TrackMetadata\"\xf2\x01\n\rTrackAnalyzed\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\x33\n\x08\x61nalysis\x18\x02 \x01(\x0b\x32!.musicaas.common.v1.TrackAnalysis\x12/\n\x06source\x18\x03 \x01(\x0e\x32\x1f.musicaas.common.v1.TrackSource\x12\r\n\x05title\x18\x04 \x01(\t\x12\x15\n\rgeneration_id\x18\x05 \x01(\t\x12\x0e\n\x06tenant\x18\x06 \x01(\t\x12\x33\n\x08metadata\x18\x07 \x01(\x0b\x32!.musicaas.common.v1.TrackMetadata\"\\\n\x0bTrackFailed\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0e\n\x06tenant\x18\x05 \x01(\t\"u\n\x13GenerationRequested\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x37\n\x06params\x18\x02 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x0e\n\x06tenant\x18\x03 \x01(\t\"\xe7\x01\n\x13GenerationCompleted\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x37\n\x06params\x18\x03 \x01(\x0b\x32\'.musicaas.generator.v1.GenerationParams\x12\x35\n\x06pieces\x18\x07 \x03(\x0b\x32%.musicaas.generator.v1.GeneratedPiece\x12\x0e\n\x06tenant\x18\x08 \x01(\tJ\x04\x08\x02\x10\x03J\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06J\x04\x08\x06\x10\x07R\x08track_idR\x04midiR\x05\x61udioR\nduration_s\"W\n\x10GenerationFailed\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06tenant\x18\x04 \x01(\t\"0\n\x0cTrackDeleted\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"o\n\x14InteractionsRecorded\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x35\n\x0cinteractions\x18\x02 \x03(\x0b\x32\x1f.musicaas.common.v1.Interaction\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\t\"\xda\x01\n\nDeadLetter\x12\x0f\n\x07\x64urable\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x17\n\x0fstream_sequence\x18\x03 \x01(\x04\x12\x12\n\ndeliveries\x18\x04 \x01(\r\x12\x0c\n\x04\x63ode\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\r\n\x05\x63\x65_id\x18\x07 \x01(\t\x12\x0f\n\x07\x63\x65_type\x18\x08 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\t \x01(\x0c\x12\x31\n\rterminated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,19 +35,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'musicaas.events.v1.events_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRACKUPLOADED']._serialized_start=161
-  _globals['_TRACKUPLOADED']._serialized_end=364
-  _globals['_TRACKANALYZED']._serialized_start=367
-  _globals['_TRACKANALYZED']._serialized_end=556
-  _globals['_TRACKFAILED']._serialized_start=558
-  _globals['_TRACKFAILED']._serialized_end=650
-  _globals['_GENERATIONREQUESTED']._serialized_start=652
-  _globals['_GENERATIONREQUESTED']._serialized_end=769
-  _globals['_GENERATIONCOMPLETED']._serialized_start=772
-  _globals['_GENERATIONCOMPLETED']._serialized_end=1003
-  _globals['_GENERATIONFAILED']._serialized_start=1005
-  _globals['_GENERATIONFAILED']._serialized_end=1092
-  _globals['_TRACKDELETED']._serialized_start=1094
-  _globals['_TRACKDELETED']._serialized_end=1142
-  _globals['_DEADLETTER']._serialized_start=1145
-  _globals['_DEADLETTER']._serialized_end=1363
+  _globals['_TRACKUPLOADED']._serialized_end=417
+  _globals['_TRACKANALYZED']._serialized_start=420
+  _globals['_TRACKANALYZED']._serialized_end=662
+  _globals['_TRACKFAILED']._serialized_start=664
+  _globals['_TRACKFAILED']._serialized_end=756
+  _globals['_GENERATIONREQUESTED']._serialized_start=758
+  _globals['_GENERATIONREQUESTED']._serialized_end=875
+  _globals['_GENERATIONCOMPLETED']._serialized_start=878
+  _globals['_GENERATIONCOMPLETED']._serialized_end=1109
+  _globals['_GENERATIONFAILED']._serialized_start=1111
+  _globals['_GENERATIONFAILED']._serialized_end=1198
+  _globals['_TRACKDELETED']._serialized_start=1200
+  _globals['_TRACKDELETED']._serialized_end=1248
+  _globals['_INTERACTIONSRECORDED']._serialized_start=1250
+  _globals['_INTERACTIONSRECORDED']._serialized_end=1361
+  _globals['_DEADLETTER']._serialized_start=1364
+  _globals['_DEADLETTER']._serialized_end=1582
 # @@protoc_insertion_point(module_scope)

@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TrackUploaded(_message.Message):
-    __slots__ = ("track_id", "audio_blob", "filename", "title", "source", "generation_id", "tenant")
+    __slots__ = ("track_id", "audio_blob", "filename", "title", "source", "generation_id", "tenant", "metadata")
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     AUDIO_BLOB_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class TrackUploaded(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     track_id: str
     audio_blob: _common_pb2.BlobRef
     filename: str
@@ -27,23 +28,26 @@ class TrackUploaded(_message.Message):
     source: _common_pb2.TrackSource
     generation_id: str
     tenant: str
-    def __init__(self, track_id: _Optional[str] = ..., audio_blob: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., filename: _Optional[str] = ..., title: _Optional[str] = ..., source: _Optional[_Union[_common_pb2.TrackSource, str]] = ..., generation_id: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
+    metadata: _common_pb2.TrackMetadata
+    def __init__(self, track_id: _Optional[str] = ..., audio_blob: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ..., filename: _Optional[str] = ..., title: _Optional[str] = ..., source: _Optional[_Union[_common_pb2.TrackSource, str]] = ..., generation_id: _Optional[str] = ..., tenant: _Optional[str] = ..., metadata: _Optional[_Union[_common_pb2.TrackMetadata, _Mapping]] = ...) -> None: ...
 
 class TrackAnalyzed(_message.Message):
-    __slots__ = ("track_id", "analysis", "source", "title", "generation_id", "tenant")
+    __slots__ = ("track_id", "analysis", "source", "title", "generation_id", "tenant", "metadata")
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     ANALYSIS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     track_id: str
     analysis: _common_pb2.TrackAnalysis
     source: _common_pb2.TrackSource
     title: str
     generation_id: str
     tenant: str
-    def __init__(self, track_id: _Optional[str] = ..., analysis: _Optional[_Union[_common_pb2.TrackAnalysis, _Mapping]] = ..., source: _Optional[_Union[_common_pb2.TrackSource, str]] = ..., title: _Optional[str] = ..., generation_id: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
+    metadata: _common_pb2.TrackMetadata
+    def __init__(self, track_id: _Optional[str] = ..., analysis: _Optional[_Union[_common_pb2.TrackAnalysis, _Mapping]] = ..., source: _Optional[_Union[_common_pb2.TrackSource, str]] = ..., title: _Optional[str] = ..., generation_id: _Optional[str] = ..., tenant: _Optional[str] = ..., metadata: _Optional[_Union[_common_pb2.TrackMetadata, _Mapping]] = ...) -> None: ...
 
 class TrackFailed(_message.Message):
     __slots__ = ("track_id", "stage", "code", "reason", "tenant")
@@ -100,6 +104,16 @@ class TrackDeleted(_message.Message):
     track_id: str
     tenant: str
     def __init__(self, track_id: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
+
+class InteractionsRecorded(_message.Message):
+    __slots__ = ("tenant", "interactions", "batch_id")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    INTERACTIONS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    interactions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Interaction]
+    batch_id: str
+    def __init__(self, tenant: _Optional[str] = ..., interactions: _Optional[_Iterable[_Union[_common_pb2.Interaction, _Mapping]]] = ..., batch_id: _Optional[str] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
     __slots__ = ("durable", "subject", "stream_sequence", "deliveries", "code", "reason", "ce_id", "ce_type", "data", "terminated_at")

@@ -13,14 +13,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class UploadMetadata(_message.Message):
-    __slots__ = ("filename", "title", "content_type")
+    __slots__ = ("filename", "title", "content_type", "artist", "composer", "album", "year", "genre", "tags")
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ARTIST_FIELD_NUMBER: _ClassVar[int]
+    COMPOSER_FIELD_NUMBER: _ClassVar[int]
+    ALBUM_FIELD_NUMBER: _ClassVar[int]
+    YEAR_FIELD_NUMBER: _ClassVar[int]
+    GENRE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     filename: str
     title: str
     content_type: str
-    def __init__(self, filename: _Optional[str] = ..., title: _Optional[str] = ..., content_type: _Optional[str] = ...) -> None: ...
+    artist: str
+    composer: str
+    album: str
+    year: int
+    genre: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, filename: _Optional[str] = ..., title: _Optional[str] = ..., content_type: _Optional[str] = ..., artist: _Optional[str] = ..., composer: _Optional[str] = ..., album: _Optional[str] = ..., year: _Optional[int] = ..., genre: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UploadTrackRequest(_message.Message):
     __slots__ = ("metadata", "chunk")
@@ -103,14 +115,16 @@ class GetGenerationResponse(_message.Message):
     def __init__(self, generation: _Optional[_Union[_generator_pb2.GenerationJob, _Mapping]] = ...) -> None: ...
 
 class SimilarTracksRequest(_message.Message):
-    __slots__ = ("track_id", "limit", "filter")
+    __slots__ = ("track_id", "limit", "filter", "diversity")
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    DIVERSITY_FIELD_NUMBER: _ClassVar[int]
     track_id: str
     limit: int
     filter: _recommender_pb2.TrackFilter
-    def __init__(self, track_id: _Optional[str] = ..., limit: _Optional[int] = ..., filter: _Optional[_Union[_recommender_pb2.TrackFilter, _Mapping]] = ...) -> None: ...
+    diversity: float
+    def __init__(self, track_id: _Optional[str] = ..., limit: _Optional[int] = ..., filter: _Optional[_Union[_recommender_pb2.TrackFilter, _Mapping]] = ..., diversity: _Optional[float] = ...) -> None: ...
 
 class SimilarTracksResponse(_message.Message):
     __slots__ = ("tracks",)
@@ -119,22 +133,62 @@ class SimilarTracksResponse(_message.Message):
     def __init__(self, tracks: _Optional[_Iterable[_Union[_recommender_pb2.ScoredTrack, _Mapping]]] = ...) -> None: ...
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("liked_track_ids", "disliked_track_ids", "limit", "filter")
+    __slots__ = ("liked_track_ids", "disliked_track_ids", "limit", "filter", "positive", "negative", "strategy", "attributes", "seed_tags", "diversity", "listener_id")
     LIKED_TRACK_IDS_FIELD_NUMBER: _ClassVar[int]
     DISLIKED_TRACK_IDS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    SEED_TAGS_FIELD_NUMBER: _ClassVar[int]
+    DIVERSITY_FIELD_NUMBER: _ClassVar[int]
+    LISTENER_ID_FIELD_NUMBER: _ClassVar[int]
     liked_track_ids: _containers.RepeatedScalarFieldContainer[str]
     disliked_track_ids: _containers.RepeatedScalarFieldContainer[str]
     limit: int
     filter: _recommender_pb2.TrackFilter
-    def __init__(self, liked_track_ids: _Optional[_Iterable[str]] = ..., disliked_track_ids: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., filter: _Optional[_Union[_recommender_pb2.TrackFilter, _Mapping]] = ...) -> None: ...
+    positive: _containers.RepeatedCompositeFieldContainer[_recommender_pb2.WeightedExample]
+    negative: _containers.RepeatedCompositeFieldContainer[_recommender_pb2.WeightedExample]
+    strategy: _recommender_pb2.RecommendStrategy
+    attributes: _containers.RepeatedCompositeFieldContainer[_recommender_pb2.AttributeTarget]
+    seed_tags: _containers.RepeatedScalarFieldContainer[str]
+    diversity: float
+    listener_id: str
+    def __init__(self, liked_track_ids: _Optional[_Iterable[str]] = ..., disliked_track_ids: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., filter: _Optional[_Union[_recommender_pb2.TrackFilter, _Mapping]] = ..., positive: _Optional[_Iterable[_Union[_recommender_pb2.WeightedExample, _Mapping]]] = ..., negative: _Optional[_Iterable[_Union[_recommender_pb2.WeightedExample, _Mapping]]] = ..., strategy: _Optional[_Union[_recommender_pb2.RecommendStrategy, str]] = ..., attributes: _Optional[_Iterable[_Union[_recommender_pb2.AttributeTarget, _Mapping]]] = ..., seed_tags: _Optional[_Iterable[str]] = ..., diversity: _Optional[float] = ..., listener_id: _Optional[str] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
     __slots__ = ("tracks",)
     TRACKS_FIELD_NUMBER: _ClassVar[int]
     tracks: _containers.RepeatedCompositeFieldContainer[_recommender_pb2.ScoredTrack]
     def __init__(self, tracks: _Optional[_Iterable[_Union[_recommender_pb2.ScoredTrack, _Mapping]]] = ...) -> None: ...
+
+class RecordInteractionsRequest(_message.Message):
+    __slots__ = ("interactions",)
+    INTERACTIONS_FIELD_NUMBER: _ClassVar[int]
+    interactions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Interaction]
+    def __init__(self, interactions: _Optional[_Iterable[_Union[_common_pb2.Interaction, _Mapping]]] = ...) -> None: ...
+
+class RejectedInteraction(_message.Message):
+    __slots__ = ("index", "field", "reason")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    field: str
+    reason: str
+    def __init__(self, index: _Optional[int] = ..., field: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RecordInteractionsResponse(_message.Message):
+    __slots__ = ("recorded", "rejected", "batch_id")
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    rejected: _containers.RepeatedCompositeFieldContainer[RejectedInteraction]
+    batch_id: str
+    def __init__(self, recorded: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectedInteraction, _Mapping]]] = ..., batch_id: _Optional[str] = ...) -> None: ...
 
 class DeleteTrackRequest(_message.Message):
     __slots__ = ("track_id",)

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from musicaas.gateway.v1 import gateway_pb2 as musicaas_dot_gateway_dot_v1_dot_gateway__pb2
+from musicaas.recommender.v1 import recommender_pb2 as musicaas_dot_recommender_dot_v1_dot_recommender__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -111,6 +112,31 @@ class GatewayServiceStub:
                 '/musicaas.gateway.v1.GatewayService/DeleteWebhook',
                 request_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteWebhookRequest.SerializeToString,
                 response_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteWebhookResponse.FromString,
+                _registered_method=True)
+        self.SearchTracks = channel.unary_unary(
+                '/musicaas.gateway.v1.GatewayService/SearchTracks',
+                request_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.SearchTracksRequest.SerializeToString,
+                response_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.SearchTracksResponse.FromString,
+                _registered_method=True)
+        self.DiscoverTracks = channel.unary_unary(
+                '/musicaas.gateway.v1.GatewayService/DiscoverTracks',
+                request_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.DiscoverTracksRequest.SerializeToString,
+                response_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.DiscoverTracksResponse.FromString,
+                _registered_method=True)
+        self.RecordInteractions = channel.unary_unary(
+                '/musicaas.gateway.v1.GatewayService/RecordInteractions',
+                request_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RecordInteractionsRequest.SerializeToString,
+                response_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RecordInteractionsResponse.FromString,
+                _registered_method=True)
+        self.RecommendForListener = channel.unary_unary(
+                '/musicaas.gateway.v1.GatewayService/RecommendForListener',
+                request_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendForListenerRequest.SerializeToString,
+                response_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendForListenerResponse.FromString,
+                _registered_method=True)
+        self.TrainListenerModel = channel.unary_unary(
+                '/musicaas.gateway.v1.GatewayService/TrainListenerModel',
+                request_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.TrainListenerModelRequest.SerializeToString,
+                response_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.TrainListenerModelResponse.FromString,
                 _registered_method=True)
 
 
@@ -232,6 +258,42 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchTracks(self, request, context):
+        """Free-text search over the tenant's tracks (tags, analysis and metadata), with filters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiscoverTracks(self, request, context):
+        """Discovery / context search from a target and positive-negative pairs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordInteractions(self, request, context):
+        """Records up to 1000 listener interactions; announced on music.<tenant>.interactions.recorded.
+        A malformed row is rejected with its index and reason, the others are recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecommendForListener(self, request, context):
+        """Recommendations for one listener (collaborative filtering and content taste, blended).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrainListenerModel(self, request, context):
+        """Retrains the tenant's listener model now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -309,6 +371,31 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.DeleteWebhook,
                     request_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteWebhookRequest.FromString,
                     response_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteWebhookResponse.SerializeToString,
+            ),
+            'SearchTracks': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchTracks,
+                    request_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.SearchTracksRequest.FromString,
+                    response_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.SearchTracksResponse.SerializeToString,
+            ),
+            'DiscoverTracks': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiscoverTracks,
+                    request_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.DiscoverTracksRequest.FromString,
+                    response_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.DiscoverTracksResponse.SerializeToString,
+            ),
+            'RecordInteractions': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordInteractions,
+                    request_deserializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RecordInteractionsRequest.FromString,
+                    response_serializer=musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RecordInteractionsResponse.SerializeToString,
+            ),
+            'RecommendForListener': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecommendForListener,
+                    request_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendForListenerRequest.FromString,
+                    response_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendForListenerResponse.SerializeToString,
+            ),
+            'TrainListenerModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrainListenerModel,
+                    request_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.TrainListenerModelRequest.FromString,
+                    response_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.TrainListenerModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -719,6 +806,141 @@ class GatewayService:
             '/musicaas.gateway.v1.GatewayService/DeleteWebhook',
             musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteWebhookRequest.SerializeToString,
             musicaas_dot_gateway_dot_v1_dot_gateway__pb2.DeleteWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchTracks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.gateway.v1.GatewayService/SearchTracks',
+            musicaas_dot_recommender_dot_v1_dot_recommender__pb2.SearchTracksRequest.SerializeToString,
+            musicaas_dot_recommender_dot_v1_dot_recommender__pb2.SearchTracksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiscoverTracks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.gateway.v1.GatewayService/DiscoverTracks',
+            musicaas_dot_recommender_dot_v1_dot_recommender__pb2.DiscoverTracksRequest.SerializeToString,
+            musicaas_dot_recommender_dot_v1_dot_recommender__pb2.DiscoverTracksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordInteractions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.gateway.v1.GatewayService/RecordInteractions',
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RecordInteractionsRequest.SerializeToString,
+            musicaas_dot_gateway_dot_v1_dot_gateway__pb2.RecordInteractionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecommendForListener(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.gateway.v1.GatewayService/RecommendForListener',
+            musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendForListenerRequest.SerializeToString,
+            musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendForListenerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrainListenerModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.gateway.v1.GatewayService/TrainListenerModel',
+            musicaas_dot_recommender_dot_v1_dot_recommender__pb2.TrainListenerModelRequest.SerializeToString,
+            musicaas_dot_recommender_dot_v1_dot_recommender__pb2.TrainListenerModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,25 +25,49 @@ _sym_db = _symbol_database.Default()
 from musicaas.common.v1 import common_pb2 as musicaas_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)musicaas/recommender/v1/recommender.proto\x12\x17musicaas.recommender.v1\x1a\x1fmusicaas/common/v1/common.proto\"\xcf\x01\n\x0bTrackFilter\x12\x1a\n\rtempo_min_bpm\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1a\n\rtempo_max_bpm\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x0b\n\x03key\x18\x03 \x01(\t\x12&\n\x04mode\x18\x04 \x01(\x0e\x32\x18.musicaas.common.v1.Mode\x12/\n\x06source\x18\x05 \x01(\x0e\x32\x1f.musicaas.common.v1.TrackSourceB\x10\n\x0e_tempo_min_bpmB\x10\n\x0e_tempo_max_bpm\"\xe1\x01\n\x0bScoredTrack\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0b\n\x03key\x18\x03 \x01(\t\x12&\n\x04mode\x18\x04 \x01(\x0e\x32\x18.musicaas.common.v1.Mode\x12\x11\n\ttempo_bpm\x18\x05 \x01(\x01\x12/\n\x06source\x18\x06 \x01(\x0e\x32\x1f.musicaas.common.v1.TrackSource\x12\r\n\x05title\x18\x07 \x01(\t\x12\x12\n\nduration_s\x18\x08 \x01(\x01\x12\x15\n\rloudness_lufs\x18\t \x01(\x01\"m\n\x14SimilarTracksRequest\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x34\n\x06\x66ilter\x18\x03 \x01(\x0b\x32$.musicaas.recommender.v1.TrackFilter\"M\n\x15SimilarTracksResponse\x12\x34\n\x06tracks\x18\x01 \x03(\x0b\x32$.musicaas.recommender.v1.ScoredTrack\"\x8c\x01\n\x10RecommendRequest\x12\x17\n\x0fliked_track_ids\x18\x01 \x03(\t\x12\x1a\n\x12\x64isliked_track_ids\x18\x02 \x03(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x34\n\x06\x66ilter\x18\x04 \x01(\x0b\x32$.musicaas.recommender.v1.TrackFilter\"I\n\x11RecommendResponse\x12\x34\n\x06tracks\x18\x01 \x03(\x0b\x32$.musicaas.recommender.v1.ScoredTrack2\xe8\x01\n\x12RecommenderService\x12n\n\rSimilarTracks\x12-.musicaas.recommender.v1.SimilarTracksRequest\x1a..musicaas.recommender.v1.SimilarTracksResponse\x12\x62\n\tRecommend\x12).musicaas.recommender.v1.RecommendRequest\x1a*.musicaas.recommender.v1.RecommendResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)musicaas/recommender/v1/recommender.proto\x12\x17musicaas.recommender.v1\x1a\x1fmusicaas/common/v1/common.proto\"s\n\x0f\x41ttributeTarget\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x06target\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03min\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x03max\x18\x04 \x01(\x01H\x02\x88\x01\x01\x42\t\n\x07_targetB\x06\n\x04_minB\x06\n\x04_max\"\xdb\x02\n\x0bTrackFilter\x12\x1a\n\rtempo_min_bpm\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1a\n\rtempo_max_bpm\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x0b\n\x03key\x18\x03 \x01(\t\x12&\n\x04mode\x18\x04 \x01(\x0e\x32\x18.musicaas.common.v1.Mode\x12/\n\x06source\x18\x05 \x01(\x0e\x32\x1f.musicaas.common.v1.TrackSource\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12\x0e\n\x06\x61rtist\x18\x07 \x01(\t\x12\x10\n\x08\x63omposer\x18\x08 \x01(\t\x12\r\n\x05\x61lbum\x18\t \x01(\t\x12\r\n\x05genre\x18\n \x01(\t\x12<\n\nattributes\x18\x0b \x03(\x0b\x32(.musicaas.recommender.v1.AttributeTargetB\x10\n\x0e_tempo_min_bpmB\x10\n\x0e_tempo_max_bpm\"\x89\x03\n\x0bScoredTrack\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0b\n\x03key\x18\x03 \x01(\t\x12&\n\x04mode\x18\x04 \x01(\x0e\x32\x18.musicaas.common.v1.Mode\x12\x11\n\ttempo_bpm\x18\x05 \x01(\x01\x12/\n\x06source\x18\x06 \x01(\x0e\x32\x1f.musicaas.common.v1.TrackSource\x12\r\n\x05title\x18\x07 \x01(\t\x12\x12\n\nduration_s\x18\x08 \x01(\x01\x12\x15\n\rloudness_lufs\x18\t \x01(\x01\x12*\n\x04tags\x18\n \x03(\x0b\x32\x1c.musicaas.common.v1.TagScore\x12\x33\n\x08metadata\x18\x0b \x01(\x0b\x32!.musicaas.common.v1.TrackMetadata\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x0e\n\x06\x65nergy\x18\r \x01(\x01\x12\x14\n\x0c\x64\x61nceability\x18\x0e \x01(\x01\x12\x0f\n\x07valence\x18\x0f \x01(\x01\"\x80\x01\n\x14SimilarTracksRequest\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x34\n\x06\x66ilter\x18\x03 \x01(\x0b\x32$.musicaas.recommender.v1.TrackFilter\x12\x11\n\tdiversity\x18\x04 \x01(\x01\"M\n\x15SimilarTracksResponse\x12\x34\n\x06tracks\x18\x01 \x03(\x0b\x32$.musicaas.recommender.v1.ScoredTrack\"3\n\x0fWeightedExample\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\"\xbb\x03\n\x10RecommendRequest\x12\x17\n\x0fliked_track_ids\x18\x01 \x03(\t\x12\x1a\n\x12\x64isliked_track_ids\x18\x02 \x03(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x34\n\x06\x66ilter\x18\x04 \x01(\x0b\x32$.musicaas.recommender.v1.TrackFilter\x12:\n\x08positive\x18\x05 \x03(\x0b\x32(.musicaas.recommender.v1.WeightedExample\x12:\n\x08negative\x18\x06 \x03(\x0b\x32(.musicaas.recommender.v1.WeightedExample\x12<\n\x08strategy\x18\x07 \x01(\x0e\x32*.musicaas.recommender.v1.RecommendStrategy\x12<\n\nattributes\x18\x08 \x03(\x0b\x32(.musicaas.recommender.v1.AttributeTarget\x12\x11\n\tseed_tags\x18\t \x03(\t\x12\x11\n\tdiversity\x18\n \x01(\x01\x12\x13\n\x0blistener_id\x18\x0b \x01(\t\"I\n\x11RecommendResponse\x12\x34\n\x06tracks\x18\x01 \x03(\x0b\x32$.musicaas.recommender.v1.ScoredTrack\"{\n\x13SearchTracksRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x34\n\x06\x66ilter\x18\x03 \x01(\x0b\x32$.musicaas.recommender.v1.TrackFilter\x12\x11\n\tdiversity\x18\x04 \x01(\x01\"L\n\x14SearchTracksResponse\x12\x34\n\x06tracks\x18\x01 \x03(\x0b\x32$.musicaas.recommender.v1.ScoredTrack\"C\n\x0b\x43ontextPair\x12\x19\n\x11positive_track_id\x18\x01 \x01(\t\x12\x19\n\x11negative_track_id\x18\x02 \x01(\t\"\xac\x01\n\x15\x44iscoverTracksRequest\x12\x17\n\x0ftarget_track_id\x18\x01 \x01(\t\x12\x35\n\x07\x63ontext\x18\x02 \x03(\x0b\x32$.musicaas.recommender.v1.ContextPair\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x34\n\x06\x66ilter\x18\x04 \x01(\x0b\x32$.musicaas.recommender.v1.TrackFilter\"N\n\x16\x44iscoverTracksResponse\x12\x34\n\x06tracks\x18\x01 \x03(\x0b\x32$.musicaas.recommender.v1.ScoredTrack\"\xe0\x01\n\x1bRecommendForListenerRequest\x12\x13\n\x0blistener_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x34\n\x06\x66ilter\x18\x03 \x01(\x0b\x32$.musicaas.recommender.v1.TrackFilter\x12<\n\nattributes\x18\x04 \x03(\x0b\x32(.musicaas.recommender.v1.AttributeTarget\x12\x11\n\tdiversity\x18\x05 \x01(\x01\x12\x16\n\x0einclude_played\x18\x06 \x01(\x08\"\x9f\x01\n\x1cRecommendForListenerResponse\x12\x34\n\x06tracks\x18\x01 \x03(\x0b\x32$.musicaas.recommender.v1.ScoredTrack\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x1c\n\x14\x63ollaborative_weight\x18\x03 \x01(\x01\x12\x14\n\x0cinteractions\x18\x04 \x01(\x03\"\x1b\n\x19TrainListenerModelRequest\"l\n\x1aTrainListenerModelResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x11\n\tlisteners\x18\x02 \x01(\x03\x12\x0e\n\x06tracks\x18\x03 \x01(\x03\x12\x14\n\x0cinteractions\x18\x04 \x01(\x03*\xa4\x01\n\x11RecommendStrategy\x12\"\n\x1eRECOMMEND_STRATEGY_UNSPECIFIED\x10\x00\x12%\n!RECOMMEND_STRATEGY_AVERAGE_VECTOR\x10\x01\x12!\n\x1dRECOMMEND_STRATEGY_BEST_SCORE\x10\x02\x12!\n\x1dRECOMMEND_STRATEGY_SUM_SCORES\x10\x03\x32\xcd\x05\n\x12RecommenderService\x12n\n\rSimilarTracks\x12-.musicaas.recommender.v1.SimilarTracksRequest\x1a..musicaas.recommender.v1.SimilarTracksResponse\x12\x62\n\tRecommend\x12).musicaas.recommender.v1.RecommendRequest\x1a*.musicaas.recommender.v1.RecommendResponse\x12k\n\x0cSearchTracks\x12,.musicaas.recommender.v1.SearchTracksRequest\x1a-.musicaas.recommender.v1.SearchTracksResponse\x12q\n\x0e\x44iscoverTracks\x12..musicaas.recommender.v1.DiscoverTracksRequest\x1a/.musicaas.recommender.v1.DiscoverTracksResponse\x12\x83\x01\n\x14RecommendForListener\x12\x34.musicaas.recommender.v1.RecommendForListenerRequest\x1a\x35.musicaas.recommender.v1.RecommendForListenerResponse\x12}\n\x12TrainListenerModel\x12\x32.musicaas.recommender.v1.TrainListenerModelRequest\x1a\x33.musicaas.recommender.v1.TrainListenerModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'musicaas.recommender.v1.recommender_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRACKFILTER']._serialized_start=104
-  _globals['_TRACKFILTER']._serialized_end=311
-  _globals['_SCOREDTRACK']._serialized_start=314
-  _globals['_SCOREDTRACK']._serialized_end=539
-  _globals['_SIMILARTRACKSREQUEST']._serialized_start=541
-  _globals['_SIMILARTRACKSREQUEST']._serialized_end=650
-  _globals['_SIMILARTRACKSRESPONSE']._serialized_start=652
-  _globals['_SIMILARTRACKSRESPONSE']._serialized_end=729
-  _globals['_RECOMMENDREQUEST']._serialized_start=732
-  _globals['_RECOMMENDREQUEST']._serialized_end=872
-  _globals['_RECOMMENDRESPONSE']._serialized_start=874
-  _globals['_RECOMMENDRESPONSE']._serialized_end=947
-  _globals['_RECOMMENDERSERVICE']._serialized_start=950
-  _globals['_RECOMMENDERSERVICE']._serialized_end=1182
+  _globals['_RECOMMENDSTRATEGY']._serialized_start=2806
+  _globals['_RECOMMENDSTRATEGY']._serialized_end=2970
+  _globals['_ATTRIBUTETARGET']._serialized_start=103
+  _globals['_ATTRIBUTETARGET']._serialized_end=218
+  _globals['_TRACKFILTER']._serialized_start=221
+  _globals['_TRACKFILTER']._serialized_end=568
+  _globals['_SCOREDTRACK']._serialized_start=571
+  _globals['_SCOREDTRACK']._serialized_end=964
+  _globals['_SIMILARTRACKSREQUEST']._serialized_start=967
+  _globals['_SIMILARTRACKSREQUEST']._serialized_end=1095
+  _globals['_SIMILARTRACKSRESPONSE']._serialized_start=1097
+  _globals['_SIMILARTRACKSRESPONSE']._serialized_end=1174
+  _globals['_WEIGHTEDEXAMPLE']._serialized_start=1176
+  _globals['_WEIGHTEDEXAMPLE']._serialized_end=1227
+  _globals['_RECOMMENDREQUEST']._serialized_start=1230
+  _globals['_RECOMMENDREQUEST']._serialized_end=1673
+  _globals['_RECOMMENDRESPONSE']._serialized_start=1675
+  _globals['_RECOMMENDRESPONSE']._serialized_end=1748
+  _globals['_SEARCHTRACKSREQUEST']._serialized_start=1750
+  _globals['_SEARCHTRACKSREQUEST']._serialized_end=1873
+  _globals['_SEARCHTRACKSRESPONSE']._serialized_start=1875
+  _globals['_SEARCHTRACKSRESPONSE']._serialized_end=1951
+  _globals['_CONTEXTPAIR']._serialized_start=1953
+  _globals['_CONTEXTPAIR']._serialized_end=2020
+  _globals['_DISCOVERTRACKSREQUEST']._serialized_start=2023
+  _globals['_DISCOVERTRACKSREQUEST']._serialized_end=2195
+  _globals['_DISCOVERTRACKSRESPONSE']._serialized_start=2197
+  _globals['_DISCOVERTRACKSRESPONSE']._serialized_end=2275
+  _globals['_RECOMMENDFORLISTENERREQUEST']._serialized_start=2278
+  _globals['_RECOMMENDFORLISTENERREQUEST']._serialized_end=2502
+  _globals['_RECOMMENDFORLISTENERRESPONSE']._serialized_start=2505
+  _globals['_RECOMMENDFORLISTENERRESPONSE']._serialized_end=2664
+  _globals['_TRAINLISTENERMODELREQUEST']._serialized_start=2666
+  _globals['_TRAINLISTENERMODELREQUEST']._serialized_end=2693
+  _globals['_TRAINLISTENERMODELRESPONSE']._serialized_start=2695
+  _globals['_TRAINLISTENERMODELRESPONSE']._serialized_end=2803
+  _globals['_RECOMMENDERSERVICE']._serialized_start=2973
+  _globals['_RECOMMENDERSERVICE']._serialized_end=3690
 # @@protoc_insertion_point(module_scope)

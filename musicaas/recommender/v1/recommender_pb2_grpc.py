@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class RecommenderServiceStub:
-    """Finds similar tracks and recommends tracks from the vector index.
+    """Finds similar tracks, searches and recommends tracks from the vector index, and recommends
+    for listeners from their interactions. Every call is the calling tenant's.
     """
 
     def __init__(self, channel):
@@ -45,10 +46,31 @@ class RecommenderServiceStub:
                 request_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendRequest.SerializeToString,
                 response_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendResponse.FromString,
                 _registered_method=True)
+        self.SearchTracks = channel.unary_unary(
+                '/musicaas.recommender.v1.RecommenderService/SearchTracks',
+                request_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.SearchTracksRequest.SerializeToString,
+                response_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.SearchTracksResponse.FromString,
+                _registered_method=True)
+        self.DiscoverTracks = channel.unary_unary(
+                '/musicaas.recommender.v1.RecommenderService/DiscoverTracks',
+                request_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.DiscoverTracksRequest.SerializeToString,
+                response_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.DiscoverTracksResponse.FromString,
+                _registered_method=True)
+        self.RecommendForListener = channel.unary_unary(
+                '/musicaas.recommender.v1.RecommenderService/RecommendForListener',
+                request_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendForListenerRequest.SerializeToString,
+                response_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendForListenerResponse.FromString,
+                _registered_method=True)
+        self.TrainListenerModel = channel.unary_unary(
+                '/musicaas.recommender.v1.RecommenderService/TrainListenerModel',
+                request_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.TrainListenerModelRequest.SerializeToString,
+                response_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.TrainListenerModelResponse.FromString,
+                _registered_method=True)
 
 
 class RecommenderServiceServicer:
-    """Finds similar tracks and recommends tracks from the vector index.
+    """Finds similar tracks, searches and recommends tracks from the vector index, and recommends
+    for listeners from their interactions. Every call is the calling tenant's.
     """
 
     def SimilarTracks(self, request, context):
@@ -59,7 +81,39 @@ class RecommenderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Recommend(self, request, context):
-        """Tracks near the liked examples and away from the disliked ones, excluding all of them.
+        """Tracks near the positive examples and away from the negative ones (weighted), seed tags
+        and a listener's taste, with attribute targets; excluding every example.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchTracks(self, request, context):
+        """Free-text search ("calm piano piece in a minor key") over descriptions made from each
+        track's tags, analysis and metadata: dense text embedding and BM25, fused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiscoverTracks(self, request, context):
+        """Discovery / context search: near a target, inside the region that the positive-negative
+        pairs mark out (Qdrant's discover query; context only when there is no target).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecommendForListener(self, request, context):
+        """Recommendations for one listener: collaborative filtering blended with the listener's
+        content taste profile by how much the listener has done.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrainListenerModel(self, request, context):
+        """Retrains the tenant's collaborative-filtering model now (it is also retrained on a schedule).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -78,6 +132,26 @@ def add_RecommenderServiceServicer_to_server(servicer, server):
                     request_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendRequest.FromString,
                     response_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendResponse.SerializeToString,
             ),
+            'SearchTracks': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchTracks,
+                    request_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.SearchTracksRequest.FromString,
+                    response_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.SearchTracksResponse.SerializeToString,
+            ),
+            'DiscoverTracks': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiscoverTracks,
+                    request_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.DiscoverTracksRequest.FromString,
+                    response_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.DiscoverTracksResponse.SerializeToString,
+            ),
+            'RecommendForListener': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecommendForListener,
+                    request_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendForListenerRequest.FromString,
+                    response_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendForListenerResponse.SerializeToString,
+            ),
+            'TrainListenerModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrainListenerModel,
+                    request_deserializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.TrainListenerModelRequest.FromString,
+                    response_serializer=musicaas_dot_recommender_dot_v1_dot_recommender__pb2.TrainListenerModelResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'musicaas.recommender.v1.RecommenderService', rpc_method_handlers)
@@ -87,7 +161,8 @@ def add_RecommenderServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RecommenderService:
-    """Finds similar tracks and recommends tracks from the vector index.
+    """Finds similar tracks, searches and recommends tracks from the vector index, and recommends
+    for listeners from their interactions. Every call is the calling tenant's.
     """
 
     @staticmethod
@@ -134,6 +209,114 @@ class RecommenderService:
             '/musicaas.recommender.v1.RecommenderService/Recommend',
             musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendRequest.SerializeToString,
             musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchTracks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.recommender.v1.RecommenderService/SearchTracks',
+            musicaas_dot_recommender_dot_v1_dot_recommender__pb2.SearchTracksRequest.SerializeToString,
+            musicaas_dot_recommender_dot_v1_dot_recommender__pb2.SearchTracksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiscoverTracks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.recommender.v1.RecommenderService/DiscoverTracks',
+            musicaas_dot_recommender_dot_v1_dot_recommender__pb2.DiscoverTracksRequest.SerializeToString,
+            musicaas_dot_recommender_dot_v1_dot_recommender__pb2.DiscoverTracksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecommendForListener(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.recommender.v1.RecommenderService/RecommendForListener',
+            musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendForListenerRequest.SerializeToString,
+            musicaas_dot_recommender_dot_v1_dot_recommender__pb2.RecommendForListenerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrainListenerModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/musicaas.recommender.v1.RecommenderService/TrainListenerModel',
+            musicaas_dot_recommender_dot_v1_dot_recommender__pb2.TrainListenerModelRequest.SerializeToString,
+            musicaas_dot_recommender_dot_v1_dot_recommender__pb2.TrainListenerModelResponse.FromString,
             options,
             channel_credentials,
             insecure,
