@@ -96,6 +96,7 @@ TRACKS_DELETED = "tracks.deleted"
 GENERATIONS_REQUESTED = "generations.requested"
 GENERATIONS_COMPLETED = "generations.completed"
 GENERATIONS_FAILED = "generations.failed"
+INTERACTIONS_RECORDED = "interactions.recorded"
 
 
 def subject_for(kind: str, tenant: str) -> str:
@@ -129,6 +130,7 @@ EVENT_TYPES = {
     GENERATIONS_REQUESTED: "io.musicaas.generations.requested.v1",
     GENERATIONS_COMPLETED: "io.musicaas.generations.completed.v1",
     GENERATIONS_FAILED: "io.musicaas.generations.failed.v1",
+    INTERACTIONS_RECORDED: "io.musicaas.interactions.recorded.v1",
 }
 
 BLOB_BUCKET = "blobs"

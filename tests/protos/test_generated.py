@@ -83,6 +83,6 @@ def test_every_event_names_its_tenant():
     from musicaas.events.v1 import events_pb2
 
     events = [m for name, m in events_pb2.DESCRIPTOR.message_types_by_name.items() if name != "DeadLetter"]
-    assert len(events) == 7
+    assert len(events) == 8
     for message in events:
         assert message.fields_by_name["tenant"].type == message.fields_by_name["tenant"].TYPE_STRING, message.name
