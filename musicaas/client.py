@@ -8,6 +8,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -197,33 +198,52 @@ class GatewayClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def upload_bytes(self, data: bytes, *, filename: str, title: str = "") -> gateway_pb2.UploadTrackResponse:
-        """Upload ``data`` in 512 KiB chunks after the metadata. Raises ``grpc.RpcError`` (INVALID_ARGUMENT for empty or non-audio data, RESOURCE_EXHAUSTED over the size limit)."""
+    @staticmethod
+    def upload_metadata(*, filename: str, title: str = "", artist: str = "", composer: str = "", album: str = "",
+                        year: int = 0, genre: str = "", tags: Sequence[str] = ()) -> gateway_pb2.UploadMetadata:
+        """The first message of an upload. Fields left empty (or ``year`` 0) are read by the
+        analyzer from the file's own tags; the gateway checks the bounds (text at most 512
+        characters, ``year`` 0 or 1-9999, at most 32 ``tags`` of 1-64 characters) and answers
+        INVALID_ARGUMENT naming the field."""
+        return gateway_pb2.UploadMetadata(filename=filename, title=title, artist=artist, composer=composer,
+                                          album=album, year=int(year), genre=genre, tags=list(tags))
+
+    def upload_bytes(self, data: bytes, *, filename: str, title: str = "", **metadata) -> gateway_pb2.UploadTrackResponse:
+        """Upload ``data`` in 512 KiB chunks after the metadata (``metadata``: the keyword
+        arguments of :meth:`upload_metadata`: ``artist``, ``composer``, ``album``, ``year``,
+        ``genre``, ``tags``). Raises ``grpc.RpcError`` (INVALID_ARGUMENT for empty or non-audio
+        data or metadata out of bounds, RESOURCE_EXHAUSTED over the size limit)."""
+        first = self.upload_metadata(filename=filename, title=title, **metadata)
+
         def messages():
-            yield gateway_pb2.UploadTrackRequest(metadata=gateway_pb2.UploadMetadata(filename=filename, title=title))
+            yield gateway_pb2.UploadTrackRequest(metadata=first)
             for i in range(0, len(data), CHUNK_BYTES):
                 yield gateway_pb2.UploadTrackRequest(chunk=data[i : i + CHUNK_BYTES])
 
         return self.stub.UploadTrack(messages(), metadata=self.metadata, timeout=self.timeout_s)
 
     def upload_stream(
-        self, file: BinaryIO, *, filename: str, title: str = "", timeout_s: float | None = None,
+        self, file: BinaryIO, *, filename: str, title: str = "", timeout_s: float | None = None, **metadata,
     ) -> gateway_pb2.UploadTrackResponse:
         """Upload what ``file`` (a binary file object) holds from its position, read and sent in
         512 KiB chunks as the call goes, so that memory stays bounded whatever the size.
-        ``timeout_s`` is the call's deadline (default: the client's). Raises ``grpc.RpcError``
-        as :meth:`upload_bytes`."""
+        ``timeout_s`` is the call's deadline (default: the client's); ``metadata`` as in
+        :meth:`upload_bytes`. Raises ``grpc.RpcError`` as :meth:`upload_bytes`."""
+        first = self.upload_metadata(filename=filename, title=title, **metadata)
+
         def messages():
-            yield gateway_pb2.UploadTrackRequest(metadata=gateway_pb2.UploadMetadata(filename=filename, title=title))
+            yield gateway_pb2.UploadTrackRequest(metadata=first)
             while chunk := file.read(CHUNK_BYTES):
                 yield gateway_pb2.UploadTrackRequest(chunk=chunk)
 
         return self.stub.UploadTrack(messages(), metadata=self.metadata,
                                      timeout=self.timeout_s if timeout_s is None else timeout_s)
 
-    def upload_file(self, path: Path, *, title: str = "") -> gateway_pb2.UploadTrackResponse:
-        """Upload the file at ``path`` (its name is the container hint, its stem the default title)."""
-        return self.upload_bytes(Path(path).read_bytes(), filename=Path(path).name, title=title or Path(path).stem)
+    def upload_file(self, path: Path, *, title: str = "", **metadata) -> gateway_pb2.UploadTrackResponse:
+        """Upload the file at ``path`` (its name is the container hint; the title, when not
+        given, comes from the file's own title tag, else its name); ``metadata`` as in
+        :meth:`upload_bytes`."""
+        return self.upload_bytes(Path(path).read_bytes(), filename=Path(path).name, title=title, **metadata)
 
     def get_track(self, track_id: str) -> common_pb2.Track:
         """State and analysis of one track. Raises ``grpc.RpcError`` NOT_FOUND for an unknown id."""
@@ -354,14 +374,137 @@ class GatewayClient:
             job = self.get_generation(generation_id, include_data=True)
         return job
 
-    def similar(self, track_id: str, *, limit: int = 10, flt: recommender_pb2.TrackFilter | None = None):
-        """Up to ``limit`` (1-100) indexed tracks nearest to ``track_id`` by cosine similarity of embeddings, best first."""
-        request = gateway_pb2.SimilarTracksRequest(track_id=track_id, limit=limit)
+    def similar(self, track_id: str, *, limit: int = 10, flt: recommender_pb2.TrackFilter | None = None,
+                diversity: float = 0.0):
+        """Up to ``limit`` (1-100) indexed tracks nearest to ``track_id`` by cosine similarity of
+        embeddings, best first; ``diversity`` in [0, 1] re-ranks by maximal marginal relevance."""
+        request = gateway_pb2.SimilarTracksRequest(track_id=track_id, limit=limit, diversity=diversity)
         if flt is not None:
             request.filter.CopyFrom(flt)
         return self.stub.SimilarTracks(request, metadata=self.metadata, timeout=30).tracks
 
-    def recommend(self, *, liked: list[str], disliked: list[str] = (), limit: int = 10):
-        """Up to ``limit`` tracks near the ``liked`` ones and away from the ``disliked`` ones (Qdrant best_score), best first."""
-        request = gateway_pb2.RecommendRequest(liked_track_ids=liked, disliked_track_ids=list(disliked), limit=limit)
+    def recommend(
+        self, *, liked: list[str] = (), disliked: list[str] = (), limit: int = 10,
+        positive: list[tuple[str, float]] = (), negative: list[tuple[str, float]] = (),
+        strategy: str = "", attributes: list[recommender_pb2.AttributeTarget] = (),
+        seed_tags: list[str] = (), diversity: float = 0.0, listener_id: str = "",
+        flt: recommender_pb2.TrackFilter | None = None,
+    ):
+        """Up to ``limit`` tracks near the liked / positive examples and away from the disliked /
+        negative ones, best first. ``positive`` and ``negative`` are ``(track id, weight)``
+        pairs; ``strategy`` is ``average_vector``, ``best_score`` (default) or ``sum_scores``;
+        ``attributes`` are targets and bounds (:func:`attribute_targets`)."""
+        request = gateway_pb2.RecommendRequest(
+            liked_track_ids=list(liked), disliked_track_ids=list(disliked), limit=limit,
+            positive=[recommender_pb2.WeightedExample(track_id=t, weight=w) for t, w in positive],
+            negative=[recommender_pb2.WeightedExample(track_id=t, weight=w) for t, w in negative],
+            strategy=strategy_value(strategy), attributes=list(attributes), seed_tags=list(seed_tags),
+            diversity=diversity, listener_id=listener_id,
+        )
+        if flt is not None:
+            request.filter.CopyFrom(flt)
         return self.stub.Recommend(request, metadata=self.metadata, timeout=30).tracks
+
+    def search(self, text: str, *, limit: int = 10, diversity: float = 0.0,
+               flt: recommender_pb2.TrackFilter | None = None):
+        """Free-text search over the tenant's tracks (tags, analysis, metadata), best first."""
+        request = recommender_pb2.SearchTracksRequest(text=text, limit=limit, diversity=diversity)
+        if flt is not None:
+            request.filter.CopyFrom(flt)
+        return self.stub.SearchTracks(request, metadata=self.metadata, timeout=30).tracks
+
+    def discover(self, *, target: str = "", context: list[tuple[str, str]], limit: int = 10,
+                 flt: recommender_pb2.TrackFilter | None = None):
+        """Discovery (``target`` set) or context search: ``context`` is (positive, negative) track id pairs."""
+        request = recommender_pb2.DiscoverTracksRequest(
+            target_track_id=target, limit=limit,
+            context=[recommender_pb2.ContextPair(positive_track_id=p, negative_track_id=n) for p, n in context],
+        )
+        if flt is not None:
+            request.filter.CopyFrom(flt)
+        return self.stub.DiscoverTracks(request, metadata=self.metadata, timeout=30).tracks
+
+    def record_interactions(self, rows: list[common_pb2.Interaction]) -> gateway_pb2.RecordInteractionsResponse:
+        """Record up to 1000 interactions; ``.recorded`` and ``.rejected`` (index, field, reason) per row."""
+        return self.stub.RecordInteractions(gateway_pb2.RecordInteractionsRequest(interactions=rows),
+                                            metadata=self.metadata, timeout=60)
+
+    def recommend_for_listener(
+        self, listener_id: str, *, limit: int = 10, diversity: float = 0.0, include_played: bool = False,
+        attributes: list[recommender_pb2.AttributeTarget] = (), flt: recommender_pb2.TrackFilter | None = None,
+    ) -> recommender_pb2.RecommendForListenerResponse:
+        """Recommendations for one listener: ``.tracks`` (each with its ``reason``), ``.model_version``,
+        ``.collaborative_weight``, ``.interactions``."""
+        request = recommender_pb2.RecommendForListenerRequest(
+            listener_id=listener_id, limit=limit, diversity=diversity, include_played=include_played,
+            attributes=list(attributes),
+        )
+        if flt is not None:
+            request.filter.CopyFrom(flt)
+        return self.stub.RecommendForListener(request, metadata=self.metadata, timeout=30)
+
+    def train_listener_model(self) -> recommender_pb2.TrainListenerModelResponse:
+        """Retrain the tenant's listener model now; the version that went live."""
+        return self.stub.TrainListenerModel(recommender_pb2.TrainListenerModelRequest(), metadata=self.metadata,
+                                            timeout=300)
+
+
+#: Wire values of the recommend strategies, by their Qdrant names.
+STRATEGIES = {
+    "": recommender_pb2.RECOMMEND_STRATEGY_UNSPECIFIED,
+    "average_vector": recommender_pb2.RECOMMEND_STRATEGY_AVERAGE_VECTOR,
+    "best_score": recommender_pb2.RECOMMEND_STRATEGY_BEST_SCORE,
+    "sum_scores": recommender_pb2.RECOMMEND_STRATEGY_SUM_SCORES,
+}
+
+#: Wire values of the interaction types, by their lower-case names (``play``, ``skip``, ...).
+INTERACTION_EVENTS = {
+    common_pb2.InteractionType.Name(v)[len("INTERACTION_TYPE_"):].lower(): v
+    for v in common_pb2.InteractionType.values() if v
+}
+
+
+def strategy_value(name: str) -> int:
+    """The wire value of a strategy name; ValueError for an unknown one."""
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}: expected one of {', '.join(s for s in STRATEGIES if s)}") from None
+
+
+def attribute_targets(*, target: dict[str, float] = None, minimum: dict[str, float] = None,
+                      maximum: dict[str, float] = None) -> list[recommender_pb2.AttributeTarget]:
+    """Attribute targets and bounds, one entry per attribute name (``tempo_bpm``, ``energy``,
+    ``danceability``, ``valence``, ``loudness_lufs``, ``duration_s``, ``key``, ``mode``, ``year``)."""
+    out: dict[str, recommender_pb2.AttributeTarget] = {}
+    for part, values in (("target", target), ("min", minimum), ("max", maximum)):
+        for name, value in (values or {}).items():
+            setattr(out.setdefault(name, recommender_pb2.AttributeTarget(name=name)), part, float(value))
+    return list(out.values())
+
+
+def scored_record(t: recommender_pb2.ScoredTrack) -> dict:
+    """A result as a JSON-ready dict: id, score, title, tags (``{name, score}``, best first),
+    key, mode, tempo, attributes, metadata and the reason that chose it."""
+    meta = t.metadata
+    return {
+        "track_id": t.track_id,
+        "score": round(t.score, 4),
+        "title": t.title or meta.title,
+        "tags": [{"name": g.name, "score": round(g.score, 4)} for g in t.tags],
+        "key": t.key or None,
+        "mode": {common_pb2.MODE_MAJOR: "major", common_pb2.MODE_MINOR: "minor"}.get(t.mode),
+        "tempo_bpm": round(t.tempo_bpm, 2),
+        "source": common_pb2.TrackSource.Name(t.source)[len("TRACK_SOURCE_"):].lower(),
+        "duration_s": round(t.duration_s, 3),
+        "loudness_lufs": json_float(t.loudness_lufs, 2),
+        "energy": round(t.energy, 4),
+        "danceability": round(t.danceability, 4),
+        "valence": round(t.valence, 4),
+        "artist": meta.artist or None,
+        "composer": meta.composer or None,
+        "album": meta.album or None,
+        "genre": meta.genre or None,
+        "year": meta.year or None,
+        "reason": t.reason or None,
+    }

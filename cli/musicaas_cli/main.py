@@ -7,7 +7,12 @@
     musicaas demo [--out DIR] [--audio DIR] [--chorales N]      the main job on real music
     musicaas analyze FILE... [--json] [--jobs N] [--plot DIR]   upload, wait for analysis
     musicaas generate --key "D minor" [--tempo 90] [--bars 8] ... --out DIR [--json]
-    musicaas similar TRACK_ID [--limit K] [--json]
+    musicaas similar TRACK_ID [--limit K] [--diversity D] [--json]
+    musicaas search "TEXT" [--limit K] [--diversity D] [--json]   free-text search
+    musicaas recommend [--like ID[:W]]... [--dislike ID[:W]]... [--strategy S] [--target N=V]...
+                       [--min N=V]... [--max N=V]... [--seed-tag T]... [--listener L] [--json]
+    musicaas discover [--target ID] --context POS:NEG... [--json]
+    musicaas interactions add --listener L --event E [--played-s S] TRACK_ID... | import FILE.jsonl | train
     musicaas list [--state S]... [--json]                        the tenant's tracks
     musicaas delete TRACK_ID...                                 delete tracks (idempotent)
     musicaas usage [--from DAY] [--to DAY] [--json]             the tenant's usage per day and its limits
@@ -39,14 +44,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from musicaas.client import (
-    GatewayClient, NoApiKey, analysis_record, gateway_addr, json_float, resolve_api_key, rpc_error_text,
+    GatewayClient, NoApiKey, analysis_record, gateway_addr, resolve_api_key, rpc_error_text,
 )
 from musicaas.common.v1 import common_pb2
 from musicaas.generator.v1 import generator_pb2
 from musicaas.runtime.logging import configure_logging
-from musicaas.runtime.protoconv import mode_name, source_name
+from musicaas.runtime.protoconv import mode_name
 from musicaas.runtime.tls import TlsFiles
 from musicaas_cli.demo import run_demo
+from musicaas_cli import discovery
 from musicaas_cli.stack import (
     GaveUp, LocalStack, RestartPolicy, StackFailed, StackPorts, StartInterrupted, read_stack_status,
 )
@@ -390,33 +396,28 @@ def cmd_generate(args) -> int:
 
 
 def cmd_similar(args) -> int:
-    """``musicaas similar``: tracks similar to one track."""
-    with _client(args) as client:
-        try:
-            tracks = client.similar(args.track_id, limit=args.limit)
-        except grpc.RpcError as exc:
-            print(json.dumps({"error": rpc_error_text(exc)}) if args.json else f"error: {rpc_error_text(exc)}")
-            return 1
-    rows = [
-        {
-            "track_id": t.track_id,
-            "score": round(t.score, 4),
-            "title": t.title,
-            "key": t.key or None,
-            "mode": mode_name(t.mode),
-            "tempo_bpm": round(t.tempo_bpm, 2),
-            "source": source_name(t.source),
-            "duration_s": round(t.duration_s, 3),
-            "loudness_lufs": json_float(t.loudness_lufs, 2),
-        }
-        for t in tracks
-    ]
-    if args.json:
-        print(json.dumps(rows))
-    else:
-        for r in rows:
-            print(f"{r['score']:.3f}  {r['track_id']}  {r['key']} {r['mode']}  {r['tempo_bpm']:.0f} BPM  {r['title']}")
-    return 0
+    """``musicaas similar`` (:func:`musicaas_cli.discovery.cmd_similar`)."""
+    return discovery.cmd_similar(args, _client)
+
+
+def cmd_search(args) -> int:
+    """``musicaas search`` (:func:`musicaas_cli.discovery.cmd_search`)."""
+    return discovery.cmd_search(args, _client)
+
+
+def cmd_recommend(args) -> int:
+    """``musicaas recommend`` (:func:`musicaas_cli.discovery.cmd_recommend`)."""
+    return discovery.cmd_recommend(args, _client)
+
+
+def cmd_discover(args) -> int:
+    """``musicaas discover`` (:func:`musicaas_cli.discovery.cmd_discover`)."""
+    return discovery.cmd_discover(args, _client)
+
+
+def cmd_interactions(args) -> int:
+    """``musicaas interactions`` (:func:`musicaas_cli.discovery.cmd_interactions`)."""
+    return discovery.cmd_interactions(args, _client)
 
 
 def cmd_list(args) -> int:
@@ -629,11 +630,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the generation and the analysis")
     gen.set_defaults(fn=cmd_generate)
 
-    sim = sub.add_parser("similar", parents=[common], help="tracks similar to a track")
-    sim.add_argument("track_id")
-    sim.add_argument("--limit", type=int, default=10)
-    sim.add_argument("--json", action="store_true")
-    sim.set_defaults(fn=cmd_similar)
+    discovery.add_commands(sub, common, {
+        "similar": cmd_similar, "search": cmd_search, "recommend": cmd_recommend, "discover": cmd_discover,
+        "interactions": cmd_interactions,
+    })
 
     lst = sub.add_parser("list", parents=[common], help="the tenant's tracks")
     lst.add_argument("--state", action="append", default=[],

@@ -1025,10 +1025,14 @@ class Bus:
 
     async def add_uploaded_track(
         self, chunks: AsyncIterator[bytes], *, tenant: str, filename: str, title: str, content_type: str,
-        source: int, max_buffered_bytes: int = 4 * 1024 * 1024,
+        source: int, max_buffered_bytes: int = 4 * 1024 * 1024, metadata: common_pb2.TrackMetadata | None = None,
     ) -> common_pb2.Track:
         """:meth:`add_track` for bytes that arrive as a stream: each chunk goes to the object
         store as it arrives (:meth:`put_blob_stream`), so memory stays bounded whatever the size.
+
+        ``metadata`` (already checked: :func:`musicaas.metadata.check_metadata`) becomes the new
+        track's ``metadata`` and travels in its ``tracks.uploaded`` event; re-uploaded bytes of
+        a live track keep the track (and the metadata) it already has.
 
         The object is named by the platform (``<tenant>/uploads/<random id>``); once the content
         hash is known, a track that already exists keeps its own object and the new one is
@@ -1049,15 +1053,17 @@ class Bus:
         if existing is not None and existing.state != common_pb2.TRACK_STATE_DELETED:
             await self.delete_blob(ref)
             return await self._announce(existing)
-        return await self._record(tenant, track_id, ref, filename=filename, title=title, source=source)
+        return await self._record(tenant, track_id, ref, filename=filename, title=title, source=source,
+                                  metadata=metadata)
 
     async def _record(self, tenant: str, track_id: str, ref: common_pb2.BlobRef, *, filename: str, title: str,
-                      source: int, generation_id: str = "") -> common_pb2.Track:
+                      source: int, generation_id: str = "",
+                      metadata: common_pb2.TrackMetadata | None = None) -> common_pb2.Track:
         now = now_ts()
         track = common_pb2.Track(
             track_id=track_id, tenant=tenant, state=common_pb2.TRACK_STATE_UPLOADED, title=title,
             filename=filename, source=source, audio_blob=ref, created_at=now, updated_at=now,
-            generation_id=generation_id,
+            generation_id=generation_id, metadata=metadata,
         )
         if not await self.create_track(track):  # exists: a tombstone, or a concurrent writer's
             stored = await self.get_track(tenant, track_id)
@@ -1086,7 +1092,7 @@ class Bus:
             TRACKS_UPLOADED,
             events_pb2.TrackUploaded(
                 track_id=track.track_id, tenant=track.tenant, audio_blob=track.audio_blob, filename=track.filename,
-                title=track.title, source=track.source, generation_id=track.generation_id,
+                title=track.title, source=track.source, generation_id=track.generation_id, metadata=track.metadata,
             ),
             event_id=f"uploaded:{track.tenant}:{track.track_id}:{track.created_at.seconds}.{track.created_at.nanos}",
         )

@@ -45,6 +45,11 @@ MAX_CONTROL_CHARS = 32
 MAX_GENERATION_ID_CHARS = 64
 
 TRACK_ID_PATTERN = re.compile(r"trk_[0-9a-f]{24}")
+MAX_LISTENER_ID_CHARS = 256
+MAX_INTERACTION_ID_CHARS = 128
+MAX_SEARCH_TEXT_CHARS = 512
+MAX_TAG_CHARS = 64
+INTERACTION_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,%d}" % MAX_INTERACTION_ID_CHARS)
 GENERATION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,%d}" % MAX_GENERATION_ID_CHARS)
 _RESTRICTED_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,62}"
 CONTENT_TYPE_PATTERN = re.compile(f"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}")
@@ -166,3 +171,56 @@ def check_generation_id(value: str, *, field: str = "generation_id") -> str:
     """
     return _check_id(value, field, GENERATION_ID_PATTERN,
                      f"must be 1 to {MAX_GENERATION_ID_CHARS} letters, digits, '_' or '-'")
+
+
+def _check_nonblank(value: str, field: str, max_chars: int) -> str:
+    if not value or not value.strip():
+        raise InvalidArgument(f"{field} is empty")
+    return check_text(value, field=field, max_chars=max_chars)
+
+
+def check_listener_id(value: str, *, field: str = "listener_id") -> str:
+    """Check a listener id: the partner's opaque id, 1 to :data:`MAX_LISTENER_ID_CHARS`
+    printable characters, not blank. It is stored as given but never put in a subject, KV key
+    or log line (those use a digest).
+
+    Raises
+    ------
+    InvalidArgument
+        Empty, blank, too long, or a control character.
+    """
+    return _check_nonblank(value, field, MAX_LISTENER_ID_CHARS)
+
+
+def check_interaction_id(value: str, *, field: str = "interaction_id") -> str:
+    """Check an interaction id (1 to 128 of ``[A-Za-z0-9._:-]``).
+
+    Raises
+    ------
+    InvalidArgument
+        Empty, too long or with other characters.
+    """
+    return _check_id(value, field, INTERACTION_ID_PATTERN,
+                     f"must be 1 to {MAX_INTERACTION_ID_CHARS} letters, digits, '.', '_', ':' or '-'")
+
+
+def check_search_text(value: str, *, field: str = "text") -> str:
+    """Check a free-text query: 1 to :data:`MAX_SEARCH_TEXT_CHARS` printable characters, not blank.
+
+    Raises
+    ------
+    InvalidArgument
+        Empty, blank, too long, or a control character.
+    """
+    return _check_nonblank(value, field, MAX_SEARCH_TEXT_CHARS)
+
+
+def check_tag(value: str, *, field: str = "tag") -> str:
+    """Check one tag: 1 to :data:`MAX_TAG_CHARS` printable characters, not blank.
+
+    Raises
+    ------
+    InvalidArgument
+        Empty, blank, too long, or a control character.
+    """
+    return _check_nonblank(value, field, MAX_TAG_CHARS)

@@ -20,6 +20,10 @@ COMMANDS = {
     "analyze": ["analyze", "a.wav", "b.wav"],
     "generate": ["generate", "--key", "D minor", "--out", "out"],
     "similar": ["similar", "trk_x"],
+    "search": ["search", "calm piano"],
+    "recommend": ["recommend", "--like", "trk_x:2"],
+    "discover": ["discover", "--context", "trk_a:trk_b"],
+    "interactions": ["interactions", "add", "--listener", "l1", "--event", "play", "trk_x"],
 }
 
 

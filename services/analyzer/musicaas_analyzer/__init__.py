@@ -32,7 +32,12 @@ them:
     :data:`musicaas.embedding.DESCRIPTOR_EMBEDDING_DIM`; ``descriptor_embedding`` on the wire).
 :mod:`musicaas_analyzer.tagger`
     The client of the musicnn tagger on Triton: the learned embedding that the recommender
-    indexes (:data:`musicaas.embedding.EMBEDDING_DIM`) and the tags.
+    indexes (:data:`musicaas.embedding.EMBEDDING_DIM`) and the tags;
+    :mod:`musicaas_analyzer.sectiontags` averages its per-patch tags over each section.
+:mod:`musicaas_analyzer.filetags`
+    A file's own tags (ID3, Vorbis comments, MP4 atoms, a MIDI file's track name) read with
+    mutagen, bounded and cleaned by :mod:`musicaas.metadata`; they complete the upload's
+    metadata.
 :mod:`musicaas_analyzer.analysis`
     :func:`~musicaas_analyzer.analysis.analyze_signal`,
     :func:`~musicaas_analyzer.analysis.analyze_bytes`,

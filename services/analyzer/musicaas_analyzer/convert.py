@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from musicaas.common.v1 import common_pb2
-from musicaas.models.musicnn_contract import TrackTags
+from musicaas.models.musicnn_contract import TOP_TAGS, TrackTags
 from musicaas.keys import Key
 from musicaas.runtime.protoconv import MODE_TO_PROTO
 from musicaas_analyzer.results import AudioAnalysis, MidiFeatures, TimeInterval
+from musicaas_analyzer.sectiontags import section_tags
 
 
 def _key_fields(key: Key | None) -> tuple[str, int]:
@@ -146,4 +149,30 @@ def apply_tags(msg: common_pb2.TrackAnalysis, result: TrackTags) -> common_pb2.T
     del msg.tags[:]
     msg.tags.extend(common_pb2.TagScore(name=name, score=score) for name, score in result.tags)
     msg.embedding_model = result.model
+    return msg
+
+
+def apply_section_tags(msg: common_pb2.TrackAnalysis, patch_probabilities: np.ndarray) -> common_pb2.TrackAnalysis:
+    """Fill each of ``msg.sections``' ``tags`` with its top tags from the tagger's per-patch
+    probabilities (:func:`musicaas_analyzer.sectiontags.section_tags`; as many as the
+    track's ``tags``, best first; none for a section shorter than one patch). In place;
+    returns ``msg``.
+
+    Parameters
+    ----------
+    msg : common_pb2.TrackAnalysis
+        With its ``sections`` (seconds) and, from :func:`apply_tags`, its track ``tags``.
+    patch_probabilities : np.ndarray [shape=(patches, 50)], float32, in [0, 1]
+        The ``TAGS`` output for ``msg``'s log-mel patches, in patch order.
+
+    Raises
+    ------
+    ValueError
+        When ``patch_probabilities`` is not ``[patches, 50]`` or is not finite.
+    """
+    top = len(msg.tags) or TOP_TAGS
+    found = section_tags([(s.start_s, s.duration_s) for s in msg.sections], patch_probabilities, top=top)
+    for section, tags in zip(msg.sections, found):
+        del section.tags[:]
+        section.tags.extend(common_pb2.TagScore(name=name, score=score) for name, score in tags)
     return msg

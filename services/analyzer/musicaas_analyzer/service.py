@@ -32,6 +32,7 @@ from pydantic import Field
 
 from musicaas.analyzer.v1 import analyzer_pb2, analyzer_pb2_grpc
 from musicaas.common.v1 import common_pb2
+from musicaas import metadata as md
 from musicaas.events.v1 import events_pb2
 from musicaas.runtime import bus as busmod
 from musicaas.runtime import telemetry
@@ -40,7 +41,8 @@ from musicaas.runtime.errors import InvalidArgument, MusicaasError, NotFound, Re
 from musicaas.runtime.settings import ServiceSettings
 from musicaas.tenancy import TENANT_RE
 from musicaas_analyzer.analysis import analyze_bytes, analyze_file, warm_up
-from musicaas_analyzer.convert import analysis_to_proto, apply_tags
+from musicaas_analyzer import filetags
+from musicaas_analyzer.convert import analysis_to_proto, apply_section_tags, apply_tags
 from musicaas_analyzer.tagger import TritonTagger
 
 log = structlog.get_logger()
@@ -190,8 +192,9 @@ class Analyzer:
 
     With a ``tagger`` (:meth:`from_settings` makes one when ``settings.tagger_enabled``),
     each analysis's log-mel patches go to the musicnn model on Triton, from this process
-    (concurrent analyses share requests), and the learned embedding, the tags and the
-    model's name are filled in; a model server that is down raises ``Unavailable`` (an
+    (concurrent analyses share requests), and the learned embedding, the tags, each
+    section's tags (:mod:`musicaas_analyzer.sectiontags`) and the model's name are filled
+    in; a model server that is down raises ``Unavailable`` (an
     upload is then redelivered later, not failed).
     """
 
@@ -318,7 +321,9 @@ class Analyzer:
         analysis = common_pb2.TrackAnalysis.FromString(wire)
         if self.tagger is not None and log_mel is not None:
             # after the worker is free again, so that it starts on the next upload meanwhile
-            apply_tags(analysis, await self.tagger.tag(log_mel))
+            summary, per_patch = await self.tagger.tag_with_patches(log_mel)
+            apply_tags(analysis, summary)
+            apply_section_tags(analysis, per_patch)
         telemetry.ANALYSIS_SECONDS.observe(time.perf_counter() - t0)
         telemetry.AUDIO_SECONDS_ANALYZED.inc(max(0.0, analysis.duration_s))
         return analysis
@@ -382,8 +387,10 @@ class UploadConsumer:
                 os.unlink(path)
 
     async def handle(self, event: events_pb2.TrackUploaded, headers: dict[str, str]) -> None:
-        """Stream the blob into a spool file, analyse it from there, store the analysis (state
-        ``analyzed``) and publish ``music.<tenant>.tracks.analyzed``. A track deleted before or
+        """Stream the blob into a spool file, analyse it from there and read its own tags
+        (:func:`~musicaas_analyzer.filetags.read_file_metadata`), store the analysis and the
+        merged metadata (:meth:`merged_metadata`; state ``analyzed``) and publish
+        ``music.<tenant>.tracks.analyzed`` with both. A track deleted before or
         during the analysis stays deleted (nothing is stored or published). Raises
         InvalidArgument for audio that can never be analysed."""
         tlog = log.bind(track_id=event.track_id, tenant=event.tenant)
@@ -395,15 +402,21 @@ class UploadConsumer:
         try:
             async with self.spooled(event.audio_blob) as path:
                 analysis = await self.analyzer.analyze_file(path, event.filename)
+                # bounded (filetags.MAX_TAG_READ_BYTES) and never raises: broken tags are ignored
+                found = await asyncio.to_thread(filetags.read_file_metadata, path, filename=event.filename)
         except NotFound:
             if await self._deleted(event):  # its bytes went with the deletion
                 tlog.info("track_deleted_during_analysis")
                 return
             raise
+        metadata = self.merged_metadata(event, found)
 
         def store(track: common_pb2.Track) -> None:
             if track.state != common_pb2.TRACK_STATE_DELETED:
                 track.analysis.CopyFrom(analysis)
+                track.metadata.CopyFrom(metadata)
+                if metadata.title:  # the upload's, else the file's; else the name the gateway gave
+                    track.title = metadata.title
                 track.state = advance_state(track.state, common_pb2.TRACK_STATE_ANALYZED)
 
         track = await self.bus.update_track(event.tenant, event.track_id, store, create_if_missing=True)
@@ -420,8 +433,9 @@ class UploadConsumer:
                 tenant=event.tenant,
                 analysis=analysis,
                 source=event.source,
-                title=event.title or track.title,
+                title=metadata.title or event.title or track.title,
                 generation_id=event.generation_id,
+                metadata=metadata,
             ),
             event_id=f"analyzed:{event.tenant}:{event.track_id}:{track.created_at.seconds}:{analysis.analyzer_version}",
         )
@@ -431,7 +445,24 @@ class UploadConsumer:
             mode=common_pb2.Mode.Name(analysis.mode),
             tempo_bpm=round(analysis.tempo_bpm, 1),
             loudness_lufs=round(analysis.loudness_lufs, 1),
+            metadata_from_file=list(metadata.from_file),  # field names only, never the text
         )
+
+    @staticmethod
+    def merged_metadata(event: events_pb2.TrackUploaded, found: common_pb2.TrackMetadata) -> common_pb2.TrackMetadata:
+        """The track's metadata: the event's (the uploader's, checked by the gateway; bounded
+        again here, leniently) completed with ``found``, the file's own tags
+        (:func:`musicaas.metadata.merge`: ``from_file`` names the fields taken from them).
+
+        The title is the upload's, else the file's title tag; left empty when neither has
+        one (the track keeps the file name the gateway gave it). A track from another
+        source (the generator) has its event ``title`` as its given title.
+        """
+        given = md.clean_metadata(event.metadata)
+        if not given.title and event.source not in (common_pb2.TRACK_SOURCE_UPLOAD,
+                                                    common_pb2.TRACK_SOURCE_UNSPECIFIED):
+            given.title = md.clean_text(event.title)
+        return md.merge(given, md.clean_metadata(found))
 
     async def _deleted(self, event: events_pb2.TrackUploaded) -> bool:
         track = await self.bus.get_track(event.tenant, event.track_id)

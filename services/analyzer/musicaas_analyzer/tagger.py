@@ -4,6 +4,7 @@
 
     async with TritonTagger("127.0.0.1:8001", timeout_s=30) as tagger:
         result = await tagger.tag(log_mel_patches(y16k))   # a musicnn_contract.TrackTags
+        result, per_patch = await tagger.tag_with_patches(patches)  # and the [patches, 50] probabilities
 
 The contract (model name, tensors, preprocessing, tag names) is
 :mod:`musicaas.models.musicnn_contract`. Concurrent :meth:`TritonTagger.tag` calls (the
@@ -158,9 +159,11 @@ class TritonTagger:
         parts = await asyncio.gather(*(one(a, b) for a, b in mc.split_rows([rows.shape[0]], self.max_rows)))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    async def tag_many(self, tracks: Sequence[np.ndarray]) -> list[mc.TrackTags]:
-        """:func:`~musicaas.models.musicnn_contract.summarise` of each track's patches, all
-        tracks' patches sent together (concatenated along the batch dimension)."""
+    async def tag_many_with_patches(self, tracks: Sequence[np.ndarray]) -> list[tuple[mc.TrackTags, np.ndarray]]:
+        """For each track, :func:`~musicaas.models.musicnn_contract.summarise` of its patches
+        and its per-patch tag probabilities (``[patches, 50]`` float32 in [0, 1], in patch
+        order; :mod:`musicaas_analyzer.sectiontags` averages them per section); all tracks'
+        patches are sent together (concatenated along the batch dimension)."""
         tracks = [mc.check_patches(t) for t in tracks]
         if not tracks:
             return []
@@ -168,13 +171,32 @@ class TritonTagger:
         out, start = [], 0
         for t in tracks:
             stop = start + t.shape[0]
-            out.append(mc.summarise(tags[start:stop], emb[start:stop]))
+            out.append((mc.summarise(tags[start:stop], emb[start:stop]), tags[start:stop]))
             start = stop
         return out
+
+    async def tag_many(self, tracks: Sequence[np.ndarray]) -> list[mc.TrackTags]:
+        """:func:`~musicaas.models.musicnn_contract.summarise` of each track's patches, all
+        tracks' patches sent together (concatenated along the batch dimension)."""
+        return [summary for summary, _ in await self.tag_many_with_patches(tracks)]
 
     async def tag(self, patches: np.ndarray) -> mc.TrackTags:
         """One track's :class:`~musicaas.models.musicnn_contract.TrackTags`; concurrent calls
         share requests (see the module docstring)."""
+        return (await self.tag_with_patches(patches))[0]
+
+    async def tag_with_patches(self, patches: np.ndarray) -> tuple[mc.TrackTags, np.ndarray]:
+        """One track's :class:`~musicaas.models.musicnn_contract.TrackTags` and per-patch tag
+        probabilities ``[patches, 50]`` (float32 in [0, 1]); concurrent calls share requests
+        (see the module docstring).
+
+        Raises
+        ------
+        ValueError
+            When ``patches`` is not ``[patches >= 1, 187, 96]`` or is not finite.
+        Unavailable
+            As :meth:`infer_rows`.
+        """
         patches = mc.check_patches(patches)
         future = asyncio.get_running_loop().create_future()
         self._pending.append((patches, future))
@@ -187,7 +209,7 @@ class TritonTagger:
         batch, self._pending = self._pending, []
         self._flusher = None  # calls from now on start the next round
         try:
-            results = await self.tag_many([p for p, _ in batch])
+            results = await self.tag_many_with_patches([p for p, _ in batch])
         except BaseException as exc:  # noqa: BLE001 - every waiting call gets the error
             for _, fut in batch:
                 if not fut.done():

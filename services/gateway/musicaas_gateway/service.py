@@ -1,11 +1,13 @@
 """The public gRPC API: authentication, validation, size limits, deadlines, and the flows.
 
-* ``UploadTrack`` (client streaming): metadata first (file name, title and MIME type
-  checked by :mod:`musicaas.runtime.validation`), then chunks. The chunks stream into the
-  object store as they arrive (:meth:`Bus.add_uploaded_track`), so the gateway holds at most
-  a few MiB per upload whatever the file size, and at most ``max_concurrent_uploads`` uploads
-  at once; the size limit is enforced while receiving, and a client that sends nothing for
-  ``upload_idle_timeout_s`` is cut off (DEADLINE_EXCEEDED). A refused, stalled or cancelled
+* ``UploadTrack`` (client streaming): metadata first (file name and MIME type checked by
+  :mod:`musicaas.runtime.validation`; title, artist, composer, album, year, genre and tags
+  by :mod:`musicaas_gateway.metadata`, and stored as the track's ``metadata``), then chunks.
+  The chunks stream into the object store as they arrive (:meth:`Bus.add_uploaded_track`),
+  so the gateway holds at most a few MiB per upload whatever the file size, and at most
+  ``max_concurrent_uploads`` uploads at once; the size limit is enforced while receiving,
+  and a client that sends nothing for ``upload_idle_timeout_s`` is cut off
+  (DEADLINE_EXCEEDED). A refused, stalled or cancelled
   upload leaves no object and no track. The container is sniffed from the first MiB by
   :mod:`musicaas.media` (the analyzer takes the same decision with it) so that a file that
   is no audio at all is refused at once with INVALID_ARGUMENT, saying what the bytes are;
@@ -17,6 +19,11 @@
 * Every id and string a caller sends is checked before it reaches NATS, the recommender or
   a log line (:mod:`musicaas.runtime.validation`): INVALID_ARGUMENT naming the field.
 * ``GetTrack`` reads the track state.
+* ``SimilarTracks``, ``Recommend``, ``SearchTracks``, ``DiscoverTracks``,
+  ``RecommendForListener`` and ``TrainListenerModel`` check their ids and text bounds here and
+  go to the recommender (which checks meaning: attribute names, ranges, unknown ids).
+  ``RecordInteractions`` checks each row (:mod:`musicaas_gateway.interactions`) and publishes
+  the good ones as one ``music.<tenant>.interactions.recorded`` event.
 * ``GenerateTrack``, ``SimilarTracks``, ``Recommend`` call the generator and the
   recommender with a deadline on every call. ``GenerateTrackStream`` relays the generator's
   progress stream; when the caller cancels, the downstream call is cancelled too, which
@@ -41,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 
 import grpc
 import structlog
@@ -65,7 +73,8 @@ from musicaas.runtime.errors import (
 from musicaas.runtime.settings import ServiceSettings
 from musicaas.tenancy import tenant_metadata
 from musicaas_gateway.auth import KeyDirectory
-from musicaas_gateway import webhooks
+from musicaas_gateway import interactions, webhooks
+from musicaas_gateway.metadata import upload_metadata
 from musicaas_gateway.limits import GENERATION_QUOTAS, UPLOAD_QUOTAS, QuotaGuard
 
 log = structlog.get_logger()
@@ -106,6 +115,18 @@ class GatewaySettings(ServiceSettings):
 SNIFF_BYTES = 1024 * 1024
 #: Most liked or disliked track ids in one Recommend request.
 MAX_EXAMPLE_IDS = 100
+#: Most seed tags in one Recommend request.
+MAX_SEED_TAGS = 5
+#: Most tags in a filter.
+MAX_FILTER_TAGS = 16
+#: Most attribute targets or bounds in one request.
+MAX_ATTRIBUTES = 16
+#: Longest metadata text in a filter (artist, composer, album, genre), in characters.
+MAX_METADATA_CHARS = 512
+#: Largest example weight.
+MAX_WEIGHT = 100.0
+#: Most positive-negative pairs in one DiscoverTracks request.
+MAX_CONTEXT_PAIRS = 50
 #: Most track ids in one GetTracks request.
 MAX_BATCH_IDS = 100
 #: Largest ListTracks page.
@@ -123,8 +144,41 @@ def _check_generation(request) -> None:
 
 
 def _check_filter(flt) -> None:
-    """Bounds of a recommender filter's text field (``filter.key``); raises InvalidArgument."""
+    """Bounds of a recommender filter's text fields (key, tags, artist, composer, album,
+    genre) and attribute bounds; raises InvalidArgument naming the field. Their meaning
+    (known attribute names, ranges) is the recommender's to check."""
     validation.check_text(flt.key, field="filter.key", max_chars=validation.MAX_CONTROL_CHARS)
+    if len(flt.tags) > MAX_FILTER_TAGS:
+        raise InvalidArgument(f"filter.tags has {len(flt.tags)} tags, more than {MAX_FILTER_TAGS}")
+    for i, tag in enumerate(flt.tags):
+        validation.check_tag(tag, field=f"filter.tags[{i}]")
+    for name in ("artist", "composer", "album", "genre"):
+        validation.check_text(getattr(flt, name), field=f"filter.{name}", max_chars=MAX_METADATA_CHARS)
+    _check_attributes(flt.attributes, "filter.attributes")
+
+
+def _check_attributes(attributes, field: str) -> None:
+    """Bounds of attribute targets: at most :data:`MAX_ATTRIBUTES`, short names, finite numbers."""
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise InvalidArgument(f"{field} has {len(attributes)} entries, more than {MAX_ATTRIBUTES}")
+    for i, attr in enumerate(attributes):
+        validation.check_text(attr.name, field=f"{field}[{i}].name", max_chars=validation.MAX_CONTROL_CHARS)
+        if not attr.name:
+            raise InvalidArgument(f"{field}[{i}].name is empty")
+        for part in ("target", "min", "max"):
+            if attr.HasField(part) and not math.isfinite(getattr(attr, part)):
+                raise InvalidArgument(f"{field}[{i}].{part} must be finite, got {getattr(attr, part)}")
+
+
+def _check_weight(weight: float, field: str) -> None:
+    """A weight is finite, 0 (meaning 1) or in (0, :data:`MAX_WEIGHT`]."""
+    if not math.isfinite(weight) or weight < 0 or weight > MAX_WEIGHT:
+        raise InvalidArgument(f"{field} must be a finite number in (0, {MAX_WEIGHT:g}] (0 means 1), got {weight}")
+
+
+def _check_diversity(diversity: float) -> None:
+    if not math.isfinite(diversity) or not 0.0 <= diversity <= 1.0:
+        raise InvalidArgument(f"diversity must be in [0, 1], got {diversity}")
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
@@ -148,7 +202,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             raise InvalidArgument("the first message of UploadTrack must carry metadata (filename)")
         meta = first.metadata
         filename = validation.check_filename(meta.filename, field="metadata.filename")
-        title = validation.check_title(meta.title, field="metadata.title")
+        track_metadata = upload_metadata(meta)  # title, artist, ..., tags (musicaas.metadata's bounds)
+        title = track_metadata.title
         content_type = validation.check_content_type(meta.content_type, field="metadata.content_type")
         if self._uploads.locked():
             raise ResourceExhausted(
@@ -179,7 +234,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             track = await self.bus.add_uploaded_track(
                 stream(), tenant=tenant, filename=filename or f"upload.{container.name}", title=title or filename or "",
                 content_type=content_type or container.mime_type, source=common_pb2.TRACK_SOURCE_UPLOAD,
-                max_buffered_bytes=self.settings.upload_buffer_bytes,
+                max_buffered_bytes=self.settings.upload_buffer_bytes, metadata=track_metadata,
             )
         log.info("track_uploaded", tenant=tenant, track_id=track.track_id, size_bytes=size, container=container.name,
                  state=common_pb2.TrackState.Name(track.state))
@@ -379,38 +434,105 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 piece.audio_wav = await self.bus.get_blob(piece.audio_blob)
         return gateway_pb2.GetGenerationResponse(generation=job)
 
+    async def _recommender(self, method: str, request, tenant: str):
+        """Call ``RecommenderService.<method>`` for ``tenant`` with the recommend deadline;
+        downstream failures become domain errors (NOT_FOUND, INVALID_ARGUMENT, UNAVAILABLE, ...)."""
+        try:
+            return await getattr(self.recommender, method)(
+                request, timeout=self.settings.recommend_timeout_s, metadata=tenant_metadata(tenant)
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc, what=f"recommender.{method}") from exc
+
     async def SimilarTracks(self, request, context) -> gateway_pb2.SimilarTracksResponse:
         tenant = await self.keys.tenant_of(context)
         validation.check_track_id(request.track_id)
         _check_filter(request.filter)
-        try:
-            resp = await self.recommender.SimilarTracks(
-                recommender_pb2.SimilarTracksRequest(track_id=request.track_id, limit=request.limit, filter=request.filter),
-                timeout=self.settings.recommend_timeout_s, metadata=tenant_metadata(tenant),
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc, what="recommender.SimilarTracks") from exc
+        _check_diversity(request.diversity)
+        # the gateway's request is the recommender's, field for field (same numbers)
+        resp = await self._recommender(
+            "SimilarTracks", recommender_pb2.SimilarTracksRequest.FromString(request.SerializeToString()), tenant
+        )
         return gateway_pb2.SimilarTracksResponse(tracks=resp.tracks)
 
     async def Recommend(self, request, context) -> gateway_pb2.RecommendResponse:
         tenant = await self.keys.tenant_of(context)
+        count = 0
         for field in ("liked_track_ids", "disliked_track_ids"):
             ids = getattr(request, field)
-            if len(ids) > MAX_EXAMPLE_IDS:
-                raise InvalidArgument(f"{field} has {len(ids)} ids, more than {MAX_EXAMPLE_IDS}")
-            for i, track_id in enumerate(ids):
+            count += len(ids)
+            for i, track_id in enumerate(ids[:MAX_EXAMPLE_IDS + 1]):
                 validation.check_track_id(track_id, field=f"{field}[{i}]")
+        for field in ("positive", "negative"):
+            examples = getattr(request, field)
+            count += len(examples)
+            for i, example in enumerate(examples[:MAX_EXAMPLE_IDS + 1]):
+                validation.check_track_id(example.track_id, field=f"{field}[{i}].track_id")
+                _check_weight(example.weight, f"{field}[{i}].weight")
+        if count > MAX_EXAMPLE_IDS:
+            raise InvalidArgument(f"{count} example tracks, more than {MAX_EXAMPLE_IDS}")
+        if len(request.seed_tags) > MAX_SEED_TAGS:
+            raise InvalidArgument(f"seed_tags has {len(request.seed_tags)} tags, more than {MAX_SEED_TAGS}")
+        for i, tag in enumerate(request.seed_tags):
+            validation.check_tag(tag, field=f"seed_tags[{i}]")
+        if request.listener_id:
+            validation.check_listener_id(request.listener_id)
         _check_filter(request.filter)
+        _check_attributes(request.attributes, "attributes")
+        _check_diversity(request.diversity)
+        resp = await self._recommender(
+            "Recommend", recommender_pb2.RecommendRequest.FromString(request.SerializeToString()), tenant
+        )
+        return gateway_pb2.RecommendResponse(tracks=resp.tracks)
+
+    async def SearchTracks(self, request, context) -> recommender_pb2.SearchTracksResponse:
+        tenant = await self.keys.tenant_of(context)
+        validation.check_search_text(request.text)
+        _check_filter(request.filter)
+        _check_diversity(request.diversity)
+        return await self._recommender("SearchTracks", request, tenant)
+
+    async def DiscoverTracks(self, request, context) -> recommender_pb2.DiscoverTracksResponse:
+        tenant = await self.keys.tenant_of(context)
+        if request.target_track_id:
+            validation.check_track_id(request.target_track_id, field="target_track_id")
+        if not 1 <= len(request.context) <= MAX_CONTEXT_PAIRS:
+            raise InvalidArgument(f"context has {len(request.context)} pairs; give 1 to {MAX_CONTEXT_PAIRS}")
+        for i, pair in enumerate(request.context):
+            validation.check_track_id(pair.positive_track_id, field=f"context[{i}].positive_track_id")
+            validation.check_track_id(pair.negative_track_id, field=f"context[{i}].negative_track_id")
+        _check_filter(request.filter)
+        return await self._recommender("DiscoverTracks", request, tenant)
+
+    async def RecommendForListener(self, request, context) -> recommender_pb2.RecommendForListenerResponse:
+        tenant = await self.keys.tenant_of(context)
+        validation.check_listener_id(request.listener_id)
+        _check_filter(request.filter)
+        _check_attributes(request.attributes, "attributes")
+        _check_diversity(request.diversity)
+        return await self._recommender("RecommendForListener", request, tenant)
+
+    async def TrainListenerModel(self, request, context) -> recommender_pb2.TrainListenerModelResponse:
+        tenant = await self.keys.tenant_of(context)
         try:
-            resp = await self.recommender.Recommend(
-                recommender_pb2.RecommendRequest(
-                    liked_track_ids=request.liked_track_ids,
-                    disliked_track_ids=request.disliked_track_ids,
-                    limit=request.limit,
-                    filter=request.filter,
-                ),
-                timeout=self.settings.recommend_timeout_s, metadata=tenant_metadata(tenant),
+            # training takes longer than a query: the generation deadline
+            return await self.recommender.TrainListenerModel(
+                request, timeout=self.settings.generate_timeout_s, metadata=tenant_metadata(tenant)
             )
         except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc, what="recommender.Recommend") from exc
-        return gateway_pb2.RecommendResponse(tracks=resp.tracks)
+            raise from_rpc_error(exc, what="recommender.TrainListenerModel") from exc
+
+    async def RecordInteractions(self, request, context) -> gateway_pb2.RecordInteractionsResponse:
+        tenant = await self.keys.tenant_of(context)
+
+        async def track_exists(track_id: str) -> bool:
+            track = await self.bus.get_track(tenant, track_id)
+            return track is not None and track.state != common_pb2.TRACK_STATE_DELETED
+
+        accepted, rejected = await interactions.check_batch(request.interactions, track_exists=track_exists)
+        if not accepted:
+            return gateway_pb2.RecordInteractionsResponse(recorded=0, rejected=rejected)
+        event = interactions.recorded_event(tenant, accepted)
+        await self.bus.publish(busmod.INTERACTIONS_RECORDED, event, event_id=event.batch_id)
+        log.info("interactions_recorded", tenant=tenant, recorded=len(accepted), rejected=len(rejected))
+        return gateway_pb2.RecordInteractionsResponse(recorded=len(accepted), rejected=rejected, batch_id=event.batch_id)
