@@ -331,6 +331,8 @@ FLOWS = [
     ("generator", "triton", 8001),
     # the analyzer calls the musicnn tagger (learned embedding and tags)
     ("analyzer", "triton", 8001),
+    # the recommender calls the text encoder (free-text search, track descriptions)
+    ("recommender", "triton", 8001),
     ("nats", "nats", 6222),
     ("qdrant", "qdrant", 6335),
 ]
@@ -346,7 +348,6 @@ DENIED = [
     ("analyzer", "qdrant", 6333),
     ("analyzer", "generator", 50054),
     ("generator", "qdrant", 6333),
-    ("recommender", "triton", 8001),
     ("gateway", "qdrant", 6333),
     ("gateway", "triton", 8001),
     ("nats", "gateway", 50051),
