@@ -472,10 +472,13 @@ class LocalStack:
             "MUSICAAS_NATS_NKEY_SEED_FILE": str(natsauth.platform_seed_file(self.auth_dir, service)),
             "MUSICAAS_LOG_FORMAT": "json",
             "MUSICAAS_QDRANT_PATH": str(self.state_dir / "qdrant"),
+            "MUSICAAS_LISTENER_DB_PATH": str(self.state_dir / "listeners.sqlite3"),
             "MUSICAAS_TRITON_URL": f"{self.host}:{self.ports.triton_grpc}",
             "MUSICAAS_TRITON_WAIT_S": "240" if self.model_server else "0",
             # without a model server the analyzer analyses without the learned model (no tags)
             "MUSICAAS_TAGGER_ENABLED": "true" if self.model_server else "false",
+            # ... and the recommender searches by BM25 alone (no text encoder)
+            "MUSICAAS_TEXT_ENCODER_ENABLED": "true" if self.model_server else "false",
             "MUSICAAS_API_KEYS": self.api_key,
             "MUSICAAS_RECOMMENDER_ADDR": self.addr("recommender"),
             "MUSICAAS_GENERATOR_ADDR": self.addr("generator"),

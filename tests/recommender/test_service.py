@@ -64,6 +64,7 @@ def test_scored_to_proto():
     assert wire == recommender_pb2.ScoredTrack(
         track_id="t", score=0.75, key="Bb", mode=common_pb2.MODE_MAJOR, tempo_bpm=92.0,
         source=common_pb2.TRACK_SOURCE_GENERATED, title="Song", duration_s=31.5, loudness_lufs=-12.25,
+        metadata=common_pb2.TrackMetadata(title="Song"),
     )
     bare = TrackPayload(track_id="u", key=None, mode=None, tempo_bpm=60.0, source="chorale",
                         duration_s=1.0, loudness_lufs=-30.0)
@@ -140,7 +141,8 @@ async def test_consumer_indexes_the_track_and_marks_it_indexed(index):
                                                             for e in EVENTS}
     got, vector = await index.get(T, "b")
     assert got == TrackPayload(track_id="b", key="Gb", mode="minor", tempo_bpm=90.0, source="upload",
-                               duration_s=20.0, loudness_lufs=-14.0, title="title b")
+                               duration_s=20.0, loudness_lufs=-14.0, title="title b",
+                               description="Moderate tempo at 90 BPM, in the key of Gb minor, 20 s long. Title: title b.")
     np.testing.assert_allclose(vector, np.array([0.9, 0.1, 0, 0]) / np.hypot(0.9, 0.1), atol=1e-6)
     got, _ = await index.get(T, "c")
     assert (got.key, got.mode, got.source) == (None, None, "generated")

@@ -12,6 +12,9 @@ from musicaas.runtime.bus import Bus
 from musicaas.runtime.logging import configure_logging
 from musicaas.runtime.server import GrpcService, run_service
 from musicaas_recommender.index import open_index
+from musicaas_recommender.listeners import InteractionsConsumer, ListenerRecommender
+from musicaas_recommender.listeners.store import InteractionStore
+from musicaas_recommender.text_encoder import TritonTextEncoder
 from musicaas_recommender.service import (
     AnalyzedConsumer,
     DeletedConsumer,
@@ -24,8 +27,12 @@ from musicaas_recommender.service import (
 async def main(settings: RecommenderSettings | None = None, *, stop: asyncio.Event | None = None) -> None:
     """Serve the recommender until SIGTERM (or ``stop``), then close the index and the bus.
 
-    Runs the gRPC service, the ``tracks.analyzed`` and ``tracks.deleted`` consumers (every
-    tenant's) and, when ``index_size_refresh_s`` > 0, the periodic count of the index-size gauge.
+    Runs the gRPC service, the ``tracks.analyzed``, ``tracks.deleted`` and
+    ``interactions.recorded`` consumers (every tenant's), the scheduled retraining of the
+    listener models (``listener_train_interval_s`` > 0) and, when ``index_size_refresh_s`` > 0,
+    the periodic count of the index-size gauge. With ``text_encoder_enabled``, track
+    descriptions and free-text queries are embedded by the model server at ``triton_url``
+    (indexing waits for it: a model server that is down leaves tracks queued, retried).
 
     Parameters
     ----------
@@ -52,8 +59,15 @@ async def main(settings: RecommenderSettings | None = None, *, stop: asyncio.Eve
             qdrant_api_key=settings.qdrant_api_key or None,
         )
         stack.push_async_callback(index.close)
+        encoder = None
+        if settings.text_encoder_enabled:
+            encoder = TritonTextEncoder(settings.triton_url, timeout_s=settings.text_encoder_timeout_s)
+            stack.push_async_callback(encoder.close)
+        store = await stack.enter_async_context(InteractionStore(settings.listener_db_path))
+        listeners = ListenerRecommender(store, index)
+        interactions = InteractionsConsumer(listeners)
         writer = IndexWriter(index)  # one for both consumers: one gauge, one lock
-        analyzed = AnalyzedConsumer(bus, index, writer=writer)
+        analyzed = AnalyzedConsumer(bus, index, writer=writer, text_encoder=encoder)
         deleted = DeletedConsumer(index, writer=writer)
         await writer.refresh()
         background = [
@@ -72,13 +86,23 @@ async def main(settings: RecommenderSettings | None = None, *, stop: asyncio.Eve
                 max_deliver=deleted.max_deliver,
             ),
         ]
+        background.append(lambda: bus.consume(
+            durable=interactions.durable,
+            subject=interactions.subject,
+            message_type=interactions.message_type,
+            handler=interactions.handle,
+            on_permanent_failure=interactions.failed,
+        ))
+        if settings.listener_train_interval_s > 0:
+            background.append(lambda: listeners.run_schedule(settings.listener_train_interval_s))
         if settings.index_size_refresh_s > 0:
             background.append(lambda: writer.refresh_every(settings.index_size_refresh_s))
         await run_service(
             name="recommender",
             **settings.server_kwargs(),
             ready=[lambda: bus.is_connected],
-            services=[GrpcService(RecommenderServicer(index), recommender_pb2_grpc.add_RecommenderServiceServicer_to_server,
+            services=[GrpcService(RecommenderServicer(index, text_encoder=encoder, listeners=listeners),
+                                  recommender_pb2_grpc.add_RecommenderServiceServicer_to_server,
                                   "musicaas.recommender.v1.RecommenderService")],
             background=background,
             stop=stop,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 
 import numpy as np
 import structlog
@@ -22,11 +23,23 @@ from musicaas.events.v1 import events_pb2
 from musicaas.recommender.v1 import recommender_pb2, recommender_pb2_grpc
 from musicaas.runtime import telemetry
 from musicaas.runtime.bus import Bus, advance_state
-from musicaas.runtime.errors import InvalidArgument, MusicaasError
+from musicaas.runtime import validation
+from musicaas.runtime.errors import FailedPrecondition, InvalidArgument, MusicaasError, NotFound
 from musicaas.runtime.protoconv import MODE_TO_PROTO, SOURCE_TO_PROTO, mode_name, source_name
 from musicaas.runtime.settings import ServiceSettings
 from musicaas.tenancy import TENANT_RE, tenant_from_context
-from musicaas_recommender.index import MAX_LIMIT, ScoredTrack, TrackFilter, TrackIndex, TrackPayload
+from musicaas.models.text_contract import check_text
+from musicaas_recommender.index import (
+    MAX_LIMIT,
+    AttributeTarget,
+    ScoredTrack,
+    TrackFilter,
+    TrackIndex,
+    TrackMetadata,
+    TrackPayload,
+)
+from musicaas_recommender.describe import describe_protos
+from musicaas_recommender.index.shared import check_attribute, decay_factors, payload_to_dict
 
 log = structlog.get_logger()
 
@@ -35,7 +48,8 @@ DEFAULT_LIMIT = 10
 
 
 class RecommenderSettings(ServiceSettings):
-    """Recommender settings (``MUSICAAS_*``): Qdrant server URL or Edge shard folder, embedding dimension."""
+    """Recommender settings (``MUSICAAS_*``): Qdrant server URL or Edge shard folder, embedding
+    dimension, the model server's text encoder, and the listener model."""
 
     grpc_port: int = 50053
     #: Qdrant server URL (``http://qdrant:6333``); empty: a Qdrant Edge shard in ``qdrant_path``.
@@ -49,6 +63,36 @@ class RecommenderSettings(ServiceSettings):
     #: Seconds between two exact counts of the index for the index-size gauge (it also
     #: follows this process's own writes at once); 0 counts only at start.
     index_size_refresh_s: float = 60.0
+    #: The model server (Triton gRPC) whose text encoder embeds track descriptions and
+    #: free-text queries; with the encoder off, search is BM25 over the descriptions alone.
+    text_encoder_enabled: bool = True
+    triton_url: str = "127.0.0.1:8001"
+    #: Seconds per text-encoder call.
+    text_encoder_timeout_s: float = 10.0
+    #: The listener store (SQLite, WAL) of interactions and taste profiles.
+    listener_db_path: str = ".musicaas/listeners.sqlite3"
+    #: Seconds between two background retrainings of the tenants' listener models (only
+    #: tenants with new interactions are retrained); 0: on demand only.
+    listener_train_interval_s: float = 300.0
+
+
+def _metadata_from_proto(meta: common_pb2.TrackMetadata) -> TrackMetadata:
+    return TrackMetadata(artist=meta.artist, composer=meta.composer, album=meta.album,
+                         year=meta.year or None, genre=meta.genre, tags=tuple(meta.tags))
+
+
+def attributes_from_proto(items) -> tuple[AttributeTarget, ...]:
+    """The index's attribute targets of wire ``AttributeTarget`` messages (unset parts are None;
+    names and ranges are checked by the index: InvalidArgument naming the field)."""
+    return tuple(
+        AttributeTarget(
+            name=a.name,
+            target=a.target if a.HasField("target") else None,
+            min=a.min if a.HasField("min") else None,
+            max=a.max if a.HasField("max") else None,
+        )
+        for a in items
+    )
 
 
 def filter_from_proto(flt: recommender_pb2.TrackFilter) -> TrackFilter | None:
@@ -64,7 +108,7 @@ def filter_from_proto(flt: recommender_pb2.TrackFilter) -> TrackFilter | None:
     -------
     TrackFilter or None
         ``None`` when the wire filter sets nothing. Not validated here: the index raises
-        InvalidArgument for a bad key or tempo range.
+        InvalidArgument for a bad key, tempo range, tag or attribute bound.
     """
     if flt.ByteSize() == 0:
         return None
@@ -74,23 +118,32 @@ def filter_from_proto(flt: recommender_pb2.TrackFilter) -> TrackFilter | None:
         key=flt.key or None,
         mode=mode_name(flt.mode),
         source=source_name(flt.source) if flt.source else None,
+        tags=tuple(flt.tags),
+        artist=flt.artist or None,
+        composer=flt.composer or None,
+        album=flt.album or None,
+        genre=flt.genre or None,
+        attributes=attributes_from_proto(flt.attributes),
     )
 
 
-def scored_to_proto(item: ScoredTrack) -> recommender_pb2.ScoredTrack:
+def scored_to_proto(item: ScoredTrack, reason: str = "") -> recommender_pb2.ScoredTrack:
     """The wire form of one result.
 
     Parameters
     ----------
     item : ScoredTrack
+    reason : str, optional
+        Which signal chose it; ``item.reason`` when empty.
 
     Returns
     -------
     recommender_pb2.ScoredTrack
-        A missing key is ``""``, a missing mode ``MODE_UNSPECIFIED``, and a source with
-        no wire value ``TRACK_SOURCE_UNSPECIFIED``.
+        A missing key is ``""``, a missing mode ``MODE_UNSPECIFIED``, a source with no wire
+        value ``TRACK_SOURCE_UNSPECIFIED``, a missing attribute 0.
     """
     p = item.payload
+    m = p.metadata
     return recommender_pb2.ScoredTrack(
         track_id=item.track_id,
         score=item.score,
@@ -101,6 +154,13 @@ def scored_to_proto(item: ScoredTrack) -> recommender_pb2.ScoredTrack:
         title=p.title,
         duration_s=p.duration_s,
         loudness_lufs=p.loudness_lufs,
+        tags=[common_pb2.TagScore(name=n, score=sc) for n, sc in p.tags],
+        metadata=common_pb2.TrackMetadata(title=p.title, artist=m.artist, composer=m.composer, album=m.album,
+                                          year=m.year or 0, genre=m.genre, tags=list(m.tags)),
+        reason=reason or getattr(item, "reason", "") or "",
+        energy=p.energy or 0.0,
+        danceability=p.danceability or 0.0,
+        valence=p.valence or 0.0,
     )
 
 
@@ -111,8 +171,25 @@ def _limit(value: int) -> int:
     return value or DEFAULT_LIMIT
 
 
+#: The index's strategy names by wire value.
+STRATEGY_NAMES = {
+    recommender_pb2.RECOMMEND_STRATEGY_UNSPECIFIED: "best_score",
+    recommender_pb2.RECOMMEND_STRATEGY_AVERAGE_VECTOR: "average_vector",
+    recommender_pb2.RECOMMEND_STRATEGY_BEST_SCORE: "best_score",
+    recommender_pb2.RECOMMEND_STRATEGY_SUM_SCORES: "sum_scores",
+}
+#: Most seed tags of one Recommend call.
+MAX_SEED_TAGS = 5
+
+
+def _weight(value: float) -> float:
+    """A wire weight: 0 means 1 (the index checks the rest: finite, > 0, at most 100)."""
+    return 1.0 if value == 0 else float(value)
+
+
 class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
-    """``musicaas.recommender.v1.RecommenderService`` over a :class:`TrackIndex`.
+    """``musicaas.recommender.v1.RecommenderService`` over a :class:`TrackIndex`, the text
+    encoder and the listener recommender.
 
     Every call is the calling tenant's (``x-musicaas-tenant`` metadata, set by the gateway:
     :func:`musicaas.tenancy.tenant_from_context`): it sees that tenant's tracks only, and
@@ -125,10 +202,22 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
     Parameters
     ----------
     index : TrackIndex
+    text_encoder : TritonTextEncoder, optional
+        Embeds free-text queries; without it, SearchTracks ranks by BM25 alone.
+    listeners : ListenerRecommender, optional
+        RecommendForListener, TrainListenerModel and a listener's taste profile in Recommend;
+        without it those answer FAILED_PRECONDITION.
     """
 
-    def __init__(self, index: TrackIndex) -> None:
+    def __init__(self, index: TrackIndex, *, text_encoder=None, listeners=None) -> None:
         self.index = index
+        self.text_encoder = text_encoder
+        self.listeners = listeners
+
+    def _listeners(self):
+        if self.listeners is None:
+            raise FailedPrecondition("this recommender runs without the listener store")
+        return self.listeners
 
     async def SimilarTracks(self, request, context) -> recommender_pb2.SimilarTracksResponse:
         tenant = tenant_from_context(context)
@@ -136,21 +225,135 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
             raise InvalidArgument("track_id is empty")
         with telemetry.QUERY_SECONDS.labels(query="similar").time():
             items = await self.index.similar(
-                tenant, request.track_id, limit=_limit(request.limit), flt=filter_from_proto(request.filter)
+                tenant, request.track_id, limit=_limit(request.limit), flt=filter_from_proto(request.filter),
+                diversity=request.diversity,
             )
-        return recommender_pb2.SimilarTracksResponse(tracks=[scored_to_proto(i) for i in items])
+        reason = f"similar to {request.track_id}" + (f", diversity {request.diversity:g}" if request.diversity else "")
+        return recommender_pb2.SimilarTracksResponse(tracks=[scored_to_proto(i, reason) for i in items])
 
     async def Recommend(self, request, context) -> recommender_pb2.RecommendResponse:
         tenant = tenant_from_context(context)
+        if len(request.seed_tags) > MAX_SEED_TAGS:
+            raise InvalidArgument(f"seed_tags has {len(request.seed_tags)} tags, more than {MAX_SEED_TAGS}")
+        extra: list[tuple[np.ndarray, float]] = []
+        signals: list[str] = []
+        for tag in dict.fromkeys(request.seed_tags):
+            extra.append((await self.index.tag_centroid(tenant, tag), 1.0))
+        if request.seed_tags:
+            signals.append("seed tags " + ", ".join(dict.fromkeys(request.seed_tags)))
+        if request.listener_id:
+            profile = await self._listeners().store.profile(tenant, request.listener_id)
+            if profile is None:
+                raise NotFound(f"listener {validation.quote(request.listener_id)} has no taste profile (no interactions with indexed tracks)")
+            extra.append((profile, 1.0))
+            signals.append("listener taste")
+        positive = [(e.track_id, _weight(e.weight)) for e in request.positive]
+        negative = [(e.track_id, _weight(e.weight)) for e in request.negative]
+        examples = len(request.liked_track_ids) + len(positive)
+        if examples:
+            signals.insert(0, f"{examples} liked")
+        if len(request.disliked_track_ids) + len(negative):
+            signals.append(f"{len(request.disliked_track_ids) + len(negative)} disliked")
+        strategy = STRATEGY_NAMES.get(request.strategy)
+        if strategy is None:
+            raise InvalidArgument(f"strategy {request.strategy} is not a recommend strategy")
+        if not (examples or extra):
+            raise InvalidArgument("recommend needs a seed: a liked track, a positive example, a seed tag or a listener")
         with telemetry.QUERY_SECONDS.labels(query="recommend").time():
             items = await self.index.recommend(
                 tenant,
                 liked=list(request.liked_track_ids),
                 disliked=list(request.disliked_track_ids),
+                positive=positive,
+                negative=negative,
+                positive_vectors=extra,
+                strategy=strategy,
+                targets=attributes_from_proto(request.attributes),
                 limit=_limit(request.limit),
                 flt=filter_from_proto(request.filter),
+                diversity=request.diversity,
             )
-        return recommender_pb2.RecommendResponse(tracks=[scored_to_proto(i) for i in items])
+        reason = f"{strategy} of " + ", ".join(signals)
+        if request.attributes:
+            reason += " with targets " + ", ".join(a.name for a in request.attributes if a.HasField("target"))
+        return recommender_pb2.RecommendResponse(tracks=[scored_to_proto(i, reason) for i in items])
+
+    async def SearchTracks(self, request, context) -> recommender_pb2.SearchTracksResponse:
+        tenant = tenant_from_context(context)
+        if not request.text.strip():
+            raise InvalidArgument("text is empty")
+        vector = None
+        if self.text_encoder is not None:
+            check_text(request.text)  # INVALID_ARGUMENT before the model server is asked
+            vector = (await self.text_encoder.encode([request.text]))[0]
+        with telemetry.QUERY_SECONDS.labels(query="search").time():
+            items = await self.index.search(
+                tenant, request.text, text_vector=vector, limit=_limit(request.limit),
+                flt=filter_from_proto(request.filter), diversity=request.diversity,
+            )
+        reason = "text match (dense + BM25)" if vector is not None else "text match (BM25)"
+        return recommender_pb2.SearchTracksResponse(tracks=[scored_to_proto(i, reason) for i in items])
+
+    async def DiscoverTracks(self, request, context) -> recommender_pb2.DiscoverTracksResponse:
+        tenant = tenant_from_context(context)
+        with telemetry.QUERY_SECONDS.labels(query="discover").time():
+            items = await self.index.discover(
+                tenant, target=request.target_track_id or None,
+                context=[(c.positive_track_id, c.negative_track_id) for c in request.context],
+                limit=_limit(request.limit), flt=filter_from_proto(request.filter),
+            )
+        reason = (f"discovery near {request.target_track_id}" if request.target_track_id else "context search") \
+            + f" in {len(request.context)} pairs"
+        return recommender_pb2.DiscoverTracksResponse(tracks=[scored_to_proto(i, reason) for i in items])
+
+    async def RecommendForListener(self, request, context) -> recommender_pb2.RecommendForListenerResponse:
+        tenant = tenant_from_context(context)
+        listeners = self._listeners()
+        if not request.listener_id:
+            raise InvalidArgument("listener_id is empty")
+        targets = attributes_from_proto(request.attributes)
+        aims = [t for t in targets if t.target is not None]
+        bounds = tuple(AttributeTarget(t.name, None, t.min, t.max) for t in targets if t.min is not None or t.max is not None)
+        flt = filter_from_proto(request.filter)
+        if bounds:
+            flt = dataclasses.replace(flt or TrackFilter(), attributes=(flt.attributes if flt else ()) + bounds)
+        limit = _limit(request.limit)
+        with telemetry.QUERY_SECONDS.labels(query="listener").time():
+            result = await listeners.recommend_for_listener(
+                tenant, request.listener_id, limit=min(MAX_LIMIT, limit * 3) if aims else limit, flt=flt,
+                diversity=request.diversity, include_played=request.include_played,
+            )
+        tracks = list(result.tracks)
+        if aims:
+            tracks = apply_targets(tenant, tracks, aims)[:limit]
+        return recommender_pb2.RecommendForListenerResponse(
+            tracks=[scored_to_proto(t) for t in tracks], model_version=result.model_version,
+            collaborative_weight=result.collaborative_weight, interactions=result.interactions,
+        )
+
+    async def TrainListenerModel(self, request, context) -> recommender_pb2.TrainListenerModelResponse:
+        tenant = tenant_from_context(context)
+        info = await self._listeners().train(tenant)
+        return recommender_pb2.TrainListenerModelResponse(
+            model_version=info.version, listeners=info.listeners, tracks=info.tracks, interactions=info.interactions,
+        )
+
+
+def apply_targets(tenant: str, tracks: list[ScoredTrack], aims: list[AttributeTarget]) -> list[ScoredTrack]:
+    """Re-rank results by attribute targets: each score times the Gaussian decay of its
+    distance to every target (the index's :func:`~musicaas_recommender.index.shared.decay_factors`,
+    the same factors as Recommend's), best first.
+
+    Raises
+    ------
+    InvalidArgument
+        An unknown attribute or a target outside its range.
+    """
+    checked = [check_attribute(a) for a in aims]
+    factors = decay_factors([(attr, target) for attr, target, _, _ in checked],
+                            [payload_to_dict(tenant, t.payload) for t in tracks])
+    rescored = [dataclasses.replace(t, score=float(t.score * f)) for t, f in zip(tracks, factors)]
+    return sorted(rescored, key=lambda t: -t.score)
 
 
 class IndexWriter:
@@ -173,8 +376,10 @@ class IndexWriter:
         self.index = index
         self._lock = asyncio.Lock()
 
-    async def upsert(self, tenant: str, payload: TrackPayload, vector: np.ndarray) -> bool:
-        """:meth:`TrackIndex.upsert`; the gauge goes up by one when the point is new.
+    async def upsert(self, tenant: str, payload: TrackPayload, vector: np.ndarray, *,
+                     text_vector: np.ndarray | None = None) -> bool:
+        """:meth:`TrackIndex.upsert` (with the description's ``text_vector``, shape ``(text_dim,)``,
+        when there is one); the gauge goes up by one when the point is new.
 
         Returns
         -------
@@ -187,7 +392,7 @@ class IndexWriter:
             As :meth:`TrackIndex.upsert` (the gauge is left as it was).
         """
         async with self._lock:
-            created = await self.index.upsert(tenant, payload, vector)
+            created = await self.index.upsert(tenant, payload, vector, text_vector=text_vector)
             if created:
                 telemetry.INDEX_POINTS.inc()
         return created
@@ -245,10 +450,12 @@ class AnalyzedConsumer:
 
     durable = "recommender-tracks-analyzed"
 
-    def __init__(self, bus: Bus, index: TrackIndex, *, writer: IndexWriter | None = None) -> None:
+    def __init__(self, bus: Bus, index: TrackIndex, *, writer: IndexWriter | None = None,
+                 text_encoder=None) -> None:
         self.bus = bus
         self.index = index
         self.writer = writer or IndexWriter(index)
+        self.text_encoder = text_encoder
 
     async def handle(self, event: events_pb2.TrackAnalyzed, headers: dict[str, str]) -> None:
         """Upsert ``event.tenant``'s analysed track (idempotent by tenant and id) and mark it
@@ -278,6 +485,12 @@ class AnalyzedConsumer:
         if not event.track_id:
             raise InvalidArgument("tracks.analyzed event without track_id")
         vector = np.asarray(a.embedding, dtype=np.float32)
+        metadata = common_pb2.TrackMetadata()
+        metadata.CopyFrom(event.metadata)
+        if not metadata.title:
+            metadata.title = event.title
+        description = describe_protos(a, metadata)
+        has_features = a.HasField("features")
         payload = TrackPayload(
             track_id=event.track_id,
             key=a.key or None,
@@ -286,15 +499,23 @@ class AnalyzedConsumer:
             source=source_name(event.source),
             duration_s=float(a.duration_s),
             loudness_lufs=float(a.loudness_lufs),
-            title=event.title,
+            title=event.title or metadata.title,
             embedding_model=a.embedding_model,
+            metadata=_metadata_from_proto(metadata),
+            tags=tuple((t.name, float(t.score)) for t in a.tags),
+            energy=float(a.features.energy) if has_features else None,
+            danceability=float(a.features.danceability) if has_features else None,
+            valence=float(a.features.valence) if has_features else None,
+            description=description,
         )
         if not vector.size and not a.embedding_model:
             # analysed without the learned model (the analyzer's tagger switched off): nothing
             # to index by similarity; the track is still marked indexed (its state and metadata are)
             log.warning("track_without_learned_embedding", track_id=event.track_id, tenant=event.tenant)
         else:
-            await self.writer.upsert(event.tenant, payload, vector)
+            # the model server down: Unavailable, the bus redelivers (the track stays analyzed)
+            text_vector = (await self.text_encoder.encode([description]))[0] if self.text_encoder else None
+            await self.writer.upsert(event.tenant, payload, vector, text_vector=text_vector)
 
         def mark(track: common_pb2.Track) -> None:
             track.state = advance_state(track.state, common_pb2.TRACK_STATE_INDEXED)

@@ -321,11 +321,15 @@ class ScoredTrack:
         With diversity above 0 the results are in MMR order, and the score is still the
         relevance (so it need not decrease down the list), as Qdrant's MMR returns it.
     payload : TrackPayload
+    reason : str, default ""
+        Which signal chose it, in one line (set by the service and the listener recommender;
+        the index leaves it empty).
     """
 
     track_id: str
     score: float
     payload: TrackPayload
+    reason: str = ""
 
 
 @dataclass(frozen=True)

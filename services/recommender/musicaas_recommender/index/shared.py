@@ -1348,3 +1348,8 @@ def _scored(tenant: str, hits: Sequence[ScoredPoint]) -> list[ScoredTrack]:
         payload = _payload_from_dict(data)
         out.append(ScoredTrack(track_id=payload.track_id, score=float(hit.score), payload=payload))
     return out
+
+
+#: The stored JSON object of a tenant's payload (validated), as the index writes it: what
+#: :func:`decay_factors` reads.
+payload_to_dict = _payload_to_dict
