@@ -306,3 +306,74 @@ def test_full_analysis_tree_is_served(client, uploaded):
     assert all(s.duration_s > 0 for s in a.sections)
     assert len(a.segments[0].pitches) == 12 and len(a.segments[0].timbre) == 12
     assert 0.0 <= a.scores.tonal_clarity <= 1.0
+
+
+def _cli(stack, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "MUSICAAS_GATEWAY": stack.gateway_addr, "MUSICAAS_API_KEY": stack.api_key}
+    return subprocess.run([sys.executable, "-m", "musicaas_cli", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_cli_search_recommend_and_listeners_end_to_end(stack, client, uploaded, chorales, tmp_path):
+    """Metadata, free-text search (text encoder + BM25), weighted recommendation with targets,
+    interactions recorded through the gateway (a malformed row rejected alone), the listener
+    model trained on demand and recommendations for a listener, all through the CLI."""
+    import time
+
+    wav = encode_wav(render_midi(chorales[0].midi, sample_rate_hz=16000), sample_rate_hz=16000)  # new bytes
+    tagged = client.upload_bytes(wav, filename="chorale16k.wav", title="Chorale at 16 kHz", composer="Johann Sebastian Bach",
+                                 genre="Baroque", tags=["demo-set"]).track_id
+    track = client.wait_track(tagged, timeout_s=120)
+    assert track.state == common_pb2.TRACK_STATE_INDEXED and track.metadata.composer == "Johann Sebastian Bach"
+
+    proc = _cli(stack, "search", "Baroque piece by Johann Sebastian Bach", "--limit", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert rows[0]["track_id"] == tagged and rows[0]["composer"] == "Johann Sebastian Bach"
+    assert rows[0]["reason"] == "text match (dense + BM25)" and isinstance(rows[0]["tags"], list)
+    proc = _cli(stack, "search", "", "--json")
+    assert proc.returncode == 1 and "INVALID_ARGUMENT" in json.loads(proc.stdout)["error"]
+
+    proc = _cli(stack, "recommend", "--like", f"{uploaded[0]}:2", "--like", f"{uploaded[1]}:0.5", "--strategy",
+                "sum_scores", "--target", "tempo_bpm=90", "--diversity", "0.2", "--limit", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert rows and not {r["track_id"] for r in rows} & set(uploaded[:2])
+    assert all(r["reason"].startswith("sum_scores of 2 liked") for r in rows)
+    proc = _cli(stack, "recommend", "--like", uploaded[0], "--target", "energy=7", "--json")
+    assert proc.returncode == 1 and "energy" in json.loads(proc.stdout)["error"]
+
+    proc = _cli(stack, "interactions", "add", "--listener", "e2e-ann", "--event", "like", uploaded[0], uploaded[1],
+                "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["recorded"] == 2, proc.stdout + proc.stderr
+    jsonl = tmp_path / "plays.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in [
+        {"listener_id": "e2e-ben", "event": "complete", "track_id": uploaded[0], "played_s": 40, "at": "2026-11-30T10:00:00Z"},
+        {"listener_id": "e2e-ben", "event": "play", "track_id": uploaded[2], "played_s": 35, "at": "2026-11-30T10:05:00Z"},
+        {"listener_id": "e2e-ben", "event": "play", "track_id": uploaded[1], "played_s": float("nan")},
+    ]).replace("NaN", "1e999"))  # a non-finite played_s (JSON has no NaN)
+    proc = _cli(stack, "interactions", "import", str(jsonl), "--json")
+    out = json.loads(proc.stdout)
+    assert proc.returncode == 2 and out["recorded"] == 2
+    assert [(r["row"], r["field"]) for r in out["rejected"]] == [(3, "played_s")]
+
+    deadline = time.monotonic() + 30
+    while True:  # the recommender consumes the events asynchronously
+        proc = _cli(stack, "interactions", "train", "--json")
+        if proc.returncode == 0 and json.loads(proc.stdout)["interactions"] >= 4:
+            break
+        assert time.monotonic() < deadline, proc.stdout + proc.stderr
+        time.sleep(1)
+    trained = json.loads(proc.stdout)
+    assert trained["listeners"] == 2 and trained["model_version"]
+    proc = _cli(stack, "recommend", "--listener", "e2e-ann", "--limit", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["model_version"] == trained["model_version"] and out["interactions"] == 2
+    ids = [r["track_id"] for r in out["tracks"]]
+    assert ids and not set(ids) & set(uploaded[:2]) and all(r["reason"] for r in out["tracks"])
+    assert uploaded[2] in ids  # what the other listener played after the same track
+    proc = _cli(stack, "recommend", "--listener", "nobody-here", "--json")
+    assert proc.returncode == 1 and "NOT_FOUND" in json.loads(proc.stdout)["error"]
