@@ -6,8 +6,13 @@
 3. Generate pieces in chosen keys (they are analysed and indexed like uploads).
 4. Print a table: key, mode, tempo, loudness per track; for chorales whether the analysed
    key matches the key written in the score (and the hit rate); for generated pieces the
-   requested against the analysed key; the top 5 tracks similar to one chorale.
-5. Write MIDI, WAV and ``report.json`` to the output folder.
+   requested against the analysed key; the model's top tags; the top 5 tracks similar to one
+   chorale.
+5. Search and recommend: a free-text search, recommendations from a liked track with a
+   tempo target, and recommendations for three listeners whose interactions the demo
+   records (each listener likes the tracks of one mode or kind; the listener model is
+   trained on demand), each result with the signal that chose it.
+6. Write MIDI, WAV and ``report.json`` to the output folder.
 
 Starts the local stack when no gateway answers at ``MUSICAAS_GATEWAY``, and stops what it started.
 """
@@ -51,8 +56,10 @@ def _key_of(track: common_pb2.Track) -> Key | None:
 #: Fields of the analysis record the report keeps (the full tree is in GetTrack / analyze --json).
 _REPORT_KEYS = (
     "track_id", "key", "mode", "key_confidence", "tempo_bpm", "duration_s", "loudness_lufs",
-    "time_signature", "features", "scores",
+    "time_signature", "features", "scores", "tags", "embedding_model",
 )
+#: The demo's free-text query.
+SEARCH_TEXT = "slow choral piece in a minor key"
 SCORE_NAMES = ("tonal_clarity", "rhythmic_stability", "dynamic_range", "repetition")
 
 
@@ -193,7 +200,7 @@ def _run(console: Console, client: GatewayClient, *, out: Path, audio_dir: Path 
     }
 
     table = Table(title="musicaas demo: analysis of every track")
-    for col in ("kind", "name", "key", "tempo BPM", "loudness LUFS", "written / requested", "match"):
+    for col in ("kind", "name", "key", "tempo BPM", "loudness LUFS", "written / requested", "match", "top tags"):
         table.add_column(col)
     for r in rows:
         if "error" in r:
@@ -206,6 +213,7 @@ def _run(console: Console, client: GatewayClient, *, out: Path, audio_dir: Path 
             _fmt(r["loudness_lufs"] if r["loudness_lufs"] is not None else float("nan"), ".1f"),
             r.get("written_key", r.get("requested_key", "")),
             {True: "yes", False: "no"}.get(r.get("key_match"), ""),
+            ", ".join(t["name"] for t in (r.get("tags") or [])[:3]),
         )
     console.print(table)
     if chorales:
@@ -230,10 +238,100 @@ def _run(console: Console, client: GatewayClient, *, out: Path, audio_dir: Path 
     for kind, means in comparison.items():
         cmp_table.add_row(kind, *[_fmt(means[n], ".2f") if means[n] is not None else "-" for n in SCORE_NAMES])
     console.print(cmp_table)
+    finding = _search_and_recommend(console, client, rows)
     report = {
         "tracks": rows, "summary": summary, "score_comparison": comparison,
-        "similar": {"query": query, "results": similar},
+        "similar": {"query": query, "results": similar}, **finding,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))
     console.print(f"wrote MIDI, WAV and report.json to {out}{os.sep}")
     return 0 if summary["errors"] == 0 else 1
+
+
+def _result_table(title: str, results: list[dict]) -> Table:
+    table = Table(title=title)
+    for col in ("score", "title", "key", "tempo BPM", "top tags", "why"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(f"{r['score']:.3f}", r["title"], f"{r['key'] or '-'} {r['mode'] or ''}", f"{r['tempo_bpm']:.1f}",
+                      ", ".join(t["name"] for t in r["tags"][:3]), r.get("reason") or "")
+    return table
+
+
+def _train_when_recorded(client: GatewayClient, recorded: int, timeout_s: float = 30.0):
+    """Train the listener model once the recommender has consumed ``recorded`` interactions
+    (they reach it asynchronously, over NATS); the last attempt's error otherwise."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            trained = client.train_listener_model()
+            if trained.interactions >= recorded or time.monotonic() > deadline:
+                return trained
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
+def _search_and_recommend(console: Console, client: GatewayClient, rows: list[dict]) -> dict:
+    """A free-text search, a recommendation from a liked track with a tempo target, and
+    recommendations for three demo listeners (interactions recorded through the gateway, the
+    listener model trained on demand). A step the platform refuses is reported, not fatal."""
+    from musicaas.client import INTERACTION_EVENTS, attribute_targets, scored_record
+    from musicaas.common.v1 import common_pb2 as pb
+
+    done = [r for r in rows if "track_id" in r]
+    out: dict = {"search": None, "recommend": None, "listeners": []}
+    if len(done) < 3:
+        return out
+    try:
+        hits = [scored_record(t) for t in client.search(SEARCH_TEXT, limit=5)]
+        out["search"] = {"text": SEARCH_TEXT, "results": hits}
+        console.print(_result_table(f'search: "{SEARCH_TEXT}"', hits))
+    except grpc.RpcError as exc:
+        out["search"] = {"text": SEARCH_TEXT, "error": rpc_error_text(exc)}
+        console.print(f"[yellow]search: {rpc_error_text(exc)}")
+    liked = done[0]
+    try:
+        recs = [scored_record(t) for t in client.recommend(
+            positive=[(liked["track_id"], 1.0)], attributes=attribute_targets(target={"tempo_bpm": 80.0}),
+            diversity=0.3, limit=5)]
+        out["recommend"] = {"liked": liked["track_id"], "target_tempo_bpm": 80.0, "diversity": 0.3, "results": recs}
+        console.print(_result_table(f"recommended from {liked['name']}, target 80 BPM, diversity 0.3", recs))
+    except grpc.RpcError as exc:
+        out["recommend"] = {"error": rpc_error_text(exc)}
+        console.print(f"[yellow]recommend: {rpc_error_text(exc)}")
+    # three listeners: minor-mode tracks, major-mode tracks, generated pieces
+    tastes = {
+        "demo-listener-minor": [r for r in done if r.get("mode") == "minor"],
+        "demo-listener-major": [r for r in done if r.get("mode") == "major"],
+        "demo-listener-generated": [r for r in done if r["kind"] == "generated"],
+    }
+    events = []
+    for listener, liked_rows in tastes.items():
+        for r in liked_rows[: max(1, len(liked_rows) // 2)]:
+            events.append(pb.Interaction(listener_id=listener, track_id=r["track_id"],
+                                         event=INTERACTION_EVENTS["complete"], played_s=float(r.get("duration_s") or 0)))
+            events.append(pb.Interaction(listener_id=listener, track_id=r["track_id"], event=INTERACTION_EVENTS["like"]))
+    try:
+        recorded = client.record_interactions(events).recorded if events else 0
+        trained = _train_when_recorded(client, recorded)
+        console.print(f"recorded {recorded} interactions of {len(tastes)} listeners; listener model "
+                      f"{trained.model_version or '-'} ({trained.listeners} listeners, {trained.tracks} tracks)")
+    except grpc.RpcError as exc:
+        console.print(f"[yellow]interactions: {rpc_error_text(exc)}")
+        return out
+    for listener in tastes:
+        try:
+            resp = client.recommend_for_listener(listener, limit=5)
+        except grpc.RpcError as exc:
+            out["listeners"].append({"listener_id": listener, "error": rpc_error_text(exc)})
+            continue
+        recs = [scored_record(t) for t in resp.tracks]
+        out["listeners"].append({"listener_id": listener, "model_version": resp.model_version,
+                                 "collaborative_weight": resp.collaborative_weight, "results": recs})
+        console.print(_result_table(
+            f"for {listener} ({resp.interactions} interactions, collaborative weight {resp.collaborative_weight:.2f})", recs))
+    return out
