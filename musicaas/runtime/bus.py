@@ -670,6 +670,81 @@ class Bus:
             raise Unavailable(f"could not read the dead letters: {exc}") from exc
         return out
 
+    async def replay(
+        self,
+        kind: str,
+        message_type: type[M],
+        handler: Callable[[M, dict[str, str]], Awaitable[None]],
+        *,
+        batch: int = 256,
+    ) -> int:
+        """Hand every stored event of ``kind`` (every tenant's, oldest first) to ``handler``,
+        up to the last one stored when the call starts: how a service rebuilds a view (the
+        recommender's listener store on a new volume) from the ``MUSIC`` stream, which keeps
+        every event. An ephemeral pull consumer without acks reads them; the durable
+        consumers are not touched, so ``handler`` must be idempotent (the durable one
+        delivers the newest events again).
+
+        Parameters
+        ----------
+        kind : str
+            Event kind (:data:`INTERACTIONS_RECORDED`, ...).
+        message_type : protobuf message class
+        handler : async callable (event, headers) -> None
+            Its errors propagate (the replay stops; call it again to start over).
+        batch : int
+            Messages per fetch.
+
+        Returns
+        -------
+        int
+            Events handed over. A payload that does not parse, or whose tenant is not its
+            subject's, is skipped (the durable consumer dead-letters it).
+
+        Raises
+        ------
+        Unavailable
+            When NATS does not answer.
+        """
+        subject = all_tenants(kind)
+        try:
+            info = await self.js.stream_info(STREAM, subjects_filter=subject)
+            last = info.state.last_seq
+            if not info.state.subjects:
+                return 0
+            sub = await self.js.pull_subscribe(subject, stream=STREAM, config=ConsumerConfig(
+                ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=60.0))
+        except _NATS_ERRORS as exc:
+            raise Unavailable(f"could not replay {subject}: {exc}") from exc
+        handed = 0
+        try:
+            while True:
+                try:
+                    msgs = await sub.fetch(batch=batch, timeout=1.0)
+                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                    break  # nothing more stored
+                except _NATS_ERRORS as exc:
+                    raise Unavailable(f"could not replay {subject}: {exc}") from exc
+                done = False
+                for msg in msgs:
+                    if msg.metadata.sequence.stream > last:
+                        done = True
+                        break
+                    try:
+                        event = message_type.FromString(msg.data)
+                    except DecodeError:
+                        continue
+                    if getattr(event, "tenant", None) != tenant_of_subject(msg.subject):
+                        continue  # as consume(): not the subject's tenant's
+                    await handler(event, dict(msg.headers or {}))
+                    handed += 1
+                if done:
+                    break
+        finally:
+            with contextlib.suppress(*_NATS_ERRORS):
+                await sub.unsubscribe()
+        return handed
+
     # -- blobs ----------------------------------------------------------------------------
 
     async def put_blob(self, name: str, data: bytes, *, content_type: str) -> common_pb2.BlobRef:

@@ -569,3 +569,34 @@ async def test_listings_are_complete_every_time(private_nats):
             if tenant not in tenants or len(tracks) != 2:
                 short.append((i, len(tenants), len(tracks)))
         assert short == []
+
+
+async def test_replay_hands_over_every_stored_event_once_then_stops(nats_url):
+    """Bus.replay reads every stored event of a kind (each tenant's, oldest first) up to the
+    last one stored when it starts, skips one whose tenant is not its subject's, and leaves
+    the durable consumers alone."""
+    t1, t2 = f"rp{uuid.uuid4().hex[:10]}", f"rq{uuid.uuid4().hex[:10]}"
+    async with Bus(nats_url, name="test-replay") as bus:
+        before = await bus.replay(busmod.INTERACTIONS_RECORDED, events_pb2.InteractionsRecorded, _ignore)
+        for i, tenant in enumerate((t1, t2, t1)):
+            event = events_pb2.InteractionsRecorded(tenant=tenant, batch_id=f"b{i}-{tenant}")
+            await bus.publish(busmod.INTERACTIONS_RECORDED, event, event_id=event.batch_id)
+        # a payload naming another tenant than its subject: skipped, as consume() would refuse it
+        await bus.js.publish(busmod.subject_for(busmod.INTERACTIONS_RECORDED, t1),
+                             events_pb2.InteractionsRecorded(tenant=t2, batch_id="forged").SerializeToString())
+        seen: list[str] = []
+
+        async def handler(event, headers):
+            seen.append(event.batch_id)
+            if event.batch_id == f"b0-{t1}":  # published during the replay: not part of it
+                late = events_pb2.InteractionsRecorded(tenant=t2, batch_id=f"late-{t2}")
+                await bus.publish(busmod.INTERACTIONS_RECORDED, late, event_id=late.batch_id)
+
+        handed = await bus.replay(busmod.INTERACTIONS_RECORDED, events_pb2.InteractionsRecorded, handler)
+        mine = [b for b in seen if b.endswith((t1, t2))]
+        assert mine == [f"b0-{t1}", f"b1-{t2}", f"b2-{t1}"]
+        assert "forged" not in seen and handed == len(seen) == before + 3
+
+
+async def _ignore(event, headers) -> None:
+    return None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import structlog
+
 from musicaas.events.v1 import events_pb2
 from musicaas.recommender.v1 import recommender_pb2_grpc
 from musicaas.runtime import bus as busmod
@@ -15,6 +17,8 @@ from musicaas_recommender.index import open_index
 from musicaas_recommender.listeners import InteractionsConsumer, ListenerRecommender
 from musicaas_recommender.listeners.store import InteractionStore
 from musicaas_recommender.text_encoder import TritonTextEncoder
+
+log = structlog.get_logger()
 from musicaas_recommender.service import (
     AnalyzedConsumer,
     DeletedConsumer,
@@ -70,6 +74,11 @@ async def main(settings: RecommenderSettings | None = None, *, stop: asyncio.Eve
         analyzed = AnalyzedConsumer(bus, index, writer=writer, text_encoder=encoder)
         deleted = DeletedConsumer(index, writer=writer)
         await writer.refresh()
+        if not await store.tenants():
+            # a new listener store (a new volume): rebuild it from the stream's stored
+            # interactions.recorded events (idempotent by interaction id)
+            replayed = await bus.replay(interactions.subject, interactions.message_type, interactions.handle)
+            log.info("listener_store_rebuilt", events=replayed)
         background = [
             lambda: bus.consume(
                 durable=analyzed.durable,
