@@ -45,6 +45,11 @@ class MemoryListenerIndex:
         mine = self._tracks.get(tenant, {})
         return {t: mine[t][1].copy() for t in track_ids if t in mine}
 
+    async def payloads(self, tenant: str, track_ids: Sequence[str]) -> dict[str, TrackPayload]:
+        self.calls.append("payloads")
+        mine = self._tracks.get(tenant, {})
+        return {t: mine[t][0] for t in track_ids if t in mine}
+
     async def nearest(self, tenant: str, vector: np.ndarray, *, limit: int, flt: TrackFilter | None = None,
                       exclude: Sequence[str] = (), diversity: float = 0.0,
                       among: Sequence[str] | None = None) -> list[ScoredTrack]:

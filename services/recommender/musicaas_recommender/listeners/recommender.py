@@ -45,7 +45,8 @@ candidate passes the same :class:`~musicaas_recommender.index.TrackFilter` only 
 says so: when the index's ``nearest`` takes ``among`` (restrict the query to these ids, a
 Qdrant ``has_id`` condition), one filtered query over the candidates returns those that
 pass, with their payloads; otherwise each candidate is probed with a filtered ``nearest``
-query on its own vector (``PROBE_LIMIT`` hits) and passes when it is among the hits. Either
+query on its own vector (``PROBE_LIMIT`` hits) and passes when it is among the hits; without
+a filter, an index that has ``payloads(tenant, ids)`` gives the payloads in one read. Either
 way the index evaluates the filter (its rules live in one place), a track no longer in the
 index (deleted since the model was trained) is dropped, and every result has its payload.
 """
@@ -85,9 +86,12 @@ __all__ = [
 log = structlog.get_logger()
 
 #: Interactions at which the collaborative signal has half the weight (module docstring).
-DEFAULT_HISTORY_K = 10.0
+#: Chosen on the development split of ``bench/listeners.py`` (grid 3, 10, 30, 100).
+DEFAULT_HISTORY_K = 30.0
 #: Share of the non-collaborative weight that backs off to popularity (module docstring).
-DEFAULT_POPULARITY_SHARE = 0.5
+#: Chosen on the development split of ``bench/listeners.py`` (grid 0.25 to 1): its audience
+#: has a strong popularity bias; a tenant whose listeners follow the charts less wants less.
+DEFAULT_POPULARITY_SHARE = 0.9
 #: Latest interactions of a listener that make its taste profile.
 PROFILE_HISTORY = 1000
 #: Hits of one probe query (collaborative candidates, when the index has no ``among``).
@@ -490,6 +494,9 @@ class ListenerRecommender:
         if not ids:
             return {}
         out: dict[str, ScoredTrack] = {}
+        if flt is None and hasattr(self.index, "payloads"):  # nothing to check: one read
+            found = await self.index.payloads(tenant, ids)
+            return {t: ScoredTrack(track_id=t, score=0.0, payload=p) for t, p in found.items()}
         if self._among:
             for start in range(0, len(ids), MAX_LIMIT):
                 chunk = ids[start:start + MAX_LIMIT]
