@@ -15,11 +15,13 @@ and a text file named ``song.wav`` is refused with a message that says what the 
 audio stream behind up to 64 KiB of leading junk (a broken tag, a web server's padding)
 is still MP3. ``reader`` says how the analyzer reads an accepted container: ``"audio"``
 is decoded by libsndfile (``soundfile``'s bundled libsndfile 1.2 reads WAV in RIFF, RIFX
-and RF64, FLAC, Ogg Vorbis and Opus, MP3 through mpg123, and AIFF/AIFC), ``"midi"`` is
-read as notes by the analyzer's MIDI reader. Containers without a reader are known only so
-that the refusal can name them.
+and RF64, and Sony Wave64, a WAV with 64-bit sizes that is a ``"wav"`` here too; FLAC,
+Ogg Vorbis and Opus, MP3 through mpg123, and AIFF/AIFC), ``"midi"`` is read as notes by
+the analyzer's MIDI reader. Containers without a reader are known only so that the
+refusal can name them.
 
-References: Microsoft/IBM RIFF WAVE; EBU Tech 3306 (RF64); Apple AIFF 1.3 and AIFF-C;
+References: Microsoft/IBM RIFF WAVE; EBU Tech 3306 (RF64); Sony Wave64 (W64, Sony Media
+Software 2003); Apple AIFF 1.3 and AIFF-C;
 RFC 9639 (FLAC); RFC 3533 (Ogg); ISO/IEC 11172-3 and 13818-3 (MPEG audio frame header);
 ID3v2.4 structure; Standard MIDI File 1.0.
 """
@@ -36,6 +38,8 @@ __all__ = [
     "Container",
     "SUPPORTED_TEXT",
     "Sniffed",
+    "W64_RIFF_GUID",
+    "W64_WAVE_GUID",
     "by_name",
     "refusal",
     "sniff",
@@ -154,8 +158,16 @@ def _magic(offset: int, magic: bytes) -> Callable[[bytes], int | None]:
     return lambda data: 0 if data[offset : offset + len(magic)] == magic else None
 
 
+#: GUID of a Sony Wave64 file's ``riff`` chunk, its first 16 bytes.
+W64_RIFF_GUID = b"riff\x2e\x91\xcf\x11\xa5\xd6\x28\xdb\x04\xc1\x00\x00"
+#: GUID of the Wave64 ``wave`` form type, at byte 24.
+W64_WAVE_GUID = b"wave\xf3\xac\xd3\x11\x8c\xd1\x00\xc0\x4f\x8e\xdb\x8a"
+
+
 def _wav(data: bytes) -> int | None:
-    return 0 if data[:4] in (b"RIFF", b"RIFX", b"RF64") and data[8:12] == b"WAVE" else None
+    if data[:4] in (b"RIFF", b"RIFX", b"RF64") and data[8:12] == b"WAVE":
+        return 0
+    return 0 if data[:16] == W64_RIFF_GUID and data[24:40] == W64_WAVE_GUID else None
 
 
 def _flac(data: bytes) -> int | None:
@@ -179,8 +191,9 @@ def _adts(data: bytes) -> int | None:
 
 #: Every container the platform knows, in the order they are tried.
 CONTAINERS: tuple[Container, ...] = (
-    Container("wav", "audio/wav", "WAV", "'RIFF', 'RIFX' or 'RF64', then 'WAVE' at byte 8",
-              "audio", ("wav", "wave"), _wav),
+    Container("wav", "audio/wav", "WAV", "'RIFF', 'RIFX' or 'RF64', then 'WAVE' at byte 8; or "
+              "the Sony Wave64 'riff' GUID, then its 'wave' GUID at byte 24",
+              "audio", ("wav", "wave", "w64"), _wav),
     Container("riff", "application/octet-stream", "a RIFF file that is not WAVE (AVI, WebP, ...)",
               "'RIFF' without 'WAVE' at byte 8", None, (), _magic(0, b"RIFF")),
     Container("flac", "audio/flac", "FLAC", "'fLaC', at the start or after an ID3v2 tag",

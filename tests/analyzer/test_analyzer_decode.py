@@ -123,9 +123,12 @@ def test_text_file_named_wav():
     assert "text" in msg and "notes.wav" in msg
 
 
-def test_truncated_wav():
+def test_truncated_wav_is_decoded_to_where_it_was_cut():
+    # issue 12: a header that claims more than the file holds is not refused (streaming
+    # writers and cut copies): the samples run to the file's real end
     data = audio_bytes(tone(2.0, 44100), 44100)
-    _invalid(data[: len(data) // 2], r"truncated WAV data.*declares \d+ bytes.*only \d+ are present")
+    y, sr = decode_audio(data[: len(data) // 2])[:2]
+    assert y.size / sr == pytest.approx(1.0, abs=0.01)
 
 
 def test_truncated_flac():
@@ -150,9 +153,9 @@ def test_nan_samples_in_float_wav():
     _invalid(data, r"non-finite samples \(NaN or infinity\), the first at 0\.023 s")
 
 
-def test_three_channels():
-    y = np.stack([tone(1.0, 44100)] * 3, axis=1)
-    _invalid(audio_bytes(y, 44100), r"3 audio channels.*at most 2")
+def test_more_than_32_channels_is_refused():
+    y = np.stack([tone(1.0, 8000)] * 33, axis=1)
+    _invalid(audio_bytes(y, 8000), r"33 audio channels.*at most 32")
 
 
 def test_one_sample_wav():

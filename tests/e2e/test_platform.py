@@ -123,15 +123,22 @@ def test_generation_bad_controls_are_invalid_argument(client):
 
 
 def test_corrupt_file_fails_async_with_event_and_stack_still_serves(stack, client, uploaded, tmp_path):
-    # a real WAV, truncated in the middle of its data chunk: the header sniff passes
+    # a real FLAC, cut inside its frames: the header sniff passes (a cut WAV, by contrast, is
+    # analysed to where it was cut)
+    import io
+
+    import soundfile as sf
+
     y = np.sin(2 * np.pi * 440 * np.arange(22050 * 3) / 22050).astype(np.float32)
-    wav = encode_wav(y, sample_rate_hz=22050)
-    corrupt = wav[: len(wav) // 2]  # the header still declares the whole data chunk
-    resp = client.upload_bytes(corrupt, filename="broken.wav")
+    y += 0.01 * np.random.default_rng(0).standard_normal(y.size).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, y, 22050, format="FLAC")
+    corrupt = buf.getvalue()[:4000]
+    resp = client.upload_bytes(corrupt, filename="broken.flac")
     track = client.wait_track(resp.track_id, timeout_s=60)
     assert track.state == common_pb2.TRACK_STATE_FAILED
     assert track.error.startswith("INVALID_ARGUMENT")
-    assert "truncated" in track.error  # the reason names the problem
+    assert "FLAC" in track.error  # the reason names the problem
     failed = [events_pb2.TrackFailed.FromString(d) for _, d in tenant_events(stack, busmod.TRACKS_FAILED)]
     assert any(f.track_id == resp.track_id and f.code == "INVALID_ARGUMENT" for f in failed)
     # everything else keeps running and serving

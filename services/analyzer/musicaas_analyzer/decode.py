@@ -4,14 +4,28 @@ The container is identified from the bytes themselves by :mod:`musicaas.media`, 
 owner of container sniffing, so that the analyzer accepts exactly what the gateway
 accepts: a FLAC file named ``song.wav`` decodes as FLAC, and a text file named
 ``song.wav`` is rejected with a message that says what the bytes look like. Decoding is done by libsndfile (through
-``soundfile``), whose bundled build (libsndfile 1.2) reads WAV (RIFF/RIFX/RF64), FLAC,
-Ogg (Vorbis, Opus), MP3 (through mpg123) and AIFF/AIFC. Standard MIDI Files are sniffed
-here too but read by :mod:`musicaas_analyzer.midi`, not decoded.
+``soundfile``), whose bundled build (libsndfile 1.2) reads WAV (RIFF/RIFX/RF64, and Sony
+Wave64, which is sniffed and reported as ``"wav"``), FLAC, Ogg (Vorbis, Opus), MP3
+(through mpg123) and AIFF/AIFC, in every sample format it knows (8/16/24/32-bit integer,
+32/64-bit float, A-law, u-law, ADPCM), at any rate in [:data:`MIN_SAMPLE_RATE_HZ`,
+:data:`MAX_SAMPLE_RATE_HZ`]. Standard MIDI Files are sniffed here too but read by
+:mod:`musicaas_analyzer.midi`, not decoded.
+
+Files of up to :data:`MAX_CHANNELS` channels are read: the mono mix is the mean of a stereo
+file's two channels, and the ITU-R BS.775 downmix of more (:mod:`musicaas_analyzer.downmix`
+has the gains and the channel orders; a WAV file's WAVE_FORMAT_EXTENSIBLE channel mask
+says where each channel plays, :mod:`musicaas_analyzer.wavheader` reads it).
+
+A RIFF WAV file whose ``data`` chunk size lies (more than the file holds, less than it
+holds, 0 or 0xFFFFFFFF as streaming writers leave it) is read to its real end:
+:mod:`musicaas_analyzer.wavheader` finds it, and libsndfile reads the file through a view
+whose header says it (:class:`_Patched`).
 
 Every problem with the input raises :class:`~musicaas.runtime.errors.InvalidArgument`
 with a message naming the problem: empty data, an unsupported or unrecognised container,
-corrupt or truncated data, non-finite samples, more than two channels, audio longer than
-the caller's limit, or audio too short to analyse (:data:`MIN_DURATION_S`).
+corrupt or truncated data (a FLAC, Ogg or MP3 stream that ends before its header says),
+non-finite samples, more than :data:`MAX_CHANNELS` channels, audio longer than the
+caller's limit, or audio too short to analyse (:data:`MIN_DURATION_S`).
 
 An upload in a file (the analyzer spools large uploads to disk) is decoded from the file
 itself, block by block (:func:`decode_mono_streaming_file`): the container is sniffed from its
@@ -27,22 +41,20 @@ from __future__ import annotations
 import io
 import math
 import os
-import struct
 from dataclasses import dataclass
 
 import numpy as np
 
 from musicaas import media
 from musicaas.runtime.errors import InvalidArgument
+from musicaas_analyzer import downmix, wavheader
+from musicaas_analyzer.downmix import MAX_CHANNELS
 
 #: Containers this module decodes, as lower-case names (the audio rows of :data:`musicaas.media.CONTAINERS`).
 SUPPORTED_FORMATS = tuple(c.name for c in media.ACCEPTED if c.reader == "audio")
 
 #: Shortest audio accepted, seconds. Beat tracking and key finding need a few frames.
 MIN_DURATION_S = 0.5
-
-#: Most channels accepted (mono or stereo).
-MAX_CHANNELS = 2
 
 #: Accepted range of sample rates, Hz, both for files and for the requested output rate.
 MIN_SAMPLE_RATE_HZ = 4000
@@ -67,11 +79,15 @@ class DecodedAudio:
         The file's sample rate.
     container : str
         One of :data:`SUPPORTED_FORMATS`, as sniffed from the bytes.
+    channel_positions : tuple of str
+        Where each channel plays (:func:`musicaas_analyzer.downmix.channel_positions`);
+        empty: the default order of ``container`` for the number of channels.
     """
 
     samples: np.ndarray
     sample_rate_hz: int
     container: str
+    channel_positions: tuple[str, ...] = ()
 
     @property
     def channels(self) -> int:
@@ -82,12 +98,23 @@ class DecodedAudio:
         return self.samples.shape[0] / self.sample_rate_hz
 
     def mono(self) -> np.ndarray:
-        """Mean of the channels, float32 [shape=(n,)]."""
-        if self.channels == 1:
-            return np.ascontiguousarray(self.samples[:, 0])
-        out = self.samples[:, 0] + self.samples[:, 1]  # at most 2 channels
-        out *= np.float32(0.5)
+        """The mono mix, float32 [shape=(n,)]: the channel itself, the mean of a stereo
+        pair, the BS.775 downmix of more (:mod:`musicaas_analyzer.downmix`)."""
+        positions = self.channel_positions or downmix.channel_positions(self.channels, container=self.container)
+        out = np.empty(self.samples.shape[0], dtype=np.float32)
+        _mix(self.samples, downmix.mono_gains(positions), out)
         return out
+
+
+def _mix(block: np.ndarray, gains: np.ndarray, out: np.ndarray) -> None:
+    """Write the mono mix of ``block`` (n, channels) with ``gains`` (channels,) into ``out`` (n,)."""
+    if gains.size == 1:
+        out[:] = block[:, 0]
+    elif gains.size == 2:  # the mean of a stereo pair, computed as it always was
+        np.add(block[:, 0], block[:, 1], out=out)
+        out *= np.float32(0.5)
+    else:
+        np.matmul(block, gains, out=out)
 
 
 def _describe(name: str | None) -> str:
@@ -161,30 +188,6 @@ def sniff_file(file, *, filename: str | None = None) -> tuple[str, int]:
     return container, offset
 
 
-def _check_wav_truncation(read_at, size: int, filename: str | None) -> None:
-    """Raise when a RIFF WAVE file's ``data`` chunk declares more bytes than are present.
-
-    ``read_at(pos, n)`` gives the file's bytes ``[pos, pos + n)``; ``size`` is its length."""
-    if read_at(0, 4) != b"RIFF":  # RIFX/RF64 keep their sizes elsewhere; libsndfile checks them
-        return
-    pos = 12
-    while pos + 8 <= size:
-        header = read_at(pos, 8)
-        chunk = header[:4]
-        (chunk_size,) = struct.unpack("<I", header[4:8])
-        if chunk == b"data":
-            if chunk_size in (0, 0xFFFFFFFF):  # size left unknown by a streaming writer
-                return
-            present = size - (pos + 8)
-            if chunk_size - present > 16:
-                raise InvalidArgument(
-                    f"truncated WAV data{_describe(filename)}: the data chunk declares "
-                    f"{chunk_size} bytes of samples but only {present} are present"
-                )
-            return
-        pos += 8 + chunk_size + (chunk_size & 1)
-
-
 def _check_rate(sample_rate_hz: int, what: str) -> None:
     if not MIN_SAMPLE_RATE_HZ <= sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
         raise InvalidArgument(
@@ -233,11 +236,50 @@ class _FileFrom:
         return self._file.read(n)
 
 
+class _Patched:
+    """A read-only binary file that shows ``patches`` ((offset, bytes) pairs) in place of
+    the bytes of ``file`` there: how libsndfile is shown a WAV header whose sizes are
+    corrected (:attr:`musicaas_analyzer.wavheader.WaveHeader.patches`), the samples being
+    read from the file itself."""
+
+    mode = "rb"
+
+    def __init__(self, file, patches: tuple[tuple[int, bytes], ...]) -> None:
+        self._file = file
+        self._patches = patches
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        return self._file.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def _overlay(self, view, start: int) -> None:
+        for at, patch in self._patches:
+            lo, hi = max(at, start), min(at + len(patch), start + len(view))
+            if lo < hi:
+                view[lo - start : hi - start] = patch[lo - at : hi - at]
+
+    def readinto(self, buffer) -> int:
+        start = self._file.tell()
+        n = self._file.readinto(buffer)
+        if n:
+            self._overlay(memoryview(buffer).cast("B")[:n], start)
+        return n
+
+    def read(self, n: int = -1) -> bytes:
+        start = self._file.tell()
+        data = bytearray(self._file.read(n))
+        self._overlay(data, start)
+        return bytes(data)
+
+
 def _open(data: bytes, filename: str | None, max_duration_s: float):
     """Validate the arguments, sniff the container of ``data`` and open it with libsndfile.
 
-    Returns (handle, container, label, rate, channels, frames); the header is checked
-    (channels, sample rate, duration) before any sample is read."""
+    Returns (handle, container, label, rate, channels, frames, positions), ``positions``
+    where each channel plays (:func:`musicaas_analyzer.downmix.channel_positions`); the
+    header is checked (channels, sample rate, duration) before any sample is read."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, not {type(data).__name__}")
     check_max_duration(max_duration_s)
@@ -276,10 +318,12 @@ def _open_container(source, container: str, filename: str | None, max_duration_s
             "(musicaas_analyzer.midi), not decoded as audio"
         )
     label = container.upper()
-    if container == "wav":
-        _check_wav_truncation(read_at, size, filename)
+    header = wavheader.read_wave_header(read_at, size) if container == "wav" else None
+    mask = header.channel_mask if header is not None else None
+    patches = header.patches if header is not None else ()
     try:
-        handle = sf.SoundFile(source(), mode="r")
+        file = source()
+        handle = sf.SoundFile(_Patched(file, patches) if patches else file, mode="r")
     except Exception as exc:  # LibsndfileError, RuntimeError, ValueError from the parser
         raise InvalidArgument(
             f"corrupt {label} data{_describe(filename)}: {_libsndfile_message(exc)}"
@@ -288,8 +332,7 @@ def _open_container(source, container: str, filename: str | None, max_duration_s
     try:
         if channels > MAX_CHANNELS:
             raise InvalidArgument(
-                f"{channels} audio channels{_describe(filename)}: at most {MAX_CHANNELS} "
-                "(mono or stereo) are supported"
+                f"{channels} audio channels{_describe(filename)}: at most {MAX_CHANNELS} are supported"
             )
         _check_rate(rate, f"{label} sample rate")
         if frames / rate > max_duration_s:
@@ -300,7 +343,8 @@ def _open_container(source, container: str, filename: str | None, max_duration_s
     except InvalidArgument:
         handle.close()
         raise
-    return handle, container, label, rate, channels, frames
+    positions = downmix.channel_positions(channels, container=container, channel_mask=mask)
+    return handle, container, label, rate, channels, frames, positions
 
 
 def _read_blocks(handle, label: str, filename: str | None, rate: int, frames: int, buffer_for, consume) -> int:
@@ -382,7 +426,7 @@ def decode_native(
         [:data:`MIN_SAMPLE_RATE_HZ`, :data:`MAX_SAMPLE_RATE_HZ`]; audio longer than
         ``max_duration_s`` or shorter than :data:`MIN_DURATION_S`.
     """
-    handle, container, label, rate, channels, frames = _open(data, filename, max_duration_s)
+    handle, container, label, rate, channels, frames, positions = _open(data, filename, max_duration_s)
     with handle:
         # Preallocated from the header's frame count (libsndfile reads no further than it),
         # so that a long file is not held twice while blocks are joined.
@@ -393,7 +437,7 @@ def decode_native(
             consume=lambda block, start: None,
         )
     _check_read(read, frames, rate, label, filename)
-    return DecodedAudio(samples=samples[:read], sample_rate_hz=rate, container=container)
+    return DecodedAudio(samples=samples[:read], sample_rate_hz=rate, container=container, channel_positions=positions)
 
 
 def decode_mono_streaming(
@@ -414,12 +458,14 @@ def decode_mono_streaming(
     at the ``soxr_hq`` quality :func:`resample` uses: the same samples, the length fixed to
     ``ceil(n * target / rate)`` as ``librosa.resample`` does), so that the mix is never held
     at the file's rate either. For a 30-minute 44.1 kHz stereo file that is 160 MB of
-    samples instead of 950 MB.
+    samples instead of 950 MB; the decoding block of a file of many channels is 1 MiB a
+    channel (32 MiB for 32), whatever its length and rate.
 
     Returns
     -------
     mono : np.ndarray [shape=(m,)], float32
-        Mean of the channels, at ``target_rate_hz`` when given, else at the file's rate.
+        The mono mix (as :meth:`DecodedAudio.mono`), at ``target_rate_hz`` when given,
+        else at the file's rate.
     sample_rate_hz : int
         The file's rate.
     frames : int
@@ -473,7 +519,8 @@ def decode_mono_streaming_file(
 
 def _mono_streaming(opened, filename: str | None, on_block, target_rate_hz: int | None) -> tuple[np.ndarray, int, int, str]:
     """The body of :func:`decode_mono_streaming` once the input is open (``opened`` from :func:`_open`)."""
-    handle, container, label, rate, channels, frames = opened
+    handle, container, label, rate, channels, frames, positions = opened
+    gains = downmix.mono_gains(positions)
     if target_rate_hz is not None:
         try:
             _check_rate(int(target_rate_hz), "requested sample rate")
@@ -500,13 +547,8 @@ def _mono_streaming(opened, filename: str | None, on_block, target_rate_hz: int 
     def consume(block: np.ndarray, start: int) -> None:
         if on_block is not None:
             on_block(block, rate)
-        n = block.shape[0]
-        m = mix[:n]
-        if channels == 1:
-            m[:] = block[:, 0]
-        else:
-            np.add(block[:, 0], block[:, 1], out=m)
-            m *= np.float32(0.5)
+        m = mix[: block.shape[0]]
+        _mix(block, gains, m)
         emit(stream.resample_chunk(m, last=False) if stream is not None else m)
 
     with handle:
@@ -565,7 +607,7 @@ def decode_audio(
     Returns
     -------
     y : np.ndarray [shape=(n,)], float32
-        The channel mean, resampled to ``sample_rate_hz``.
+        The mono mix (:meth:`DecodedAudio.mono`), resampled to ``sample_rate_hz``.
     sample_rate_hz : int
 
     Raises
