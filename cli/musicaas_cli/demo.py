@@ -26,6 +26,7 @@ from pathlib import Path
 
 import grpc
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -102,11 +103,40 @@ def run_demo(*, out: Path, audio_dir: Path | None, state_dir: Path, num_chorales
         console.print(f"using the running gateway at {addr}")
     try:
         with GatewayClient(addr, resolve_api_key(state_dir) if stack is None else stack.api_key) as client:
-            return _run(console, client, out=out, audio_dir=audio_dir, num_chorales=num_chorales, seed=seed)
+            def job() -> int:
+                return _run(console, client, out=out, audio_dir=audio_dir, num_chorales=num_chorales, seed=seed)
+
+            if stack is None:
+                return job()
+            return _supervised(stack, job, console)
     finally:
         if stack is not None:
             with console.status("stopping the local stack"):
                 stack.stop()
+
+
+def _supervised(stack: LocalStack, job, console: Console) -> int:
+    """Run ``job`` in a thread while this thread supervises the stack it started (a process
+    that dies is restarted, as under ``musicaas up``: restarted processes belong to the thread
+    that started the stack); the job's result, or its exception raised here."""
+    import threading
+
+    done = threading.Event()
+    result: dict = {}
+
+    def work() -> None:
+        try:
+            result["value"] = job()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the supervising thread
+            result["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="demo", daemon=True).start()
+    stack.supervise(done, lambda message: console.print(f"[yellow]{escape(message)}"))
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 def _inputs(console: Console, *, out: Path, audio_dir: Path | None, num_chorales: int) -> list[dict]:

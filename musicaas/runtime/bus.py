@@ -454,6 +454,7 @@ class Bus:
         on_permanent_failure: Callable[[M | None, MusicaasError, dict[str, str]], Awaitable[None]] | None = None,
         max_deliver: int = 5,
         nak_delay_s: float = 2.0,
+        max_nak_delay_s: float = 60.0,
         ack_wait_s: float = 15.0,
         fetch_timeout_s: float = 1.0,
         ready: asyncio.Event | None = None,
@@ -482,6 +483,8 @@ class Bus:
             every earlier one is terminated (and dead-lettered) instead of silently dropped.
         nak_delay_s : float, seconds
             Redelivery delay after a transient error (multiplied by the delivery count).
+        max_nak_delay_s : float, seconds
+            The longest redelivery delay (the linear backoff stops growing there).
         ack_wait_s : float > 0, seconds
             JetStream's ack wait. While the handler runs, the message is reported in progress
             every ``ack_wait_s / 3`` seconds (``+WPI``), so long work is never redelivered
@@ -525,10 +528,11 @@ class Bus:
                 continue
             for msg in msgs:
                 await self._handle(msg, clog, durable, subject, message_type, handler, on_permanent_failure,
-                                   max_deliver, nak_delay_s, ack_wait_s / 3.0, ack_sync)
+                                   max_deliver, nak_delay_s, ack_wait_s / 3.0, ack_sync, max_nak_delay_s)
 
     async def _handle(self, msg, clog, durable, subject, message_type, handler, on_permanent_failure, max_deliver,
-                      nak_delay_s, heartbeat_s: float = 5.0, ack_sync: bool = False) -> None:
+                      nak_delay_s, heartbeat_s: float = 5.0, ack_sync: bool = False,
+                      max_nak_delay_s: float = 60.0) -> None:
         """One delivery, in a CONSUMER span that continues the publisher's trace; counted
         (delivery, then ack, nak or term) in :mod:`musicaas.runtime.telemetry`'s metrics."""
         headers = dict(msg.headers or {})
@@ -541,7 +545,8 @@ class Bus:
                                        template=subject) as span:
             try:
                 outcome = await self._settle(msg, clog, durable, headers, deliveries, message_type, handler,
-                                             on_permanent_failure, max_deliver, nak_delay_s, heartbeat_s, ack_sync)
+                                             on_permanent_failure, max_deliver, nak_delay_s, heartbeat_s, ack_sync,
+                                             max_nak_delay_s)
             except asyncio.CancelledError:
                 telemetry.CONSUMER_NAKS.labels(durable).inc()  # naked on the way out (shutdown)
                 raise
@@ -552,7 +557,8 @@ class Bus:
                 telemetry.mark_span_error(span, outcome)
 
     async def _settle(self, msg, clog, durable, headers, deliveries, message_type, handler, on_permanent_failure,
-                      max_deliver, nak_delay_s, heartbeat_s: float = 5.0, ack_sync: bool = False) -> str:
+                      max_deliver, nak_delay_s, heartbeat_s: float = 5.0, ack_sync: bool = False,
+                      max_nak_delay_s: float = 60.0) -> str:
         """Run the handler and ack, nak or term the message; returns which."""
         event = None
         try:
@@ -592,7 +598,7 @@ class Bus:
                 await msg.term()
                 return "term"
             clog.warning("event_retry", ce_id=headers.get("ce-id"), error=str(exc), deliveries=deliveries)
-            await msg.nak(delay=nak_delay_s * deliveries)
+            await msg.nak(delay=min(nak_delay_s * deliveries, max_nak_delay_s))
             return "nak"
         if ack_sync:
             try:

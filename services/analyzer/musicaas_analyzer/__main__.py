@@ -37,6 +37,10 @@ async def main(settings: AnalyzerSettings | None = None, *, stop: asyncio.Event 
                     handler=consumer.handle,
                     on_permanent_failure=consumer.failed,
                     ack_sync=True,  # a lost ack would analyse the track again
+                    # the model server down (Unavailable) leaves uploads queued, not failed:
+                    # about 50 minutes of redeliveries (2 s x n, at most 60 s apart) before one
+                    # is given up; input errors are permanent and end at once
+                    max_deliver=consumer.max_deliver,
                 )
             ] * max(1, settings.workers),
             stop=stop,

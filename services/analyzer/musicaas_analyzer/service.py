@@ -350,6 +350,10 @@ class UploadConsumer:
     """
 
     durable = "analyzer-tracks-uploaded"
+    #: Deliveries before an upload is given up: with the bus's backoff (2 s times the delivery
+    #: count, at most 60 s) about 50 minutes of a model server that is down, so that uploads
+    #: stay queued through an outage (input errors are permanent and end at the first one).
+    max_deliver = 60
 
     def __init__(self, bus: Bus, analyzer: Analyzer, *, spool_dir: str | os.PathLike | None = None) -> None:
         self.bus = bus

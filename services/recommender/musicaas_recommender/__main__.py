@@ -86,6 +86,7 @@ async def main(settings: RecommenderSettings | None = None, *, stop: asyncio.Eve
                 message_type=events_pb2.TrackAnalyzed,
                 handler=analyzed.handle,
                 on_permanent_failure=analyzed.failed,
+                max_deliver=analyzed.max_deliver,
             ),
             lambda: bus.consume(
                 durable=deleted.durable,

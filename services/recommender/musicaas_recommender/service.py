@@ -449,6 +449,9 @@ class AnalyzedConsumer:
     """
 
     durable = "recommender-tracks-analyzed"
+    #: Deliveries before an event is given up: about 50 minutes of an index or model server
+    #: (text encoder) that is down, as the analyzer's uploads (bus backoff 2 s x n, at most 60 s).
+    max_deliver = 60
 
     def __init__(self, bus: Bus, index: TrackIndex, *, writer: IndexWriter | None = None,
                  text_encoder=None) -> None:
