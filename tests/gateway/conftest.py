@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from typing import Any, Mapping
 
 import grpc
 
@@ -38,11 +39,15 @@ async def upload(stub, key: str, data: bytes, filename: str = "take.wav") -> gat
 
 
 @contextlib.asynccontextmanager
-async def gateway_server(nats_url: str, *, tenants: int = 1, settings: GatewaySettings | None = None,
-                         recommender_addr: str = "127.0.0.1:1"):
-    """A gateway on a free loopback port with ``tenants`` new tenants; yields
-    ``{"bus", "stub", "tenants": [(name, key), ...]}``. The recommender is at
-    ``recommender_addr`` (nothing listens there by default); the generator nowhere."""
+async def gateway_server(nats_url: str, *, tenants: int | Mapping[str, Mapping[str, Any]] = 1,
+                         settings: GatewaySettings | None = None, recommender_addr: str = "127.0.0.1:1"):
+    """A gateway on a free loopback port with new tenants; yields
+    ``{"bus", "stub", "tenants": [(name, key), ...]}``, the tenants in the order made and
+    already in the gateway's key directory. ``tenants`` is how many (named by
+    :func:`unique_name`), or their names, each with the keyword arguments of
+    :func:`~musicaas_gateway.tenants.add_tenant` (``requests_per_s``, ``burst``, ``quotas``).
+    The recommender is at ``recommender_addr`` (nothing listens there by default); the
+    generator nowhere."""
     async with Bus(nats_url, name="test-gateway") as bus:
         keys = KeyDirectory(bus, [])
         await keys.start()
@@ -60,8 +65,9 @@ async def gateway_server(nats_url: str, *, tenants: int = 1, settings: GatewaySe
         port = await asyncio.wait_for(bound, 10)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         made = []
-        for _ in range(tenants):
-            tenant, key = await add_tenant(bus, unique_name("tg"))
+        specs = {unique_name("tg"): {} for _ in range(tenants)} if isinstance(tenants, int) else tenants
+        for name, options in specs.items():
+            tenant, key = await add_tenant(bus, name, **options)
             made.append((tenant.name, key))
         await keys.reload()
         try:

@@ -14,15 +14,11 @@ import numpy as np
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from musicaas.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from musicaas.gateway.v1 import gateway_pb2
 from musicaas.generator.v1 import generator_pb2
 from musicaas.render import encode_wav
-from musicaas.runtime.bus import Bus
-from musicaas.runtime.server import GrpcService, run_service
-from musicaas_gateway.auth import ApiKeyInterceptor, KeyDirectory
-from musicaas_gateway.limits import RateLimiter, TokenBucket, next_midnight_utc
-from musicaas_gateway.service import GatewayServicer, GatewaySettings
-from musicaas_gateway.tenants import add_tenant
+from musicaas_gateway.limits import TokenBucket, next_midnight_utc
+from tests.gateway.conftest import gateway_server
 
 pytestmark = pytest.mark.integration
 
@@ -54,34 +50,14 @@ def retry_delay_s(exc: grpc.aio.AioRpcError) -> float:
 @pytest.fixture(scope="module")
 async def gateway(nats_url):
     suffix = uuid.uuid4().hex[:6]
-    async with Bus(nats_url, name="gateway") as bus:
-        tenants = {}
-        for name, kwargs in {
-            f"slow-{suffix}": {"requests_per_s": 1.0, "burst": 2},
-            f"small-{suffix}": {"quotas": {"stored_tracks": 1, "generations": 0}},
-            f"free-{suffix}": {},
-        }.items():
-            tenant, key = await add_tenant(bus, name, **kwargs)
-            tenants[name.split("-")[0]] = (name, [("authorization", f"Bearer {key}")])
-        keys = KeyDirectory(bus, [])
-        await keys.start()
-        nowhere = grpc.aio.insecure_channel("127.0.0.1:1")
-        servicer = GatewayServicer(bus, GatewaySettings(), keys=keys, generator_channel=nowhere,
-                                   recommender_channel=nowhere)
-        stop, bound = asyncio.Event(), asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(run_service(
-            name="gateway", host="127.0.0.1", port=0, stop=stop, grace_s=0.5, on_bound=bound.set_result,
-            services=[GrpcService(servicer, gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
-                                  "musicaas.gateway.v1.GatewayService")],
-            interceptors=[ApiKeyInterceptor(keys, RateLimiter())], ready=[lambda: bus.is_connected],
-        ))
-        port = await asyncio.wait_for(bound, 10)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        yield {"bus": bus, "stub": gateway_pb2_grpc.GatewayServiceStub(channel), "tenants": tenants}
-        await channel.close()
-        stop.set()
-        await task
-        await nowhere.close()
+    specs = {
+        f"slow-{suffix}": {"requests_per_s": 1.0, "burst": 2},
+        f"small-{suffix}": {"quotas": {"stored_tracks": 1, "generations": 0}},
+        f"free-{suffix}": {},
+    }
+    async with gateway_server(nats_url, tenants=specs) as server:
+        tenants = {name.split("-")[0]: (name, [("authorization", f"Bearer {key}")]) for name, key in server["tenants"]}
+        yield {"bus": server["bus"], "stub": server["stub"], "tenants": tenants}
 
 
 def _wav(seed: int) -> bytes:

@@ -19,16 +19,14 @@ import pytest
 
 from musicaas.common.v1 import common_pb2
 from musicaas.events.v1 import events_pb2
-from musicaas.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from musicaas.gateway.v1 import gateway_pb2
 from musicaas.generator.v1 import generator_pb2
 from musicaas.render import encode_wav
 from musicaas.runtime import bus as busmod
 from musicaas.runtime.bus import Bus
 from musicaas.runtime.errors import InvalidArgument, NotFound
-from musicaas.runtime.server import GrpcService, run_service
-from musicaas_gateway.auth import ApiKeyInterceptor, KeyDirectory
-from musicaas_gateway.service import GatewayServicer, GatewaySettings
 from musicaas_gateway.tenants import add_tenant, revoke_keys, rotate_key
+from tests.gateway.conftest import gateway_server
 
 pytestmark = pytest.mark.integration
 
@@ -57,32 +55,14 @@ def _md(key: str) -> tuple[tuple[str, str], ...]:
 async def gw(nats_url):
     """A gateway gRPC server on loopback (the key directory refreshing in the background, as
     ``python -m musicaas_gateway`` runs it), its bus, a stub, and two tenants with a key each."""
-    async with Bus(nats_url, name="test-tenants") as bus:
-        keys = KeyDirectory(bus, [])
-        await keys.start()
-        nowhere = grpc.aio.insecure_channel("127.0.0.1:1")
-        servicer = GatewayServicer(bus, GatewaySettings(), keys=keys, generator_channel=nowhere,
-                                   recommender_channel=nowhere)
-        stop, bound = asyncio.Event(), asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(run_service(
-            name="gateway", host="127.0.0.1", port=0, stop=stop, grace_s=0.5, on_bound=bound.set_result,
-            services=[GrpcService(servicer, gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
-                                  "musicaas.gateway.v1.GatewayService")],
-            interceptors=[ApiKeyInterceptor(keys)], background=[keys.run],
-        ))
-        port = await asyncio.wait_for(bound, 10)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    async with gateway_server(nats_url, tenants=0) as server:
+        bus, stub = server["bus"], server["stub"]
         a, key_a = await add_tenant(bus, _name("ta"))
         b, key_b = await add_tenant(bus, _name("tb"))
-        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         # a key added within a second of the directory's last load waits for its next refresh
         assert await _works_within(stub, key_a, KEY_CHANGE_S) and await _works_within(stub, key_b, KEY_CHANGE_S)
         yield {"bus": bus, "stub": stub,
                "a": a.name, "key_a": key_a, "b": b.name, "key_b": key_b}
-        await channel.close()
-        stop.set()
-        await task
-        await nowhere.close()
 
 
 async def _upload(stub, key: str, data: bytes, filename: str = "take.wav") -> gateway_pb2.UploadTrackResponse:

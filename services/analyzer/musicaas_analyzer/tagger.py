@@ -27,20 +27,17 @@ from typing import Sequence
 import numpy as np
 
 from musicaas.models import musicnn_contract as mc
-from musicaas.runtime.errors import InvalidArgument, Unavailable
+from musicaas.models.triton_client import CoalescingTritonClient
 
 #: Default deadline of one inference request, seconds.
 DEFAULT_TIMEOUT_S = 30.0
 
 
-def _message(exc: Exception) -> str:
-    msg = getattr(exc, "message", None)
-    msg = msg() if callable(msg) else msg
-    return str(msg or exc) or type(exc).__name__
-
-
-class TritonTagger:
+class TritonTagger(CoalescingTritonClient[np.ndarray, tuple[mc.TrackTags, np.ndarray]]):
     """Async client of the ``musicaas_musicnn_mtt`` Triton model.
+
+    The lifecycle (``async with``, :meth:`close`, :meth:`wait_ready`) and the coalescing
+    are :class:`musicaas.models.triton_client.CoalescingTritonClient`'s.
 
     Parameters
     ----------
@@ -56,58 +53,15 @@ class TritonTagger:
 
     def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, linger_s: float = 0.005,
                  max_rows: int = mc.MAX_BATCH_SIZE, model_name: str = mc.MODEL_NAME) -> None:
-        if not url or ":" not in url:
-            raise InvalidArgument(f"model server url must be 'host:port', got {url!r}")
-        if not timeout_s or timeout_s <= 0:
-            raise InvalidArgument(f"timeout_s must be > 0, got {timeout_s!r}")
-        if not 0 < int(max_rows) <= mc.MAX_BATCH_SIZE:
-            raise InvalidArgument(f"max_rows must be in [1, {mc.MAX_BATCH_SIZE}], got {max_rows!r}")
-        self.url = url
-        self.timeout_s = float(timeout_s)
-        self.linger_s = max(0.0, float(linger_s))
-        self.max_rows = int(max_rows)
-        self.model_name = model_name
-        #: Requests sent, and rows per request (tests, logs).
-        self.requests_sent = 0
-        self.rows_sent: list[int] = []
-        self._client = None
-        self._pending: list[tuple[np.ndarray, asyncio.Future]] = []
-        self._flusher: asyncio.Task | None = None
-
-    async def __aenter__(self) -> "TritonTagger":
-        return self
-
-    async def __aexit__(self, *_exc) -> None:
-        await self.close()
-
-    def _ensure_client(self):
-        if self._client is None:
-            from tritonclient.grpc.aio import InferenceServerClient
-
-            try:
-                self._client = InferenceServerClient(url=self.url)
-            except Exception as exc:  # malformed url and the like
-                raise self._unavailable(str(exc)) from exc
-        return self._client
-
-    async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                await client.close()
-            except Exception:  # a channel that never connected
-                pass
-
-    def _unavailable(self, detail: str) -> Unavailable:
-        return Unavailable(f"model server at {self.url} is unavailable: {detail}")
+        super().__init__(url, timeout_s=timeout_s, linger_s=linger_s, max_rows=max_rows, model_name=model_name,
+                         max_batch_size=mc.MAX_BATCH_SIZE, cancelled_message="tagging was cancelled")
 
     async def is_ready(self, *, timeout_s: float = 2.0) -> bool:
         """True when the server answers and the tagger is loaded (never raises)."""
-        client = self._ensure_client()
-        try:
-            return bool(await client.is_model_ready(self.model_name, client_timeout=timeout_s))
-        except Exception:
-            return False
+        # As before the shared base: the client is made outside the guard, so a url that
+        # tritonclient refuses raises Unavailable here rather than answering False.
+        self._ensure_client()
+        return await super().is_ready(timeout_s=timeout_s)
 
     # ------------------------------------------------------------------ inference
 
@@ -139,18 +93,7 @@ class TritonTagger:
 
         async def one(start: int, stop: int):
             chunk = rows[start:stop]
-            self.requests_sent += 1
-            self.rows_sent.append(stop - start)
-            try:
-                result = await asyncio.wait_for(
-                    client.infer(self.model_name, self.build_inputs(chunk), outputs=outputs,
-                                 client_timeout=self.timeout_s),
-                    timeout=self.timeout_s + 1.0,
-                )
-            except asyncio.TimeoutError:
-                raise self._unavailable(f"no answer within {self.timeout_s:g}s") from None
-            except Exception as exc:
-                raise self._unavailable(_message(exc)) from exc
+            result = await self._infer(client, lambda: self.build_inputs(chunk), outputs, stop - start)
             try:
                 return mc.decode_outputs({name: result.as_numpy(name) for name, *_ in mc.OUTPUTS}, stop - start)
             except ValueError as exc:
@@ -197,26 +140,7 @@ class TritonTagger:
         Unavailable
             As :meth:`infer_rows`.
         """
-        patches = mc.check_patches(patches)
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((patches, future))
-        if self._flusher is None:
-            self._flusher = asyncio.ensure_future(self._flush_later())
-        return await future
+        return await self._submit(mc.check_patches(patches))
 
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(self.linger_s)
-        batch, self._pending = self._pending, []
-        self._flusher = None  # calls from now on start the next round
-        try:
-            results = await self.tag_many_with_patches([p for p, _ in batch])
-        except BaseException as exc:  # noqa: BLE001 - every waiting call gets the error
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc if isinstance(exc, Exception) else Unavailable("tagging was cancelled"))
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (_, fut), res in zip(batch, results):
-            if not fut.done():
-                fut.set_result(res)
+    async def _run_batch(self, items: list[np.ndarray]) -> list[tuple[mc.TrackTags, np.ndarray]]:
+        return await self.tag_many_with_patches(items)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from musicaas.runtime.errors import DeadlineExceeded, InvalidArgument, MusicaasError, Unavailable
+from musicaas.models.triton_client import TritonClient
+from musicaas.runtime.errors import DeadlineExceeded, InvalidArgument, MusicaasError
 from musicaas_generator import contract
 
 #: Default per-call deadline for :meth:`TritonGenerator.generate` (CPU sampling of 32 bars takes a while).
@@ -42,8 +43,12 @@ def _message(exc: Exception) -> str:
     return str(msg or exc)
 
 
-class TritonGenerator:
+class TritonGenerator(TritonClient):
     """Async client of the ``musicaas_symbolic`` Triton model.
+
+    The url and timeout checks, :meth:`close` and the ``async with`` protocol are
+    :class:`musicaas.models.triton_client.TritonClient`'s; entering also makes the gRPC
+    client, and :meth:`is_ready` / :meth:`wait_ready` are this model's own.
 
     Parameters
     ----------
@@ -56,44 +61,13 @@ class TritonGenerator:
     """
 
     def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, model_name: str = contract.MODEL_NAME) -> None:
-        if not url or ":" not in url:
-            raise InvalidArgument(f"model server url must be 'host:port', got {url!r}")
-        if not timeout_s or timeout_s <= 0:
-            raise InvalidArgument(f"timeout_s must be > 0, got {timeout_s!r}")
-        self.url = url
-        self.timeout_s = float(timeout_s)
-        self.model_name = model_name
-        self._client = None
+        super().__init__(url, timeout_s=timeout_s, model_name=model_name)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> "TritonGenerator":
         self._ensure_client()
         return self
-
-    async def __aexit__(self, *_exc) -> None:
-        await self.close()
-
-    def _ensure_client(self):
-        if self._client is None:
-            from tritonclient.grpc.aio import InferenceServerClient
-
-            try:
-                self._client = InferenceServerClient(url=self.url)
-            except Exception as exc:  # malformed url and the like
-                raise Unavailable(f"model server at {self.url} is unavailable: {exc}") from exc
-        return self._client
-
-    async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                await client.close()
-            except Exception:  # closing a channel that never connected
-                pass
-
-    def _unavailable(self, detail: str) -> Unavailable:
-        return Unavailable(f"model server at {self.url} is unavailable: {detail}")
 
     def _map_error(self, exc: Exception, *, timeout_s: float) -> MusicaasError:
         if isinstance(exc, MusicaasError):

@@ -35,20 +35,17 @@ from typing import Sequence
 import numpy as np
 
 from musicaas.models import text_contract as tc
-from musicaas.runtime.errors import InvalidArgument, Unavailable
+from musicaas.models.triton_client import CoalescingTritonClient
 
 #: Default deadline of one inference request, seconds.
 DEFAULT_TIMEOUT_S = 10.0
 
 
-def _message(exc: Exception) -> str:
-    msg = getattr(exc, "message", None)
-    msg = msg() if callable(msg) else msg
-    return str(msg or exc) or type(exc).__name__
-
-
-class TritonTextEncoder:
+class TritonTextEncoder(CoalescingTritonClient[list[str], np.ndarray]):
     """Async client of the ``musicaas_text_minilm`` Triton model.
+
+    The lifecycle (``async with``, :meth:`close`, :meth:`is_ready`, :meth:`wait_ready`) and
+    the coalescing are :class:`musicaas.models.triton_client.CoalescingTritonClient`'s.
 
     Parameters
     ----------
@@ -71,68 +68,8 @@ class TritonTextEncoder:
 
     def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, linger_s: float = 0.002,
                  max_rows: int = tc.MAX_BATCH_SIZE, model_name: str = tc.MODEL_NAME) -> None:
-        if not url or ":" not in url:
-            raise InvalidArgument(f"model server url must be 'host:port', got {url!r}")
-        if not timeout_s or timeout_s <= 0:
-            raise InvalidArgument(f"timeout_s must be > 0, got {timeout_s!r}")
-        if not 0 < int(max_rows) <= tc.MAX_BATCH_SIZE:
-            raise InvalidArgument(f"max_rows must be in [1, {tc.MAX_BATCH_SIZE}], got {max_rows!r}")
-        self.url = url
-        self.timeout_s = float(timeout_s)
-        self.linger_s = max(0.0, float(linger_s))
-        self.max_rows = int(max_rows)
-        self.model_name = model_name
-        #: Requests sent, and rows per request (tests, logs).
-        self.requests_sent = 0
-        self.rows_sent: list[int] = []
-        self._client = None
-        self._pending: list[tuple[list[str], asyncio.Future]] = []
-        self._flusher: asyncio.Task | None = None
-
-    async def __aenter__(self) -> "TritonTextEncoder":
-        return self
-
-    async def __aexit__(self, *_exc) -> None:
-        await self.close()
-
-    def _ensure_client(self):
-        if self._client is None:
-            from tritonclient.grpc.aio import InferenceServerClient
-
-            try:
-                self._client = InferenceServerClient(url=self.url)
-            except Exception as exc:  # malformed url and the like
-                raise self._unavailable(str(exc)) from exc
-        return self._client
-
-    async def close(self) -> None:
-        """Close the gRPC channel (idempotent; a later call opens a new one)."""
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                await client.close()
-            except Exception:  # a channel that never connected
-                pass
-
-    def _unavailable(self, detail: str) -> Unavailable:
-        return Unavailable(f"model server at {self.url} is unavailable: {detail}")
-
-    async def is_ready(self, *, timeout_s: float = 2.0) -> bool:
-        """True when the server answers and the text encoder is loaded (never raises)."""
-        try:
-            client = self._ensure_client()
-            return bool(await client.is_model_ready(self.model_name, client_timeout=timeout_s))
-        except Exception:
-            return False
-
-    async def wait_ready(self, *, timeout_s: float = 60.0, poll_s: float = 0.5) -> None:
-        """Return once :meth:`is_ready`; raise :class:`Unavailable` after ``timeout_s`` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + float(timeout_s)
-        while not await self.is_ready(timeout_s=min(2.0, max(0.1, deadline - loop.time()))):
-            if loop.time() >= deadline:
-                raise self._unavailable(f"{self.model_name} not ready within {timeout_s:g}s")
-            await asyncio.sleep(poll_s)
+        super().__init__(url, timeout_s=timeout_s, linger_s=linger_s, max_rows=max_rows, model_name=model_name,
+                         max_batch_size=tc.MAX_BATCH_SIZE, cancelled_message="text encoding was cancelled")
 
     # ------------------------------------------------------------------ inference
 
@@ -178,18 +115,8 @@ class TritonTextEncoder:
         outputs = [InferRequestedOutput(name) for name, *_ in tc.OUTPUTS]
 
         async def one(start: int, stop: int) -> np.ndarray:
-            inputs = self.build_inputs(texts[start:stop])
-            self.requests_sent += 1
-            self.rows_sent.append(stop - start)
-            try:
-                result = await asyncio.wait_for(
-                    client.infer(self.model_name, inputs, outputs=outputs, client_timeout=self.timeout_s),
-                    timeout=self.timeout_s + 1.0,
-                )
-            except asyncio.TimeoutError:
-                raise self._unavailable(f"no answer within {self.timeout_s:g}s") from None
-            except Exception as exc:
-                raise self._unavailable(_message(exc)) from exc
+            inputs = self.build_inputs(texts[start:stop])  # a TextError here sends nothing
+            result = await self._infer(client, lambda: inputs, outputs, stop - start)
             try:
                 return tc.decode_outputs({name: result.as_numpy(name) for name, *_ in tc.OUTPUTS}, stop - start)
             except tc.TextError as exc:  # the server disagrees with this client's checks
@@ -226,28 +153,13 @@ class TritonTextEncoder:
         texts = tc.check_texts(texts)
         if not texts:
             return np.zeros((0, tc.EMBEDDING_DIM), dtype=np.float32)
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((texts, future))
-        if self._flusher is None:
-            self._flusher = asyncio.ensure_future(self._flush_later())
-        return await future
+        return await self._submit(texts)
 
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(self.linger_s)
-        batch, self._pending = self._pending, []
-        self._flusher = None  # calls from now on start the next round
-        try:
-            vectors = await self.encode_rows([t for texts, _ in batch for t in texts])
-        except BaseException as exc:  # noqa: BLE001 - every waiting call gets the error
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc if isinstance(exc, Exception) else Unavailable("text encoding was cancelled"))
-            if not isinstance(exc, Exception):
-                raise
-            return
-        start = 0
-        for texts, fut in batch:
+    async def _run_batch(self, items: list[list[str]]) -> list[np.ndarray]:
+        vectors = await self.encode_rows([t for texts in items for t in texts])
+        out, start = [], 0
+        for texts in items:
             stop = start + len(texts)
-            if not fut.done():
-                fut.set_result(vectors[start:stop])
+            out.append(vectors[start:stop])
             start = stop
+        return out
