@@ -79,17 +79,23 @@ async def test_several_files_at_once_give_the_in_process_results(analyzer, wavs)
 
 
 async def test_corrupt_file_is_invalid_argument_and_the_pool_keeps_working(analyzer, wavs):
-    truncated = wavs[0][: len(wavs[0]) // 3 - 1]
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, sf.read(io.BytesIO(wavs[0]), dtype="float32")[0], 22050, format="FLAC")
+    truncated = buf.getvalue()[:4000]  # a FLAC cut inside its frames (a cut WAV is analysed to its cut)
     with pytest.raises(InvalidArgument, match="truncated"):
-        await analyzer.analyze(truncated, "cut.wav")
+        await analyzer.analyze(truncated, "cut.flac")
     with pytest.raises(InvalidArgument, match="text.wav"):
         await analyzer.analyze(b"hello, I am text" * 10, "text.wav")
     # a bad file among good ones: only it fails
     outcomes = await asyncio.gather(
-        analyzer.analyze(wavs[1], "a.wav"), analyzer.analyze(truncated, "cut.wav"), analyzer.analyze(wavs[2], "b.wav"),
+        analyzer.analyze(wavs[1], "a.wav"), analyzer.analyze(truncated, "cut.flac"), analyzer.analyze(wavs[2], "b.wav"),
         return_exceptions=True,
     )
-    assert isinstance(outcomes[1], InvalidArgument) and outcomes[1].message.startswith("truncated")
+    assert isinstance(outcomes[1], InvalidArgument) and "truncated FLAC" in outcomes[1].message
     assert outcomes[0].duration_s > 7 and outcomes[2].duration_s > 7
     assert len(_pool_pids(analyzer)) == 2
 

@@ -118,8 +118,9 @@ def test_cli_similar_json_and_not_found(fake_gateway, wavs, tmp_path, capsys):
     assert [r["track_id"] for r in rows] == sorted(ids[1:])
     assert [r["score"] for r in rows] == [0.9, 0.8]
     assert all(r["source"] == "upload" and r["mode"] in ("major", "minor") for r in rows)
-    assert set(rows[0]) == {"track_id", "score", "title", "key", "mode", "tempo_bpm", "source", "duration_s",
-                            "loudness_lufs"}
+    assert set(rows[0]) == {"track_id", "score", "title", "tags", "key", "mode", "tempo_bpm", "source", "duration_s",
+                            "loudness_lufs", "energy", "danceability", "valence", "artist", "composer", "album",
+                            "genre", "year", "reason"}
 
     assert cli.main(["similar", "trk_unknown", "--json"]) == 1
     assert json.loads(capsys.readouterr().out) == {"error": "NOT_FOUND: track trk_unknown not found"}

@@ -399,7 +399,7 @@ CALLERS = {
     ("qdrant", 6333): {"recommender"},
     ("qdrant", 6334): set(),
     ("qdrant", 6335): {"qdrant"},
-    ("triton", 8001): {"generator", "analyzer"},  # the symbolic model; the musicnn tagger
+    ("triton", 8001): {"generator", "analyzer", "recommender"},  # the symbolic model; the musicnn tagger; the text encoder
     ("triton", 8000): set(),
     **{(s, 9101 + i): set() for i, s in enumerate(SERVICES)},  # metrics: Prometheus only (other namespace)
     ("triton", 8002): set(),

@@ -307,8 +307,8 @@ def test_what_can_never_succeed_is_failed_reported_and_dead_lettered(stack, clie
                           event_id=f"bad-vector:{fake}")
 
     nats_call(stack, publish_bad)
-    wait_until(stack, "the track failed", lambda: nats_call(
-        stack, lambda bus: bus.get_track(TENANT, fake)).state == common_pb2.TRACK_STATE_FAILED, 60)
+    wait_until(stack, "the track failed", lambda: (nats_call(
+        stack, lambda bus: bus.get_track(TENANT, fake)) or common_pb2.Track()).state == common_pb2.TRACK_STATE_FAILED, 60)
     failed = nats_call(stack, lambda bus: bus.get_track(TENANT, fake))
     assert failed.error.startswith("INVALID_ARGUMENT:")
     letters = nats_call(stack, lambda bus: bus.dead_letters(RECOMMENDER))

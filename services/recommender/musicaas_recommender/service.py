@@ -516,6 +516,9 @@ class AnalyzedConsumer:
             # to index by similarity; the track is still marked indexed (its state and metadata are)
             log.warning("track_without_learned_embedding", track_id=event.track_id, tenant=event.tenant)
         else:
+            if vector.shape != (self.index.dim,):
+                # refused before the model server is asked: input that can never succeed
+                raise InvalidArgument(f"vector has shape {tuple(vector.shape)}; the index expects dimension {self.index.dim}")
             # the model server down: Unavailable, the bus redelivers (the track stays analyzed)
             text_vector = (await self.text_encoder.encode([description]))[0] if self.text_encoder else None
             await self.writer.upsert(event.tenant, payload, vector, text_vector=text_vector)

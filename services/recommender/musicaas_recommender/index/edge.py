@@ -20,6 +20,7 @@ from musicaas_recommender.index.base import TEXT_DIM
 from musicaas_recommender.index.shared import (
     AUDIO,
     BM25,
+    DENSE_HNSW_EF,
     FULL_SCAN_THRESHOLD_KB,
     HNSW_EF_CONSTRUCT,
     HNSW_PAYLOAD_M,
@@ -211,9 +212,11 @@ class EdgeTrackIndex(QdrantTrackIndex):
         flt = _filter(where, exclude)
         # BM25's IDF over the tenant's own points, so that no other tenant's texts sway it
         idf = qe.SearchParams(idf=qe.IdfParams(corpus=qe.Filter(must=[_tenant(where.tenant)])))
+        dense = qe.SearchParams(hnsw_ef=DENSE_HNSW_EF, acorn=qe.AcornSearchParams(enable=True))
         prefetches = None
         if isinstance(query, Hybrid):
-            prefetches = [qe.Prefetch(query.candidates, qe.Query.Nearest(query.dense, using=TEXT), filter=flt)]
+            prefetches = [qe.Prefetch(query.candidates, qe.Query.Nearest(query.dense, using=TEXT), filter=flt,
+                                      params=dense)]
             if query.sparse is not None:
                 sparse = qe.SparseVector(*query.sparse)
                 prefetches.append(
@@ -224,7 +227,7 @@ class EdgeTrackIndex(QdrantTrackIndex):
             query=_query(query),
             prefetches=prefetches,
             filter=flt,
-            params=idf if isinstance(query, SparseNearest) else None,
+            params=idf if isinstance(query, SparseNearest) else None if isinstance(query, Hybrid) else dense,
             with_payload=True,
             with_vector=[AUDIO] if with_vector else False,
         )

@@ -24,6 +24,7 @@ from musicaas_recommender.index.base import TEXT_DIM
 from musicaas_recommender.index.shared import (
     AUDIO,
     BM25,
+    DENSE_HNSW_EF,
     FULL_SCAN_THRESHOLD_KB,
     HNSW_EF_CONSTRUCT,
     HNSW_PAYLOAD_M,
@@ -239,10 +240,12 @@ class QdrantClientTrackIndex(QdrantTrackIndex):
         flt = _filter(where, exclude)
         # BM25's IDF over the tenant's own points, so that no other tenant's texts sway it
         idf = models.SearchParams(idf=models.IdfCorpusParams(corpus=models.Filter(must=[_tenant(where.tenant)])))
+        dense = models.SearchParams(hnsw_ef=DENSE_HNSW_EF, acorn=models.AcornSearchParams(enable=True))
         prefetch = None
         using: str | None = None
         if isinstance(query, Hybrid):
-            prefetch = [models.Prefetch(query=query.dense, using=TEXT, limit=query.candidates, filter=flt)]
+            prefetch = [models.Prefetch(query=query.dense, using=TEXT, limit=query.candidates, filter=flt,
+                                        params=dense)]
             if query.sparse is not None:
                 sparse = models.SparseVector(indices=query.sparse[0], values=query.sparse[1])
                 prefetch.append(
@@ -260,7 +263,7 @@ class QdrantClientTrackIndex(QdrantTrackIndex):
                 using=using,
                 prefetch=prefetch,
                 query_filter=flt,
-                search_params=idf if isinstance(query, SparseNearest) else None,
+                search_params=idf if isinstance(query, SparseNearest) else None if isinstance(query, Hybrid) else dense,
                 limit=limit,
                 with_payload=True,
                 with_vectors=[AUDIO] if with_vector else False,

@@ -168,6 +168,13 @@ def layout_v1_error(where: str) -> FailedPrecondition:
     )
 
 
+#: HNSW search width (``hnsw_ef``) of dense queries, and ACORN on for filtered ones: with
+#: the default width, filtered graph searches lost recall above ~300k points (recall@10 of a
+#: listener query 0.85 at 300k; ACORN and ef 256 gave 0.98, p95 7.4 ms: bench/index_scale.py,
+#: Qdrant's ACORN for filtered HNSW search). Exact segments ignore both.
+DENSE_HNSW_EF = 256
+
+
 def candidates_for(limit: int) -> int:
     """How many candidates a re-scored query of ``limit`` results asks Qdrant for."""
     return min(MAX_CANDIDATES, max(MIN_CANDIDATES, CANDIDATE_FACTOR * limit))
