@@ -217,3 +217,19 @@ async def test_listeners_get_recommendations_with_reasons_and_a_trained_model(st
         listener_id="cid", limit=2, attributes=[rpb.AttributeTarget(name="tempo_bpm", target=60.0)]),
         metadata=MD, timeout=10)
     assert answer.tracks[0].tempo_bpm <= 95.0
+
+
+def test_the_listener_blend_comes_from_the_settings(monkeypatch):
+    from musicaas_recommender.service import RecommenderSettings
+
+    monkeypatch.setenv("MUSICAAS_LISTENER_POPULARITY_SHARE", "0.4")
+    monkeypatch.setenv("MUSICAAS_LISTENER_HISTORY_K", "12")
+    monkeypatch.setenv("MUSICAAS_LISTENER_CF_ALGORITHM", "bpr")
+    config = RecommenderSettings().listener_config()
+    assert (config.popularity_share, config.history_k, config.cf.algorithm) == (0.4, 12.0, "bpr")
+    for name, value in (("MUSICAAS_LISTENER_CF_ALGORITHM", "svd"), ("MUSICAAS_LISTENER_POPULARITY_SHARE", "1.5")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValueError):
+            RecommenderSettings().listener_config()
+        monkeypatch.setenv("MUSICAAS_LISTENER_CF_ALGORITHM", "als")
+        monkeypatch.setenv("MUSICAAS_LISTENER_POPULARITY_SHARE", "0.4")

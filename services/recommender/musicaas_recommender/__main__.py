@@ -68,7 +68,7 @@ async def main(settings: RecommenderSettings | None = None, *, stop: asyncio.Eve
             encoder = TritonTextEncoder(settings.triton_url, timeout_s=settings.text_encoder_timeout_s)
             stack.push_async_callback(encoder.close)
         store = await stack.enter_async_context(InteractionStore(settings.listener_db_path))
-        listeners = ListenerRecommender(store, index)
+        listeners = ListenerRecommender(store, index, settings.listener_config())
         interactions = InteractionsConsumer(listeners)
         writer = IndexWriter(index)  # one for both consumers: one gauge, one lock
         analyzed = AnalyzedConsumer(bus, index, writer=writer, text_encoder=encoder)

@@ -39,6 +39,8 @@ from musicaas_recommender.index import (
     TrackPayload,
 )
 from musicaas_recommender.describe import describe_protos
+from musicaas_recommender.listeners.cf import CFConfig
+from musicaas_recommender.listeners.recommender import DEFAULT_HISTORY_K, DEFAULT_POPULARITY_SHARE, ListenerConfig
 from musicaas_recommender.index.shared import check_attribute, decay_factors, payload_to_dict
 
 log = structlog.get_logger()
@@ -74,6 +76,30 @@ class RecommenderSettings(ServiceSettings):
     #: Seconds between two background retrainings of the tenants' listener models (only
     #: tenants with new interactions are retrained); 0: on demand only.
     listener_train_interval_s: float = 300.0
+    #: The blend of RecommendForListener (musicaas_recommender.listeners.recommender):
+    #: interactions at which collaborative filtering has half the weight (``k``), the share
+    #: of popularity in the rest (``rho``; 0.9 was chosen on bench/listeners.py's simulation,
+    #: whose listeners follow the charts; a tenant whose listeners do not wants less), and
+    #: the collaborative algorithm (``als`` or ``bpr``) with its factors.
+    listener_history_k: float = DEFAULT_HISTORY_K
+    listener_popularity_share: float = DEFAULT_POPULARITY_SHARE
+    listener_cf_algorithm: str = "als"
+    listener_cf_factors: int = 32
+
+    def listener_config(self) -> ListenerConfig:
+        """The :class:`ListenerConfig` of these settings.
+
+        Raises
+        ------
+        ValueError
+            ``listener_history_k`` not > 0, a popularity share outside [0, 1], or an unknown algorithm.
+        """
+        if self.listener_cf_algorithm not in ("als", "bpr"):
+            raise ValueError(f"listener_cf_algorithm must be 'als' or 'bpr', got {self.listener_cf_algorithm!r}")
+        return ListenerConfig(
+            cf=CFConfig(algorithm=self.listener_cf_algorithm, factors=self.listener_cf_factors),
+            history_k=self.listener_history_k, popularity_share=self.listener_popularity_share,
+        )
 
 
 def _metadata_from_proto(meta: common_pb2.TrackMetadata) -> TrackMetadata:
