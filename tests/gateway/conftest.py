@@ -9,8 +9,10 @@ import uuid
 from typing import Any, Mapping
 
 import grpc
+import numpy as np
 
 from musicaas.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from musicaas.render import encode_wav
 from musicaas.runtime.bus import Bus
 from musicaas.runtime.server import GrpcService, run_service
 from musicaas_gateway.auth import ApiKeyInterceptor, KeyDirectory
@@ -21,6 +23,12 @@ from musicaas_gateway.tenants import add_tenant
 def unique_name(prefix: str) -> str:
     """A tenant name no other test uses (the session's nats-server is shared)."""
     return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def random_wav() -> bytes:
+    """Half a second of noise at 8 kHz that no other test uploads (a new track each call)."""
+    rng = np.random.default_rng(int(uuid.uuid4().int % 2**32))
+    return encode_wav(rng.uniform(-0.5, 0.5, 4000).astype(np.float32), sample_rate_hz=8000)
 
 
 def bearer(key: str) -> tuple[tuple[str, str], ...]:

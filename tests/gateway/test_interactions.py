@@ -10,30 +10,23 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
-import uuid
 
 import grpc
-import numpy as np
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from musicaas.common.v1 import common_pb2
 from musicaas.events.v1 import events_pb2
 from musicaas.gateway.v1 import gateway_pb2
-from musicaas.render import encode_wav
 from musicaas.runtime import bus as busmod
 from musicaas_gateway import interactions
-from tests.gateway.conftest import bearer, gateway_server, upload
+from tests.gateway.conftest import bearer, gateway_server, random_wav, upload
 
 pytestmark = pytest.mark.integration
 
 PLAY = common_pb2.INTERACTION_TYPE_PLAY
 LIKE = common_pb2.INTERACTION_TYPE_LIKE
 
-
-def _wav() -> bytes:
-    rng = np.random.default_rng(int(uuid.uuid4().int % 2**32))
-    return encode_wav(rng.uniform(-0.5, 0.5, 4000).astype(np.float32), sample_rate_hz=8000)
 
 
 def _row(listener: str, track: str, event: int = PLAY, played_s: float = 30.0, **kw) -> common_pb2.Interaction:
@@ -63,8 +56,8 @@ async def _events(bus, tenant: str, n: int, timeout_s: float = 10.0) -> list[eve
 async def gw(nats_url):
     async with gateway_server(nats_url, tenants=2) as server:
         (a, key_a), (b, key_b) = server["tenants"]
-        tracks = [(await upload(server["stub"], key_a, _wav())).track_id for _ in range(2)]
-        other = (await upload(server["stub"], key_b, _wav())).track_id
+        tracks = [(await upload(server["stub"], key_a, random_wav())).track_id for _ in range(2)]
+        other = (await upload(server["stub"], key_b, random_wav())).track_id
         yield {**server, "a": a, "key_a": key_a, "tracks": tracks, "other_tenants_track": other}
 
 

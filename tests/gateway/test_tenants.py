@@ -14,19 +14,17 @@ import uuid
 
 import grpc
 import nats.errors
-import numpy as np
 import pytest
 
 from musicaas.common.v1 import common_pb2
 from musicaas.events.v1 import events_pb2
 from musicaas.gateway.v1 import gateway_pb2
 from musicaas.generator.v1 import generator_pb2
-from musicaas.render import encode_wav
 from musicaas.runtime import bus as busmod
 from musicaas.runtime.bus import Bus
 from musicaas.runtime.errors import InvalidArgument, NotFound
 from musicaas_gateway.tenants import add_tenant, revoke_keys, rotate_key
-from tests.gateway.conftest import gateway_server
+from tests.gateway.conftest import bearer, gateway_server, random_wav, unique_name, upload
 
 pytestmark = pytest.mark.integration
 
@@ -36,19 +34,7 @@ UNKNOWN_GENERATION = "gen_" + "0" * 24
 KEY_CHANGE_S = 8.0
 
 
-def _name(prefix: str) -> str:
-    """A tenant name no other test uses (the session's nats-server is shared)."""
-    return f"{prefix}{uuid.uuid4().hex[:12]}"
 
-
-def _wav() -> bytes:
-    """Audio no other test uploads."""
-    rng = np.random.default_rng(int(uuid.uuid4().int % 2**32))
-    return encode_wav(rng.uniform(-0.5, 0.5, 4000).astype(np.float32), sample_rate_hz=8000)
-
-
-def _md(key: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {key}"),)
 
 
 @pytest.fixture(scope="module")
@@ -57,21 +43,13 @@ async def gw(nats_url):
     ``python -m musicaas_gateway`` runs it), its bus, a stub, and two tenants with a key each."""
     async with gateway_server(nats_url, tenants=0) as server:
         bus, stub = server["bus"], server["stub"]
-        a, key_a = await add_tenant(bus, _name("ta"))
-        b, key_b = await add_tenant(bus, _name("tb"))
+        a, key_a = await add_tenant(bus, unique_name("ta"))
+        b, key_b = await add_tenant(bus, unique_name("tb"))
         # a key added within a second of the directory's last load waits for its next refresh
         assert await _works_within(stub, key_a, KEY_CHANGE_S) and await _works_within(stub, key_b, KEY_CHANGE_S)
         yield {"bus": bus, "stub": stub,
                "a": a.name, "key_a": key_a, "b": b.name, "key_b": key_b}
 
-
-async def _upload(stub, key: str, data: bytes, filename: str = "take.wav") -> gateway_pb2.UploadTrackResponse:
-    async def messages():
-        yield gateway_pb2.UploadTrackRequest(metadata=gateway_pb2.UploadMetadata(filename=filename, title=filename))
-        for i in range(0, len(data), 4096):
-            yield gateway_pb2.UploadTrackRequest(chunk=data[i : i + 4096])
-
-    return await stub.UploadTrack(messages(), metadata=_md(key), timeout=30)
 
 
 async def _code(call) -> tuple[grpc.StatusCode, str]:
@@ -82,13 +60,13 @@ async def _code(call) -> tuple[grpc.StatusCode, str]:
 
 
 async def _get_track(stub, key: str, track_id: str):
-    return await stub.GetTrack(gateway_pb2.GetTrackRequest(track_id=track_id), metadata=_md(key), timeout=10)
+    return await stub.GetTrack(gateway_pb2.GetTrackRequest(track_id=track_id), metadata=bearer(key), timeout=10)
 
 
 async def _all_listed(stub, key: str, **request) -> list[common_pb2.Track]:
     out, token = [], ""
     for _ in range(1000):
-        page = await stub.ListTracks(gateway_pb2.ListTracksRequest(page_token=token, **request), metadata=_md(key),
+        page = await stub.ListTracks(gateway_pb2.ListTracksRequest(page_token=token, **request), metadata=bearer(key),
                                      timeout=10)
         out += page.tracks
         token = page.next_page_token
@@ -102,7 +80,7 @@ async def _works_within(stub, key: str, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while True:
         try:
-            await stub.ListTracks(gateway_pb2.ListTracksRequest(page_size=1), metadata=_md(key), timeout=5)
+            await stub.ListTracks(gateway_pb2.ListTracksRequest(page_size=1), metadata=bearer(key), timeout=5)
             return True
         except grpc.aio.AioRpcError as exc:
             assert exc.code() == grpc.StatusCode.UNAUTHENTICATED, exc.details()
@@ -116,7 +94,7 @@ async def _refused_within(stub, key: str, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while True:
         try:
-            await stub.ListTracks(gateway_pb2.ListTracksRequest(page_size=1), metadata=_md(key), timeout=5)
+            await stub.ListTracks(gateway_pb2.ListTracksRequest(page_size=1), metadata=bearer(key), timeout=5)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                 return True
@@ -142,14 +120,14 @@ async def _stored_events(bus: Bus, subject: str, message_type) -> list:
 
 async def test_the_same_file_is_two_tracks_of_two_tenants_each_seeing_only_its_own(gw):
     stub, bus, a, b = gw["stub"], gw["bus"], gw["a"], gw["b"]
-    wav = _wav()
-    up_a = await _upload(stub, gw["key_a"], wav)
-    up_b = await _upload(stub, gw["key_b"], wav)
+    wav = random_wav()
+    up_a = await upload(stub, gw["key_a"], wav)
+    up_b = await upload(stub, gw["key_b"], wav)
     assert up_a.track_id != up_b.track_id  # the tenant's secret salt is in the id
     assert up_a.track_id.startswith("trk_") and up_b.track_id.startswith("trk_")
     digest = hashlib.sha256(wav).hexdigest()
     assert up_a.track_id == await bus.track_id_for(a, digest) and up_b.track_id == await bus.track_id_for(b, digest)
-    assert (await _upload(stub, gw["key_a"], wav)).track_id == up_a.track_id  # still idempotent within a tenant
+    assert (await upload(stub, gw["key_a"], wav)).track_id == up_a.track_id  # still idempotent within a tenant
 
     track_a = (await _get_track(stub, gw["key_a"], up_a.track_id)).track
     track_b = (await _get_track(stub, gw["key_b"], up_b.track_id)).track
@@ -166,7 +144,7 @@ async def test_the_same_file_is_two_tracks_of_two_tenants_each_seeing_only_its_o
 
     # GetTracks: the other's id is missing, like an unknown one
     got = await stub.GetTracks(gateway_pb2.GetTracksRequest(track_ids=[up_b.track_id, up_a.track_id, UNKNOWN_TRACK]),
-                               metadata=_md(gw["key_a"]), timeout=10)
+                               metadata=bearer(gw["key_a"]), timeout=10)
     assert [t.track_id for t in got.tracks] == [up_a.track_id]
     assert list(got.missing_track_ids) == [up_b.track_id, UNKNOWN_TRACK]
 
@@ -186,21 +164,21 @@ async def test_generations_are_the_submitting_tenants(gw):
     stub, bus, a = gw["stub"], gw["bus"], gw["a"]
     params = generator_pb2.GenerationParams(key="E minor", num_bars=2, seed=3)
     submitted = await stub.SubmitGeneration(gateway_pb2.SubmitGenerationRequest(params=params),
-                                            metadata=_md(gw["key_a"]), timeout=10)
+                                            metadata=bearer(gw["key_a"]), timeout=10)
     gid = submitted.generation_id
-    mine = await stub.GetGeneration(gateway_pb2.GetGenerationRequest(generation_id=gid), metadata=_md(gw["key_a"]),
+    mine = await stub.GetGeneration(gateway_pb2.GetGenerationRequest(generation_id=gid), metadata=bearer(gw["key_a"]),
                                     timeout=10)
     assert mine.generation.generation_id == gid and mine.generation.tenant == a
     assert (await bus.get_job(a, gid)).params == params
     _, unknown = await _code(stub.GetGeneration(gateway_pb2.GetGenerationRequest(generation_id=UNKNOWN_GENERATION),
-                                                metadata=_md(gw["key_b"]), timeout=10))
+                                                metadata=bearer(gw["key_b"]), timeout=10))
     code, details = await _code(stub.GetGeneration(gateway_pb2.GetGenerationRequest(generation_id=gid),
-                                                   metadata=_md(gw["key_b"]), timeout=10))
+                                                   metadata=bearer(gw["key_b"]), timeout=10))
     assert code == grpc.StatusCode.NOT_FOUND
     assert details.replace(gid, "<id>") == unknown.replace(UNKNOWN_GENERATION, "<id>")
     # the same generation id submitted by the other tenant is another job of its own
     theirs = await stub.SubmitGeneration(gateway_pb2.SubmitGenerationRequest(params=params, generation_id=gid),
-                                         metadata=_md(gw["key_b"]), timeout=10)
+                                         metadata=bearer(gw["key_b"]), timeout=10)
     assert theirs.state == generator_pb2.GENERATION_STATE_QUEUED
     assert (await bus.get_job(gw["b"], gid)).tenant == gw["b"] and (await bus.get_job(a, gid)).tenant == a
     requested = await _stored_events(bus, busmod.subject_for(busmod.GENERATIONS_REQUESTED, a),
@@ -213,18 +191,18 @@ async def test_generations_are_the_submitting_tenants(gw):
 
 async def test_a_new_tenants_key_works_without_a_restart(gw):
     stub, bus = gw["stub"], gw["bus"]
-    tenant, key = await add_tenant(bus, _name("tn"))
+    tenant, key = await add_tenant(bus, unique_name("tn"))
     assert await _works_within(stub, key, KEY_CHANGE_S)
-    up = await _upload(stub, key, _wav())
+    up = await upload(stub, key, random_wav())
     assert (await _get_track(stub, key, up.track_id)).track.tenant == tenant.name
     assert (await _code(_get_track(stub, "msk_" + "x" * 43, up.track_id)))[0] == grpc.StatusCode.UNAUTHENTICATED
 
 
 async def test_a_rotated_away_key_is_refused_within_seconds_and_the_new_one_works(gw):
     stub, bus = gw["stub"], gw["bus"]
-    tenant, old = await add_tenant(bus, _name("tr"))
+    tenant, old = await add_tenant(bus, unique_name("tr"))
     assert await _works_within(stub, old, KEY_CHANGE_S)
-    up = await _upload(stub, old, _wav())
+    up = await upload(stub, old, random_wav())
     new = await rotate_key(bus, tenant.name)
     assert new != old
     assert await _works_within(stub, new, KEY_CHANGE_S)
@@ -240,11 +218,11 @@ async def test_a_rotated_away_key_is_refused_within_seconds_and_the_new_one_work
 
 async def test_a_revoked_tenants_key_is_refused_within_seconds(gw):
     stub, bus = gw["stub"], gw["bus"]
-    tenant, key = await add_tenant(bus, _name("tv"))
+    tenant, key = await add_tenant(bus, unique_name("tv"))
     assert await _works_within(stub, key, KEY_CHANGE_S)
     assert await revoke_keys(bus, tenant.name) == 1
     assert await _refused_within(stub, key, KEY_CHANGE_S)
-    assert (await _code(_upload(stub, key, _wav())))[0] == grpc.StatusCode.UNAUTHENTICATED
+    assert (await _code(upload(stub, key, random_wav())))[0] == grpc.StatusCode.UNAUTHENTICATED
     assert await _works_within(stub, gw["key_b"], KEY_CHANGE_S)
 
 
@@ -253,21 +231,21 @@ async def test_a_revoked_tenants_key_is_refused_within_seconds(gw):
 
 async def test_delete_track(gw):
     stub, bus, a = gw["stub"], gw["bus"], gw["a"]
-    wav = _wav()
-    up = await _upload(stub, gw["key_a"], wav)
+    wav = random_wav()
+    up = await upload(stub, gw["key_a"], wav)
     track = (await _get_track(stub, gw["key_a"], up.track_id)).track
 
     # another tenant cannot delete it: NOT_FOUND, like an unknown id, and the track is intact
     _, unknown = await _code(stub.DeleteTrack(gateway_pb2.DeleteTrackRequest(track_id=UNKNOWN_TRACK),
-                                              metadata=_md(gw["key_b"]), timeout=10))
+                                              metadata=bearer(gw["key_b"]), timeout=10))
     code, details = await _code(stub.DeleteTrack(gateway_pb2.DeleteTrackRequest(track_id=up.track_id),
-                                                 metadata=_md(gw["key_b"]), timeout=10))
+                                                 metadata=bearer(gw["key_b"]), timeout=10))
     assert code == grpc.StatusCode.NOT_FOUND
     assert details.replace(up.track_id, "<id>") == unknown.replace(UNKNOWN_TRACK, "<id>")
     assert (await _get_track(stub, gw["key_a"], up.track_id)).track == track
     assert await bus.get_blob(track.audio_blob) == wav
 
-    resp = await stub.DeleteTrack(gateway_pb2.DeleteTrackRequest(track_id=up.track_id), metadata=_md(gw["key_a"]),
+    resp = await stub.DeleteTrack(gateway_pb2.DeleteTrackRequest(track_id=up.track_id), metadata=bearer(gw["key_a"]),
                                   timeout=10)
     assert resp.track_id == up.track_id
     code, details = await _code(_get_track(stub, gw["key_a"], up.track_id))
@@ -278,13 +256,13 @@ async def test_delete_track(gw):
     tombstone = await bus.get_track(a, up.track_id)
     assert tombstone.state == common_pb2.TRACK_STATE_DELETED and not tombstone.audio_blob.name
     assert not tombstone.filename and not tombstone.title  # nothing of the track is kept but its id
-    got = await stub.GetTracks(gateway_pb2.GetTracksRequest(track_ids=[up.track_id]), metadata=_md(gw["key_a"]),
+    got = await stub.GetTracks(gateway_pb2.GetTracksRequest(track_ids=[up.track_id]), metadata=bearer(gw["key_a"]),
                                timeout=10)
     assert not got.tracks and list(got.missing_track_ids) == [up.track_id]
     assert up.track_id not in {t.track_id for t in await _all_listed(stub, gw["key_a"])}
 
     # deleting again succeeds and changes nothing
-    again = await stub.DeleteTrack(gateway_pb2.DeleteTrackRequest(track_id=up.track_id), metadata=_md(gw["key_a"]),
+    again = await stub.DeleteTrack(gateway_pb2.DeleteTrackRequest(track_id=up.track_id), metadata=bearer(gw["key_a"]),
                                    timeout=10)
     assert again.track_id == up.track_id
     assert (await bus.get_track(a, up.track_id)).state == common_pb2.TRACK_STATE_DELETED
@@ -292,7 +270,7 @@ async def test_delete_track(gw):
     assert [e.tenant for e in deleted if e.track_id == up.track_id][:1] == [a]
 
     # the same bytes uploaded again make a live track again (same content-derived id)
-    back = await _upload(stub, gw["key_a"], wav)
+    back = await upload(stub, gw["key_a"], wav)
     assert back.track_id == up.track_id and back.state == common_pb2.TRACK_STATE_UPLOADED
     live = (await _get_track(stub, gw["key_a"], back.track_id)).track
     assert live.state == common_pb2.TRACK_STATE_UPLOADED and live.filename == "take.wav"
@@ -302,13 +280,13 @@ async def test_delete_track(gw):
 
 async def test_a_reupload_right_after_a_deletion_is_announced_again(gw):
     stub, bus, a = gw["stub"], gw["bus"], gw["a"]
-    wav = _wav()
+    wav = random_wav()
     while time.time() % 1.0 > 0.5:  # start early in a second: the three calls take well under 0.5 s
         await asyncio.sleep(0.02)
-    up = await _upload(stub, gw["key_a"], wav)
-    await stub.DeleteTrack(gateway_pb2.DeleteTrackRequest(track_id=up.track_id), metadata=_md(gw["key_a"]),
+    up = await upload(stub, gw["key_a"], wav)
+    await stub.DeleteTrack(gateway_pb2.DeleteTrackRequest(track_id=up.track_id), metadata=bearer(gw["key_a"]),
                            timeout=10)
-    back = await _upload(stub, gw["key_a"], wav)
+    back = await upload(stub, gw["key_a"], wav)
     assert back.track_id == up.track_id and back.state == common_pb2.TRACK_STATE_UPLOADED
     uploaded = await _stored_events(bus, busmod.subject_for(busmod.TRACKS_UPLOADED, a), events_pb2.TrackUploaded)
     assert len([e for e in uploaded if e.track_id == up.track_id]) == 2  # announced again, for the analyzer
@@ -318,9 +296,9 @@ async def test_deleting_twice_announces_the_deletion_once(gw):
     """``Bus.delete_track``'s promise: a second deletion "announces again (the duplicate window
     drops it) and changes nothing"."""
     stub, bus, a = gw["stub"], gw["bus"], gw["a"]
-    up = await _upload(stub, gw["key_a"], _wav())
+    up = await upload(stub, gw["key_a"], random_wav())
     for _ in range(2):
-        await stub.DeleteTrack(gateway_pb2.DeleteTrackRequest(track_id=up.track_id), metadata=_md(gw["key_a"]),
+        await stub.DeleteTrack(gateway_pb2.DeleteTrackRequest(track_id=up.track_id), metadata=bearer(gw["key_a"]),
                                timeout=10)
     deleted = await _stored_events(bus, busmod.subject_for(busmod.TRACKS_DELETED, a), events_pb2.TrackDeleted)
     assert len([e for e in deleted if e.track_id == up.track_id]) == 1
@@ -331,13 +309,13 @@ async def test_deleting_twice_announces_the_deletion_once(gw):
 
 async def test_list_tracks_pages_and_filters(gw):
     stub, bus = gw["stub"], gw["bus"]
-    tenant, key = await add_tenant(bus, _name("tl"))  # a tenant of its own: exactly these tracks
+    tenant, key = await add_tenant(bus, unique_name("tl"))  # a tenant of its own: exactly these tracks
     assert await _works_within(stub, key, KEY_CHANGE_S)
-    ids = [(await _upload(stub, key, _wav(), filename=f"t{i}.wav")).track_id for i in range(5)]
+    ids = [(await upload(stub, key, random_wav(), filename=f"t{i}.wav")).track_id for i in range(5)]
 
     seen, token, pages = [], "", 0
     while True:
-        page = await stub.ListTracks(gateway_pb2.ListTracksRequest(page_size=2, page_token=token), metadata=_md(key),
+        page = await stub.ListTracks(gateway_pb2.ListTracksRequest(page_size=2, page_token=token), metadata=bearer(key),
                                      timeout=10)
         pages += 1
         assert len(page.tracks) <= 2
@@ -369,31 +347,31 @@ async def test_list_tracks_pages_and_filters(gw):
     assert sorted(t.track_id for t in both) == sorted(ids)
 
     # a deleted track is not listed
-    await stub.DeleteTrack(gateway_pb2.DeleteTrackRequest(track_id=ids[0]), metadata=_md(key), timeout=10)
+    await stub.DeleteTrack(gateway_pb2.DeleteTrackRequest(track_id=ids[0]), metadata=bearer(key), timeout=10)
     assert sorted(t.track_id for t in await _all_listed(stub, key, page_size=2)) == sorted(ids[1:])
 
     for bad in (dict(page_size=1001), dict(page_size=-1), dict(page_token="not a token!"),
                 dict(states=[common_pb2.TRACK_STATE_DELETED])):
-        code, _ = await _code(stub.ListTracks(gateway_pb2.ListTracksRequest(**bad), metadata=_md(key), timeout=10))
+        code, _ = await _code(stub.ListTracks(gateway_pb2.ListTracksRequest(**bad), metadata=bearer(key), timeout=10))
         assert code == grpc.StatusCode.INVALID_ARGUMENT, bad
 
 
 async def test_get_tracks_limits_and_missing_ids(gw):
     stub, key = gw["stub"], gw["key_b"]
-    mine = [(await _upload(stub, key, _wav())).track_id for _ in range(2)]
+    mine = [(await upload(stub, key, random_wav())).track_id for _ in range(2)]
     unknown = [f"trk_{uuid.uuid4().hex[:24]}" for _ in range(2)]
     request = [unknown[0], mine[1], unknown[1], mine[0]]
-    got = await stub.GetTracks(gateway_pb2.GetTracksRequest(track_ids=request), metadata=_md(key), timeout=10)
+    got = await stub.GetTracks(gateway_pb2.GetTracksRequest(track_ids=request), metadata=bearer(key), timeout=10)
     assert [t.track_id for t in got.tracks] == [mine[1], mine[0]]  # in the order of the request
     assert list(got.missing_track_ids) == unknown
 
     hundred = mine + [f"trk_{uuid.uuid4().hex[:24]}" for _ in range(98)]
-    got = await stub.GetTracks(gateway_pb2.GetTracksRequest(track_ids=hundred), metadata=_md(key), timeout=10)
+    got = await stub.GetTracks(gateway_pb2.GetTracksRequest(track_ids=hundred), metadata=bearer(key), timeout=10)
     assert len(got.tracks) == 2 and len(got.missing_track_ids) == 98
     code, details = await _code(stub.GetTracks(gateway_pb2.GetTracksRequest(track_ids=hundred + [unknown[0]]),
-                                               metadata=_md(key), timeout=10))
+                                               metadata=bearer(key), timeout=10))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "100" in details
-    code, _ = await _code(stub.GetTracks(gateway_pb2.GetTracksRequest(), metadata=_md(key), timeout=10))
+    code, _ = await _code(stub.GetTracks(gateway_pb2.GetTracksRequest(), metadata=bearer(key), timeout=10))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -427,7 +405,7 @@ async def test_a_deletion_during_analysis_does_not_bring_the_track_back(gw, tmp_
     from musicaas_analyzer.service import UploadConsumer
 
     bus = gw["bus"]
-    tenant = (await add_tenant(bus, _name("td")))[0].name
+    tenant = (await add_tenant(bus, unique_name("td")))[0].name
 
     async def uploaded(data: bytes) -> events_pb2.TrackUploaded:
         track = await bus.add_track(data, tenant=tenant, filename="x.wav", title="x", content_type="audio/wav",
@@ -436,7 +414,7 @@ async def test_a_deletion_during_analysis_does_not_bring_the_track_back(gw, tmp_
                                         filename=track.filename, title=track.title, source=track.source)
 
     # the bus: nothing moves a tombstone
-    event = await uploaded(_wav())
+    event = await uploaded(random_wav())
     await bus.delete_track(tenant, event.track_id)
     for state in (common_pb2.TRACK_STATE_UPLOADED, common_pb2.TRACK_STATE_ANALYZED, common_pb2.TRACK_STATE_INDEXED,
                   common_pb2.TRACK_STATE_FAILED):
@@ -465,7 +443,7 @@ async def test_a_deletion_during_analysis_does_not_bring_the_track_back(gw, tmp_
     assert (await bus.get_track(tenant, event.track_id)).state == common_pb2.TRACK_STATE_DELETED
 
     # deleted while the analysis runs: the analysis is dropped
-    during = await uploaded(_wav())
+    during = await uploaded(random_wav())
     analyzer = _FakeAnalyzer(during=lambda: bus.delete_track(tenant, during.track_id))
     consumer = UploadConsumer(bus, analyzer, spool_dir=tmp_path / "spool")
     await consumer.handle(during, {})
@@ -474,7 +452,7 @@ async def test_a_deletion_during_analysis_does_not_bring_the_track_back(gw, tmp_
     assert stored.state == common_pb2.TRACK_STATE_DELETED and not stored.HasField("analysis")
 
     # deleted between the check and the spooling: the blob is gone (NotFound), quietly dropped
-    late = await uploaded(_wav())
+    late = await uploaded(random_wav())
     consumer = UploadConsumer(bus, _FakeAnalyzer(), spool_dir=tmp_path / "spool")
     real = bus.get_blob_to_file
 
@@ -492,7 +470,7 @@ async def test_a_deletion_during_analysis_does_not_bring_the_track_back(gw, tmp_
     assert await _published(analyzed_sub) == []  # nothing was announced as analysed
 
     # and a live track is analysed and announced as before
-    live = await uploaded(_wav())
+    live = await uploaded(random_wav())
     analyzed_sub = await bus.nc.subscribe(busmod.subject_for(busmod.TRACKS_ANALYZED, tenant))
     await UploadConsumer(bus, _FakeAnalyzer(), spool_dir=tmp_path / "spool").handle(live, {})
     assert (await bus.get_track(tenant, live.track_id)).state == common_pb2.TRACK_STATE_ANALYZED

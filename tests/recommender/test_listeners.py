@@ -363,22 +363,14 @@ async def test_include_played_brings_back_played_tracks_but_never_disliked_ones(
     assert ids & (played - disliked) and not ids & disliked
 
 
-async def test_filters_hold_for_collaborative_candidates_with_and_without_among(store, index):
-    class ProbeOnly(MemoryListenerIndex):
-        async def nearest(self, tenant, vector, *, limit, flt=None, exclude=(), diversity=0.0):
-            return await super().nearest(tenant, vector, limit=limit, flt=flt, exclude=exclude, diversity=diversity)
-
-    probe = ProbeOnly(DIM)
-    probe._tracks = index._tracks
+async def test_filters_hold_for_collaborative_candidates(store, index):
     minor = TrackFilter(mode="minor", tempo_min_bpm=120.0)
-    for idx in (index, probe):
-        rec = ListenerRecommender(store, idx, ListenerConfig(history_k=2.0))  # leaning on the model
-        if idx is index:
-            await audience(InteractionsConsumer(rec))
-        await rec.train(T)
-        got = await rec.recommend_for_listener(T, "listener-2", limit=10, flt=minor)
-        assert got.tracks and all(t.payload.mode == "minor" and t.payload.tempo_bpm >= 120 for t in got.tracks)
-        assert any(t.reason.startswith("collaborative") for t in got.tracks)
+    rec = ListenerRecommender(store, index, ListenerConfig(history_k=2.0))  # leaning on the model
+    await audience(InteractionsConsumer(rec))
+    await rec.train(T)
+    got = await rec.recommend_for_listener(T, "listener-2", limit=10, flt=minor)
+    assert got.tracks and all(t.payload.mode == "minor" and t.payload.tempo_bpm >= 120 for t in got.tracks)
+    assert any(t.reason.startswith("collaborative") for t in got.tracks)
 
 
 async def test_a_track_deleted_after_training_is_never_recommended(store, index, recommender):

@@ -42,11 +42,9 @@ Filters
 -------
 The content candidates come from a filtered ``nearest`` query. A collaborative (or popular)
 candidate passes the same :class:`~musicaas_recommender.index.TrackFilter` only if the index
-says so: when the index's ``nearest`` takes ``among`` (restrict the query to these ids, a
-Qdrant ``has_id`` condition), one filtered query over the candidates returns those that
-pass, with their payloads; otherwise each candidate is probed with a filtered ``nearest``
-query on its own vector (``PROBE_LIMIT`` hits) and passes when it is among the hits; without
-a filter, an index that has ``payloads(tenant, ids)`` gives the payloads in one read. Either
+says so: one filtered ``nearest`` query restricted to the candidates (``among``, a Qdrant
+``has_id`` condition) returns those that pass, with their payloads; without a filter,
+``payloads(tenant, ids)`` gives them in one read. Either
 way the index evaluates the filter (its rules live in one place), a track no longer in the
 index (deleted since the model was trained) is dropped, and every result has its payload.
 """
@@ -55,7 +53,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 import math
 from dataclasses import dataclass
 from typing import Protocol, Sequence
@@ -65,7 +62,7 @@ import structlog
 
 from musicaas.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 from musicaas.tenancy import check_tenant
-from musicaas_recommender.index import MAX_LIMIT, ScoredTrack, TrackFilter
+from musicaas_recommender.index import MAX_LIMIT, ScoredTrack, TrackFilter, TrackPayload
 from musicaas_recommender.listeners.cf import CFConfig, CFModel, ModelInfo, fit
 from musicaas_recommender.listeners.signals import MAX_LISTENER_ID_LEN, listener_ref, weights_of
 from musicaas_recommender.listeners.store import InteractionStore
@@ -94,8 +91,6 @@ DEFAULT_HISTORY_K = 30.0
 DEFAULT_POPULARITY_SHARE = 0.9
 #: Latest interactions of a listener that make its taste profile.
 PROFILE_HISTORY = 1000
-#: Hits of one probe query (collaborative candidates, when the index has no ``among``).
-PROBE_LIMIT = 4
 #: Reason of a content-taste result.
 CONTENT_REASON = "content taste"
 #: Reason of a most-popular result.
@@ -122,12 +117,14 @@ class ListenerIndex(Protocol):
 
     async def nearest(
         self, tenant: str, vector: np.ndarray, *, limit: int, flt: TrackFilter | None = None,
-        exclude: Sequence[str] = (), diversity: float = 0.0,
+        exclude: Sequence[str] = (), diversity: float = 0.0, among: Sequence[str] | None = None,
     ) -> list[ScoredTrack]:
         """``tenant``'s tracks nearest ``vector`` (cosine), best first, passing ``flt``, none
-        of ``exclude``; MMR with ``lambda = 1 - diversity`` when ``diversity > 0``. An index
-        may also take ``among: Sequence[str]`` (only these ids): the recommender uses it when
-        the signature has it."""
+        of ``exclude`` and, when ``among`` is given, only those ids; MMR with
+        ``lambda = 1 - diversity`` when ``diversity > 0``."""
+
+    async def payloads(self, tenant: str, track_ids: Sequence[str]) -> dict[str, TrackPayload]:
+        """The payloads of those of ``track_ids`` that ``tenant`` has in the index (missing ids absent)."""
 
 
 @dataclass(frozen=True)
@@ -178,20 +175,8 @@ class ListenerRecommendations:
     interactions: int
 
 
-_SCORED_FIELDS = {f.name for f in dataclasses.fields(ScoredTrack)}
-if "reason" in _SCORED_FIELDS:
-    _ReasonedTrack = ScoredTrack
-else:
-
-    @dataclass(frozen=True)
-    class _ReasonedTrack(ScoredTrack):  # the index's ScoredTrack without a reason field
-        reason: str = ""
-
-
 def _result(hit: ScoredTrack, score: float, reason: str) -> ScoredTrack:
-    values = {f: getattr(hit, f) for f in _SCORED_FIELDS}
-    values.update(score=float(score), reason=reason)
-    return _ReasonedTrack(**values)
+    return dataclasses.replace(hit, score=float(score), reason=reason)
 
 
 def taste_profile(weights: dict[str, float], vectors: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -260,10 +245,6 @@ class ListenerRecommender:
         self._live: dict[str, CFModel] = {}
         self._train_lock = asyncio.Lock()
         self._empty: set[str] = set()
-        try:
-            self._among = "among" in inspect.signature(index.nearest).parameters
-        except (TypeError, ValueError):
-            self._among = False
 
     # -- models ------------------------------------------------------------------------------
 
@@ -494,25 +475,13 @@ class ListenerRecommender:
         if not ids:
             return {}
         out: dict[str, ScoredTrack] = {}
-        if flt is None and hasattr(self.index, "payloads"):  # nothing to check: one read
+        if flt is None:  # nothing to check: one read
             found = await self.index.payloads(tenant, ids)
             return {t: ScoredTrack(track_id=t, score=0.0, payload=p) for t, p in found.items()}
-        if self._among:
-            for start in range(0, len(ids), MAX_LIMIT):
-                chunk = ids[start:start + MAX_LIMIT]
-                for h in await self.index.nearest(tenant, vectors[chunk[0]], limit=len(chunk), flt=flt, among=chunk):
-                    out[h.track_id] = h
-            return out
-        gate = asyncio.Semaphore(16)
-
-        async def probe(track: str) -> None:
-            async with gate:
-                for h in await self.index.nearest(tenant, vectors[track], limit=PROBE_LIMIT, flt=flt):
-                    if h.track_id == track:
-                        out[track] = h
-                        return
-
-        await asyncio.gather(*(probe(t) for t in ids))
+        for start in range(0, len(ids), MAX_LIMIT):
+            chunk = ids[start:start + MAX_LIMIT]
+            for h in await self.index.nearest(tenant, vectors[chunk[0]], limit=len(chunk), flt=flt, among=chunk):
+                out[h.track_id] = h
         return out
 
     async def _popular(self, tenant, model, excluded, count, flt, ceiling):
