@@ -2,8 +2,8 @@
 
 Run (one command; the figures of the analyzer, Essentia and librosa side by side)::
 
-    python bench/analysis_eval.py            # 72 chorales + 48 folk songs x 2 renders + 10 recordings
-    python bench/analysis_eval.py --quick    # 16 chorales + 8 folk songs x 1 render + 4 recordings
+    python bench/analysis_eval.py            # 72 chorales + 72 folk songs x 2 renders + 10 recordings
+    python bench/analysis_eval.py --quick    # 16 chorales + 12 folk songs x 1 render + 4 recordings
     python bench/analysis_eval.py --verbose  # also one line per development item
     python bench/analysis_eval.py --json dev.json   # the development part's rows, for diagnosis
 
@@ -32,7 +32,12 @@ Pieces come only from music21's Bach chorales (``musicaas_model.data``'s parsing
 3/4 throughout, written major/minor key, pickups padded so that onset 0 is a bar line;
 only those whose lowest final note is the written tonic, :func:`sources.ends_on_tonic`) and
 the Essen folk songs the generator uses (``musicaas_model.data.load_folk``: the files of
-``FOLK_FILES``, key from the signature and the final note, the first 240 tunes). The rest
+``FOLK_FILES``, key from the signature and the final note, the first 240 tunes in 4/4 or
+3/4; and, from the same files with the same key rule, the first 240 tunes in 2/4 or 6/8:
+:func:`sources.load_folk_metre_pieces`, 24 of them by default). A 6/8 tune's beat is the
+dotted quarter (two per bar; the reference metre is 6), played at a beat tempo folded into
+50-140 BPM (:func:`protocol.beat_tempo`). The files hold one 5/4 tune, so 5/4 is only
+checked by the analyzer's unit tests on synthesised audio. The rest
 of music21's corpus is reserved and not used. A piece is played for at most
 :data:`protocol.CAP_S` (40 s). Each render (:func:`protocol.plan_renders`) draws
 
@@ -78,10 +83,21 @@ Systems and scores
   ``RhythmExtractor2013(method="multifeature")`` and ``KeyExtractor()``;
 * **librosa**: ``beat.beat_track`` and Krumhansl-Kessler on the mean ``chroma_stft``.
 
+Tuning
+------
+Constants of the analyzer are tuned on :mod:`devcache` only: the development part's renders
+(400 chorale and 376 folk renders of development pieces, planned like the evaluation's but
+from more pieces), rendered once into ``CACHE/analysis_eval/dev-audio-v1/``
+(``python bench/analysis_eval/devcache.py build``). ``bench/tune_key.py`` and
+``bench/tune_rhythm.py`` read it, with cross-validation by piece inside it.
+
 Scores (mir_eval 0.8.2, :mod:`protocol`): key MIREX weighted score (1 exact, 0.5 estimate a
 fifth above, 0.3 relative, 0.2 parallel) and the same with the symmetric fifth rule (a fifth
 below also 0.5), exact share; tempo Acc1 (within 4 %) and Acc2 (also x2, x3, 1/2, 1/3); beat
 and downbeat F-measure at 70 ms after the first 5 s (``mir_eval.beat.trim_beats``); metre;
+the calibration of the analyzer's key confidence (against an exact key) and of its tempo
+candidates' weights (against being within 4 %) as expected calibration error in 10 bins
+(:func:`protocol.expected_calibration_error`);
 throughput as audio seconds per wall second of analysis on one core (each worker is one
 process with one thread; Essentia's time excludes its resampling to 44.1 kHz). Tables have
 one row per family, per source, per kind of piece, all renders and the real recordings,

@@ -129,22 +129,43 @@ def plan_renders(pieces, families_by_source: dict[str, dict[str, tuple[tuple[int
     return plans
 
 
-def beat_grid(notes, *, beats_per_bar: int, tempo_bpm: float, cap_s: float = CAP_S):
-    """Reference (beats_s, downbeats_s) of a piece played at ``tempo_bpm``.
+#: A compound-metre beat (6/8's dotted quarter) is played at a tempo folded by octaves into
+#: this range, BPM: a dotted-quarter beat at 46 per minute is heard as eighth notes.
+COMPOUND_BEAT_RANGE_BPM = (50.0, 140.0)
+
+
+def beat_tempo(plan_tempo_bpm: float, beat_q: float = 1.0) -> float:
+    """The beat tempo a render plays at, BPM: the plan's tempo for a quarter-note beat; for
+    a compound beat (``beat_q`` 1.5) the plan's tempo folded by octaves into
+    :data:`COMPOUND_BEAT_RANGE_BPM`."""
+    t = float(plan_tempo_bpm)
+    if abs(beat_q - 1.0) < 1e-9:
+        return t
+    lo, hi = COMPOUND_BEAT_RANGE_BPM
+    while t >= hi:
+        t /= 2.0
+    while t < lo:
+        t *= 2.0
+    return t
+
+
+def beat_grid(notes, *, beats_per_bar: int, tempo_bpm: float, cap_s: float = CAP_S, beat_q: float = 1.0):
+    """Reference (beats_s, downbeats_s) of a piece played at ``tempo_bpm`` beats per minute.
 
     ``notes`` are (onset_q, duration_q, pitch) with onset 0 on a bar line (pickups start
-    later); beats are the integer quarter positions from the first onset to the last
-    note's end (both within ``cap_s``), downbeats the multiples of ``beats_per_bar``.
+    later); beats are the multiples of ``beat_q`` quarter notes from the first onset to the
+    last note's end (both within ``cap_s``), downbeats every ``beats_per_bar``-th beat.
     """
-    spq = 60.0 / tempo_bpm
+    spb = 60.0 / tempo_bpm
+    spq = spb / beat_q
     kept = [n for n in notes if n[0] * spq < cap_s]
     if not kept:
         return np.zeros(0), np.zeros(0)
-    first_q = min(n[0] for n in kept)
-    end_q = min(max(n[0] + n[1] for n in kept), cap_s / spq)
-    qs = np.arange(math.ceil(first_q - 1e-6), math.floor(end_q + 1e-6))
-    beats = qs * spq
-    downbeats = qs[qs % beats_per_bar == 0] * spq
+    first_b = min(n[0] for n in kept) / beat_q
+    end_b = min(max(n[0] + n[1] for n in kept) / beat_q, cap_s / spb)
+    bs = np.arange(math.ceil(first_b - 1e-6), math.floor(end_b + 1e-6))
+    beats = bs * spb
+    downbeats = bs[bs % beats_per_bar == 0] * spb
     return beats.astype(float), downbeats.astype(float)
 
 
@@ -225,6 +246,23 @@ def f_measure(reference_s, estimate_s) -> float:
     if ref.size == 0:
         return float("nan")
     return float(mir_eval.beat.f_measure(ref, est, f_measure_threshold=BEAT_WINDOW_S))
+
+
+def expected_calibration_error(confidences, correct, n_bins: int = 10) -> float:
+    """Expected calibration error (Naeini et al. 2015; Guo et al. 2017): the confidences in
+    [0, 1] split into ``n_bins`` equal-width bins, the mean over bins of |accuracy - mean
+    confidence| weighted by each bin's share of the items. NaN without items."""
+    conf = np.clip(np.asarray(confidences, dtype=float), 0.0, 1.0)
+    ok = np.asarray(correct, dtype=float)
+    if conf.size == 0:
+        return float("nan")
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    total = 0.0
+    for b in range(n_bins):
+        sel = bins == b
+        if sel.any():
+            total += sel.mean() * abs(ok[sel].mean() - conf[sel].mean())
+    return float(total)
 
 
 # --------------------------------------------------------------------------- tables

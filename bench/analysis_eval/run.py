@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import sys
 import time
 import warnings
@@ -67,7 +66,8 @@ def _run_systems(y: np.ndarray) -> dict:
     out["ours"] = {
         "key": str(r.key) if r.key is not None else "X", "bpm": float(r.tempo_bpm), "beats_s": list(r.beats_s),
         "downbeats_s": [b.start_s for b in r.bars], "metre": int(r.time_signature),
-        "compute_s": time.perf_counter() - t0,
+        "compute_s": time.perf_counter() - t0, "key_confidence": float(r.key_confidence),
+        "tempo_candidates": [(float(c.tempo_bpm), float(c.weight)) for c in r.tempo_candidates],
     }
     out["librosa"] = peers.librosa_peer(y, sources.SR)
     if _W.get("essentia") is not None:
@@ -89,7 +89,30 @@ def _score(est: dict, *, key_ref, bpm_ref, beats_ref, downbeats_ref, beats_per_b
         s["downbeat_f"] = protocol.f_measure(downbeats_ref, est["downbeats_s"])
     if beats_per_bar is not None and "metre" in est:
         s["metre"] = float(est["metre"] == beats_per_bar)
+    if "key_confidence" in est and key_ref is not None:
+        s["key_confidence"] = est["key_confidence"]
+    if est.get("tempo_candidates"):
+        # each candidate's weight against whether it is within 4 % of the reference (calibration)
+        s["tempo_candidates"] = [(w, float(protocol.tempo_relation(bpm, bpm_ref) == "exact"))
+                                 for bpm, w in est["tempo_candidates"]]
     return s
+
+
+def render_item(piece, plan) -> tuple[np.ndarray, dict]:
+    """The audio of one render (float32 at :data:`sources.SR`) and its references: key_ref,
+    bpm_ref (the beat tempo, detuning included), beats_ref and downbeats_ref (s) and
+    beats_per_bar (the written metre's numerator: 6 for 6/8)."""
+    from musicaas.keys import Key
+
+    y = sources.finish(_render(plan.source, sources.notes_for(piece, plan)), plan)
+    factor = 2.0 ** (plan.detune_cents / 1200.0)
+    tempo = protocol.beat_tempo(plan.tempo_bpm, piece.beat_q)
+    beats, downbeats = protocol.beat_grid(piece.notes, beats_per_bar=piece.beats_per_bar, tempo_bpm=tempo,
+                                          beat_q=piece.beat_q)
+    refs = dict(key_ref=str(Key.parse(piece.key).transpose(plan.transpose)), bpm_ref=tempo * factor,
+                beats_ref=beats / factor, downbeats_ref=downbeats / factor,
+                beats_per_bar=int(piece.metre_text.split("/")[0]))
+    return y, refs
 
 
 def process(task) -> dict:
@@ -97,16 +120,10 @@ def process(task) -> dict:
     kind = task[0]
     if kind == "render":
         _, piece, plan = task
-        from musicaas.keys import Key
-
-        y = sources.finish(_render(plan.source, sources.notes_for(piece, plan)), plan)
-        factor = 2.0 ** (plan.detune_cents / 1200.0)
-        beats, downbeats = protocol.beat_grid(piece.notes, beats_per_bar=piece.beats_per_bar, tempo_bpm=plan.tempo_bpm)
-        refs = dict(key_ref=str(Key.parse(piece.key).transpose(plan.transpose)), bpm_ref=plan.tempo_bpm * factor,
-                    beats_ref=beats / factor, downbeats_ref=downbeats / factor, beats_per_bar=piece.beats_per_bar)
+        y, refs = render_item(piece, plan)
         row = {"item": plan.item_id, "split": plan.split, "family": plan.family, "source": plan.source,
                "kind": piece.kind, "dynamics": plan.dynamics, "reverb": plan.reverb, "detune": plan.detune_cents,
-               "transpose": plan.transpose, "programs": list(plan.programs)}
+               "transpose": plan.transpose, "programs": list(plan.programs), "metre_text": piece.metre_text}
     else:
         _, rec, split = task
         y = sources.load_recording(rec)
@@ -146,14 +163,16 @@ def _attack_task(_=None):
 def _groups(row: dict):
     if row["kind"] == "real":
         return ["real recordings"]
-    return [row["family"], f"src {row['source'].split('/')[0]}", f"{row['kind']}s", "all renders"]
+    return [row["family"], f"src {row['source'].split('/')[0]}", f"{row['kind']}s", f"metre {row['metre_text']}",
+            "all renders"]
 
 
 def _print_tables(rows: list[dict], attack: dict[str, float], systems) -> None:
     families = [f for f in sources.FAMILIES if any(r["family"] == f for r in rows)]
     slowest = max(attack, key=attack.get) if attack else None
     groups = families + sorted({f"src {r['source'].split('/')[0]}" for r in rows if r["kind"] != "real"}) + \
-        ["chorales", "folks", "all renders", "real recordings"]
+        ["chorales", "folks"] + [f"metre {m}" for m in ("4/4", "3/4", "2/4", "6/8") if any(r.get("metre_text") == m for r in rows)] + \
+        ["all renders", "real recordings"]
     T = protocol.TARGETS
 
     def below(limit_all=None, limit_family=None, limit_real=None, slowest_limit=None):
@@ -180,7 +199,7 @@ def _print_tables(rows: list[dict], attack: dict[str, float], systems) -> None:
         (f"BEATS: F-measure 70 ms   target >= 0.85 all renders, >= 0.75 slowest-attack family ({slowest})", "beat_f",
          False, below(T["beat_f"], None, None, T["beat_f_slowest_attack"])),
         ("DOWNBEATS: F-measure 70 ms (no peer has a downbeat tracker)", "downbeat_f", False, None),
-        ("METRE: beats per bar equal to the score's (3 or 4)", "metre", True, None),
+        ("METRE: time signature numerator equal to the score's (2, 3, 4; 6 for 6/8)", "metre", True, None),
     ]
     for title, metric, pct, flag in metrics:
         cells = protocol.aggregate(rows, metric, systems, _groups)
@@ -201,6 +220,21 @@ def _print_tables(rows: list[dict], attack: dict[str, float], systems) -> None:
         ratio = tp["ours"] / tp["essentia"]
         mark = "meets" if ratio >= T["throughput_vs_essentia"] else "BELOW"
         print(f"  ours / Essentia = {ratio:.2f}  (target >= {T['throughput_vs_essentia']:.0f}: {mark})")
+    # calibration of the analyzer's confidences (the peers report none comparable)
+    print("\nCALIBRATION (ours): expected calibration error, 10 bins (0 = confidences are the observed hit rates)")
+    for split in SPLITS:
+        sub = [r["ours"] for r in rows if r["split"] == split and "ours" in r]
+        kc = [(x["key_confidence"], x["key_exact"]) for x in sub if "key_confidence" in x]
+        tc = [c for x in sub for c in x.get("tempo_candidates", [])]
+        if kc:
+            conf, ok = zip(*kc)
+            print(f"  {split:8s} key_confidence vs exact key: ECE {protocol.expected_calibration_error(conf, ok):.3f}"
+                  f"  (mean confidence {np.mean(conf):.3f}, exact {np.mean(ok):.3f}, n {len(kc)})")
+        if tc:
+            conf, ok = zip(*tc)
+            print(f"  {split:8s} tempo candidate weight vs within 4 %: ECE {protocol.expected_calibration_error(conf, ok):.3f}"
+                  f"  (n {len(tc)} candidates; any candidate within 4 %: "
+                  f"{np.mean([any(c[1] for c in x['tempo_candidates']) for x in sub if x.get('tempo_candidates')]):.3f})")
     if attack:
         print("\nATTACK (median 10-90 % rise of one C4 over the sources, s): " +
               ", ".join(f"{f} {t:.3f}" for f, t in sorted(attack.items(), key=lambda kv: -kv[1])))
@@ -251,7 +285,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=doc)
     ap.add_argument("--quick", action="store_true", help="a ~3-minute subset (16 chorales, 8 folk songs, 1 render each, 4 recordings)")
     ap.add_argument("--chorales", type=int, default=None, help="chorales (default 72; --quick 16)")
-    ap.add_argument("--folk", type=int, default=None, help="folk songs (default 48; --quick 8)")
+    ap.add_argument("--folk", type=int, default=None, help="folk songs in 4/4 or 3/4 (default 48; --quick 8)")
+    ap.add_argument("--folk-metres", type=int, default=None, help="folk songs in 2/4 or 6/8 (default 24; --quick 4)")
     ap.add_argument("--renders", type=int, default=None, help="renders per piece (default 2; --quick 1)")
     ap.add_argument("--real", type=int, default=None, help="real recordings (default all; --quick 4)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes, one core each (default 2)")
@@ -262,24 +297,20 @@ def main(argv=None) -> int:
     q = args.quick
     n_chorales = args.chorales if args.chorales is not None else (16 if q else 72)
     n_folk = args.folk if args.folk is not None else (8 if q else 48)
+    n_metres = args.folk_metres if args.folk_metres is not None else (4 if q else 24)
     renders = args.renders if args.renders is not None else (1 if q else 2)
     n_real = args.real if args.real is not None else (4 if q else 1000)
 
     t_start = time.perf_counter()
     warnings.filterwarnings("ignore")
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[var] = "1"
-    lib_dirs = sources.fluidsynth_library_dirs()
-    if lib_dirs:
-        os.environ["LD_LIBRARY_PATH"] = ":".join(lib_dirs + [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p])
-    sources.soundfont("fluidr3"), sources.soundfont("musescore-lite")
+    sources.setup_worker_environment()
     ess = None if args.no_essentia else sources.ensure_essentia_venv()
     if ess is None and not args.no_essentia:
         print("Essentia peer venv unavailable: its columns stay empty", file=sys.stderr)
 
     seen = sources.seen_chorales()
     chorales = sources.load_chorale_pieces(n_chorales, seen=seen)
-    folk = sources.load_folk_pieces(n_folk)
+    folk = sources.load_folk_pieces(n_folk) + sources.load_folk_metre_pieces(n_metres)
     pieces = {p.piece_id: p for p in chorales + folk}
     plans = protocol.plan_renders([p.piece_id for p in chorales + folk], sources.SOURCES, renders_per_piece=renders, seen=seen)
     tasks = [("render", pieces[p.piece_id], p) for p in plans]

@@ -60,6 +60,17 @@ FLUIDSYNTH_DEBS = (
 )
 
 
+def setup_worker_environment() -> None:
+    """One thread per process for the numeric libraries, and libfluidsynth on the library path
+    (set before worker processes start, which inherit it)."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = "1"
+    lib_dirs = fluidsynth_library_dirs()
+    if lib_dirs:
+        os.environ["LD_LIBRARY_PATH"] = ":".join(lib_dirs + [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p])
+    soundfont("fluidr3"), soundfont("musescore-lite")
+
+
 def fluidsynth_library_dirs() -> list[str]:
     """Folders to put on ``LD_LIBRARY_PATH`` so that ``libfluidsynth.so.3`` loads: none when
     the system has it, else the extracted Debian packages (fetched once)."""
@@ -98,13 +109,20 @@ def soundfont(name: str) -> Path:
 @dataclass(frozen=True)
 class Piece:
     """A piece: id (``chorale:bwv66.6`` / ``folk:essen-erk20-003``), reference key (``"F major"``),
-    beats per bar (3 or 4) and notes (onset_q, duration_q, pitch) with onset 0 on a bar line."""
+    beats per bar (2, 3 or 4), notes (onset_q, duration_q, pitch) with onset 0 on a bar line, the
+    beat's length in quarter notes (1; 1.5 for the dotted-quarter beat of 6/8) and the written metre."""
 
     piece_id: str
     kind: str
     key: str
     beats_per_bar: int
     notes: tuple[tuple[float, float, int], ...]
+    beat_q: float = 1.0
+    metre: str = ""
+
+    @property
+    def metre_text(self) -> str:
+        return self.metre or f"{self.beats_per_bar}/4"
 
 
 def _key_text(key_index: int) -> str:
@@ -219,16 +237,91 @@ def load_folk_pieces(n: int, *, pool: int = 240) -> list[Piece]:
 
     records = data.load_folk(_cache_path(f"folk-{pool}.json"), progress=False, max_pieces=pool)
     by_id = {f"folk:{r.name}": r for r in records}
+    return [Piece(pid, "folk", _key_text(by_id[pid].key_index), int(by_id[pid].time_signature[0]),
+                  tuple(tuple(x) for x in by_id[pid].notes)) for pid in _half_per_split(by_id, n)]
+
+
+def _half_per_split(ids, n: int) -> list[str]:
+    """``n`` of ``ids`` in hash order, (n + 1) // 2 from the development part and n // 2 held out."""
     want = {protocol.DEV: (n + 1) // 2, protocol.HELD_OUT: n // 2}
     chosen = []
-    for pid in protocol.hash_order(by_id):
+    for pid in protocol.hash_order(ids):
         split = protocol.split_of(pid)
-        if want[split] <= 0:
-            continue
-        r = by_id[pid]
-        chosen.append(Piece(pid, "folk", _key_text(r.key_index), int(r.time_signature[0]), tuple(tuple(x) for x in r.notes)))
-        want[split] -= 1
+        if want[split] > 0:
+            chosen.append(pid)
+            want[split] -= 1
     return chosen
+
+
+#: Metres of the Essen files beyond the generator's 4/4 and 3/4 that the evaluation also plays:
+#: written metre -> (beats per bar, beat length in quarter notes). 5/4 is not here: the
+#: generator's nine Essen files hold one 5/4 tune.
+EXTRA_METRES = {"2/4": (2, 1.0), "6/8": (2, 1.5)}
+
+
+def load_folk_metre_pieces(n: int, *, metres=tuple(EXTRA_METRES), pool: int = 240) -> list[Piece]:
+    """``n`` Essen tunes in the metres of :data:`EXTRA_METRES` from the generator's files
+    (:data:`musicaas_model.data.FOLK_FILES`, the same key rule as the generator:
+    ``musicaas_model.data._folk_key``), the first ``pool`` such tunes, half from each part in
+    hash order. Cached in ``CACHE/analysis_eval/folk-metres-<pool>.json``."""
+    from musicaas_model import data
+
+    cache_file = _cache_path(f"folk-metres-{pool}.json")
+    if cache_file.exists():
+        records = json.loads(cache_file.read_text())
+    else:
+        import music21
+
+        records = []
+        for stem in data.FOLK_FILES:
+            if len(records) >= pool:
+                break
+            opus = music21.corpus.parse(f"essenFolksong/{stem}.abc")
+            for i, score in enumerate(getattr(opus, "scores", [opus])):
+                if len(records) >= pool:
+                    break
+                try:
+                    rec = _parse_metre_tune(data, score, f"essen-{stem}-{i:03d}")
+                except Exception:  # a few tunes do not parse
+                    rec = None
+                if rec is not None:
+                    records.append(rec)
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        cache_file.write_text(json.dumps(records))
+    by_id = {f"folk:{r['name']}": r for r in records if r["metre"] in metres}
+    chosen = []
+    for pid in _half_per_split(by_id, n):
+        r = by_id[pid]
+        bpb, beat_q = EXTRA_METRES[r["metre"]]
+        chosen.append(Piece(pid, "folk", _key_text(r["key_index"]), bpb, tuple(tuple(x) for x in r["notes"]),
+                            beat_q=beat_q, metre=r["metre"]))
+    return chosen
+
+
+def _parse_metre_tune(data, score, name: str) -> dict | None:
+    """One Essen tune in a metre of :data:`EXTRA_METRES` as a JSON record, or None (other metre,
+    metre changes, no clear key). Pickups are padded so that onset 0 is a bar line."""
+    flat = score.flatten()
+    sigs = {f"{ts.numerator}/{ts.denominator}" for ts in flat.getElementsByClass("TimeSignature")}
+    if len(sigs) != 1 or next(iter(sigs)) not in EXTRA_METRES:
+        return None
+    metre = next(iter(sigs))
+    key = data._folk_key(score, flat)
+    if key is None:
+        return None
+    bpb, beat_q = EXTRA_METRES[metre]
+    parts = list(score.parts) or [score]
+    shift = data.pickup_shift(parts, bpb * beat_q)
+    notes = []
+    for part in parts:
+        for el in part.stripTies().flatten().notes:
+            dur = float(el.quarterLength)
+            if dur > 0:
+                notes.extend((round(float(el.offset) + shift, 4), round(dur, 4), int(p.midi)) for p in el.pitches)
+    if not notes:
+        return None
+    notes.sort()
+    return {"name": name, "key_index": key.index, "metre": metre, "notes": notes}
 
 
 # --------------------------------------------------------------------------- sources
@@ -267,14 +360,15 @@ def notes_for(piece: Piece, plan: protocol.RenderPlan, *, cap_s: float = protoco
     """(onset_s, duration_s, pitch, velocity, program) of a render (before detuning)."""
     rng = protocol.item_rng(plan.item_id + ":velocity")
     vel = dict((d[0], d[1]) for d in protocol.DYNAMICS)[plan.dynamics]
-    spq = 60.0 / plan.tempo_bpm
+    spq = 60.0 / (protocol.beat_tempo(plan.tempo_bpm, piece.beat_q) * piece.beat_q)
     out = []
     for onset_q, dur_q, pitch in piece.notes:
         if onset_q * spq >= cap_s:
             continue
         p = int(pitch) + plan.transpose
         program = plan.programs[0] if p >= 60 else plan.programs[1]
-        v = int(np.clip(vel + rng.randint(-8, 8) + (6 if onset_q % piece.beats_per_bar == 0 else 0), 1, 127))
+        bar_q = piece.beats_per_bar * piece.beat_q
+        v = int(np.clip(vel + rng.randint(-8, 8) + (6 if abs(onset_q % bar_q) < 1e-6 else 0), 1, 127))
         out.append((onset_q * spq, max(dur_q * spq - 0.01, 0.02), p, v, program))
     return out
 

@@ -122,3 +122,43 @@ def test_chorales_must_end_on_the_written_tonic():
     cadence = [(0.0, 2.0, 67), (2.0, 2.0, 55), (2.0, 2.0, 71), (2.0, 2.0, 62)]  # ends on a G chord, G in the bass
     assert sources.ends_on_tonic(cadence, g_major)
     assert not sources.ends_on_tonic(cadence, e_minor)  # a half cadence for E minor: left out
+
+
+def test_compound_beat_grid_and_tempo_folding():
+    # 6/8: two dotted-quarter beats per bar; a pickup of one eighth (first note at q = 2.5)
+    notes = [(2.5, 0.5, 60)] + [(3.0 + 0.5 * i, 0.5, 62) for i in range(18)]  # up to q = 12
+    beats, downbeats = protocol.beat_grid(notes, beats_per_bar=2, tempo_bpm=60.0, beat_q=1.5)
+    # beats at multiples of 1.5 q from the first onset: q = 3, 4.5, ..., 10.5 -> 1 s apart
+    assert beats.tolist() == [float(b) for b in range(2, 8)]
+    assert downbeats.tolist() == [2.0, 4.0, 6.0]
+    # a dotted-quarter beat is folded into the compound range by octaves; quarter beats are not
+    lo, hi = protocol.COMPOUND_BEAT_RANGE_BPM
+    assert protocol.beat_tempo(46.0, 1.5) == 92.0 and protocol.beat_tempo(192.0, 1.5) == 96.0
+    assert all(lo <= protocol.beat_tempo(t, 1.5) < hi for t in protocol.TEMPI_BPM)
+    assert protocol.beat_tempo(46.0) == 46.0
+
+
+def test_expected_calibration_error():
+    # calibrated: confidence 0.8 on items right 80 % of the time
+    ok = [1] * 8 + [0] * 2
+    assert protocol.expected_calibration_error([0.8] * 10, ok) == pytest.approx(0.0)
+    # over-confident: 0.95 on items right half of the time
+    assert protocol.expected_calibration_error([0.95] * 10, [1, 0] * 5) == pytest.approx(0.45)
+    # two bins weighted by their share
+    conf = [0.05] * 5 + [0.95] * 5
+    assert protocol.expected_calibration_error(conf, [0] * 5 + [1] * 5) == pytest.approx(0.05)
+    assert np.isnan(protocol.expected_calibration_error([], []))
+
+
+def test_six_eight_tune_is_parsed_with_its_pickup_padded():
+    music21 = pytest.importorskip("music21")
+    from musicaas_model import data
+
+    sources = importlib.import_module("analysis_eval.sources")
+    abc = "X:1\nT:t\nM:6/8\nL:1/8\nK:G\nD|GAB c2A|B3 G2z|]\n"
+    rec = sources._parse_metre_tune(data, music21.converter.parse(abc, format="abc"), "t")
+    assert rec is not None and rec["metre"] == "6/8" and rec["key_index"] == 7  # G major
+    onsets = sorted({n[0] for n in rec["notes"]})
+    assert onsets[0] == 2.5 and onsets[1] == 3.0  # the eighth-note pickup ends on the bar line at 3 q
+    abc44 = "X:1\nT:t\nM:4/4\nL:1/4\nK:G\nGABc|d4|]\n"
+    assert sources._parse_metre_tune(data, music21.converter.parse(abc44, format="abc"), "t") is None

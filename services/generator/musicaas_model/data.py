@@ -176,6 +176,20 @@ def _folk_key(score, flat) -> Key | None:
     return None
 
 
+def pickup_shift(parts, bar_q: float) -> float:
+    """Quarter notes to add to every onset so that onset 0 is a bar line: the first measure's
+    left padding, or the missing part of an incomplete measure 0 (a pickup); ``bar_q`` is the
+    bar's length in quarter notes."""
+    measures = list(parts[0].getElementsByClass("Measure"))
+    if not measures:
+        return 0.0
+    first = measures[0]
+    shift = float(first.paddingLeft or 0.0)
+    if shift == 0.0 and first.number == 0 and first.duration.quarterLength < bar_q:
+        shift = bar_q - float(first.duration.quarterLength)
+    return shift
+
+
 def _parse_score(score, name: str, group: str, *, key: Key | None = None, style: str = "chorale") -> ChoraleRecord | None:
     """A parsed music21 score as a record (``None`` when unusable); ``key`` overrides the written key."""
     flat = score.flatten()
@@ -188,15 +202,8 @@ def _parse_score(score, name: str, group: str, *, key: Key | None = None, style:
     if len(sigs) != 1 or next(iter(sigs)) not in TIME_SIGNATURES:
         return None
     time_signature = next(iter(sigs))
-    bar_q = time_signature[0] * 4.0 / time_signature[1]
     parts = list(score.parts) or [score]
-    measures = list(parts[0].getElementsByClass("Measure"))
-    shift = 0.0
-    if measures:
-        first = measures[0]
-        shift = float(first.paddingLeft or 0.0)
-        if shift == 0.0 and first.number == 0 and first.duration.quarterLength < bar_q:
-            shift = bar_q - float(first.duration.quarterLength)
+    shift = pickup_shift(parts, time_signature[0] * 4.0 / time_signature[1])
     notes: list[tuple[float, float, int]] = []
     for part in parts:
         for element in part.stripTies().flatten().notes:
