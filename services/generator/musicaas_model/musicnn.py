@@ -97,6 +97,25 @@ def _same_pad(kernel: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def _relu_bn_max_over_frequency(z: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
+    """``bn(relu(z)).amax(dim=3)`` for a batch norm in eval mode, computed on the [B, C, T]
+    maximum instead of the [B, C, T, F] tensor: batch norm at inference is a per-channel
+    affine map ``a x + b``, and ReLU and an increasing map commute with a maximum, so the
+    result equals ``a relu(max_F z) + b`` where ``a >= 0`` and ``a relu(min_F z) + b`` where
+    ``a < 0`` (exact up to float rounding). This skips ReLU and batch norm on the full
+    tensor, about 40 % of the network's time on CPU in this port. In training mode (batch
+    statistics) it falls back to the literal order."""
+    if bn.training:
+        return bn(F.relu(z)).amax(dim=3)
+    a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    b = bn.bias - bn.running_mean * a
+    ext = z.amax(dim=3)
+    negative = a < 0
+    if bool(negative.any()):
+        ext = torch.where(negative[None, :, None], z.amin(dim=3), ext)
+    return F.relu(ext) * a[None, :, None] + b[None, :, None]
+
+
 class _Timbral(nn.Module):
     """Conv over (7 frames x ``bands`` mels), ReLU, batch norm, max over frequency."""
 
@@ -106,8 +125,7 @@ class _Timbral(nn.Module):
         self.bn = nn.BatchNorm2d(filters, eps=BN_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [B, 1, T, F]
-        y = self.bn(F.relu(self.conv(F.pad(x, (0, 0, 3, 3)))))
-        return y.amax(dim=3)  # [B, C, T]
+        return _relu_bn_max_over_frequency(self.conv(F.pad(x, (0, 0, 3, 3))), self.bn)  # [B, C, T]
 
 
 class _Temporal(nn.Module):
@@ -120,8 +138,7 @@ class _Temporal(nn.Module):
         self.bn = nn.BatchNorm2d(filters, eps=BN_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [B, 1, T, F]
-        y = self.bn(F.relu(self.conv(F.pad(x, (0, 0, *self.pad)))))
-        return y.amax(dim=3)  # [B, C, T]
+        return _relu_bn_max_over_frequency(self.conv(F.pad(x, (0, 0, *self.pad))), self.bn)  # [B, C, T]
 
 
 class _Midend(nn.Module):
