@@ -69,3 +69,84 @@ def test_blockwise_stft_equals_librosa(n):
     full = np.abs(librosa.stft(y, n_fft=2048, hop_length=512))
     blocks = [b for _, b in stft_magnitude_blocks(y, n_fft=2048, hop=512, block_frames=700)]
     np.testing.assert_allclose(np.concatenate(blocks, axis=1), full, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- the audio key model
+
+from musicaas_analyzer.keyfinding import KEY_MODEL_WEIGHTS, estimate_key_frames, key_frames  # noqa: E402
+
+
+def test_key_model_is_fitted():
+    """The constants written by bench/tune_key.py are present (not the zero placeholder)."""
+    assert KEY_MODEL_WEIGHTS.shape == (2, 6, 12) and np.abs(KEY_MODEL_WEIGHTS).max() > 0.5
+
+
+@pytest.mark.parametrize("transpose", range(12))
+def test_key_model_finds_cadences_in_every_key(transpose):
+    for chords, home in ((C_MAJOR, Key(0, "major")), (A_MINOR, Key(9, "minor"))):
+        est = estimate_key_frames(key_frames(np.tile(progression(chords, transpose), 2), SR))
+        assert est.key == home.transpose(transpose)
+        assert 0.5 < est.confidence <= 1.0
+        assert est.probabilities.shape == (24,) and est.probabilities.sum() == pytest.approx(1.0)
+        assert est.confidence == pytest.approx(est.probabilities[est.key.index])
+        assert est.probabilities[est.key.index] == est.probabilities.max()
+        assert 0.5 < est.mode_confidence <= 1.0
+
+
+@pytest.mark.parametrize("cents", [-20.0, 20.0])
+def test_detuned_render_is_found(cents):
+    frames = key_frames(np.tile(progression(C_MAJOR, 2, cents=cents), 2), SR)
+    assert frames.tuning == pytest.approx(cents / 100.0, abs=0.03)
+    assert estimate_key_frames(frames).key == Key(2, "major")
+
+
+def test_sections_of_a_one_key_piece_keep_the_global_key():
+    """Thirds of a piece in one key all take the global key with the section prior, with at
+    least the confidence each third has on its own."""
+    y = np.tile(progression(C_MAJOR, 5), 3)  # F major, 19 s
+    frames = key_frames(y, SR)
+    glob = estimate_key_frames(frames)
+    assert glob.key == Key(5, "major")
+    t = frames.weight.size
+    for k in range(3):
+        sel = np.zeros(t, dtype=bool)
+        sel[k * t // 3:(k + 1) * t // 3] = True
+        sec = estimate_key_frames(frames, sel, prior_key=glob.key)
+        assert sec.key == glob.key and 0.0 < sec.confidence <= 1.0
+        assert sec.confidence >= estimate_key_frames(frames, sel).confidence
+
+
+def test_a_section_in_a_clearly_different_key_leaves_the_global_key():
+    y = np.concatenate([np.tile(progression(C_MAJOR, 0), 3), np.tile(progression(C_MAJOR, 6), 1)])
+    frames = key_frames(y, SR)
+    glob = estimate_key_frames(frames)
+    assert glob.key == Key(0, "major")
+    tail = np.arange(frames.weight.size) >= frames.weight.size * 3 // 4 + 2
+    assert estimate_key_frames(frames, tail, prior_key=glob.key).key == Key(6, "major")
+
+
+def test_key_confidence_falls_as_noise_masks_the_music():
+    rng = np.random.default_rng(3)
+    music = np.tile(progression(C_MAJOR), 2)
+    noise = rng.standard_normal(music.size).astype(np.float32) * float(np.std(music))
+    confs = []
+    for snr_db in (30.0, 10.0, 0.0, -10.0, -30.0):
+        est = estimate_key_frames(key_frames(music + noise * np.float32(10 ** (-snr_db / 20)), SR))
+        assert 0.0 <= est.confidence <= 1.0 and 0.0 <= est.mode_confidence <= 1.0
+        confs.append(est.confidence)
+    assert all(a >= b - 0.02 for a, b in zip(confs, confs[1:])), confs
+    assert confs[0] > 0.8 and confs[-1] == 0.0, confs
+
+
+@pytest.mark.parametrize("kind", ["silence", "white noise", "clicks"])
+def test_key_model_reports_no_key_without_tonal_content(kind):
+    n = 6 * SR
+    if kind == "silence":
+        y = np.zeros(n, dtype=np.float32)
+    elif kind == "white noise":
+        y = (0.1 * np.random.default_rng(0).standard_normal(n)).astype(np.float32)
+    else:
+        y = np.zeros(n, dtype=np.float32)
+        y[:: SR // 2] = 1.0
+    est = estimate_key_frames(key_frames(y, SR))
+    assert est.key is None and est.confidence == 0.0 and est.mode_confidence == 0.0
