@@ -353,23 +353,28 @@ def _analyse_mono(y: np.ndarray, profile: LoudnessProfile, loudness_lufs: float,
     mel_db = _mel_db(mel)
     chroma_short = frames["chroma"]
 
-    # Tempo and beats (rhythm module, steps 1-4).
+    # Tempo and beats (rhythm module, steps 1-4). ``beats`` stay the tracked frames (where the
+    # onset accents are measured); the reported times lead them by the attack (step 2b).
     oenv = librosa.onset.onset_strength(S=mel_db, sr=sr, hop_length=HOP)
-    tg = _rhythm.tempogram(_rhythm.detrended(oenv))
-    start_bpm = _rhythm.global_tempo(tg)
-    beats = _rhythm.track_beats(_rhythm.beat_envelope(oenv, chroma_short), start_bpm)
-    beat_times = librosa.frames_to_time(beats, sr=sr, hop_length=HOP)
+    evidence = _rhythm.tempo_evidence(oenv, chroma_short)
+    beats, start_bpm, candidates = _rhythm.beats_and_tempo(oenv, chroma_short, evidence)
+    lead_s = _rhythm.beat_lead_frames(oenv, beats) / frame_rate
+    beat_times = librosa.frames_to_time(beats, sr=sr, hop_length=HOP) - lead_s
     keep = (beat_times >= 0) & (beat_times <= duration_s)
     beats, beat_times = beats[keep], beat_times[keep]
     tempo = _rhythm.refined_tempo(beat_times, start_bpm) if beat_times.size else 0.0
-    candidates = _rhythm.tempo_candidates(tg)
     clarity = _rhythm.pulse_clarity(oenv, tempo)
     tempo_conf = _rhythm.tempo_confidence(clarity, beat_times, tempo)
-    meter = _rhythm.estimate_meter(oenv, chroma_short, mel_db, beats, tempo_conf)
+    meter, moved = _rhythm.metre_and_phase(oenv, chroma_short, mel_db, beats, tempo_conf)
+    if moved is not beats:  # compound metre, re-phased (rhythm step 5)
+        beat_times = beat_times + (moved - beats) / frame_rate
+        keep = beat_times <= duration_s
+        beats, beat_times = moved[keep], beat_times[keep]
 
     # Key.
-    chroma_frames, bass_frames, _tuning = keyfinding.chromagram_with_bass(y, sr)
-    key_est = keyfinding.estimate_key(chroma_frames.mean(axis=1), bass=bass_frames.mean(axis=1))
+    key_frames = keyfinding.key_frames(y, sr)
+    chroma_frames = key_frames.chroma
+    key_est = keyfinding.estimate_key_frames(key_frames)
     key_rate = sr / (keyfinding.N_FFT // 2)  # the key finder's frame rate at 22050 Hz
 
     # Timbre over the active frames.
@@ -525,9 +530,8 @@ def _analyse_mono(y: np.ndarray, profile: LoudnessProfile, loudness_lufs: float,
         sec_tempo = _rhythm.refined_tempo(inside, 0.0) if inside.size >= 4 else 0.0
         inside_key = (key_frame_s >= a) & (key_frame_s < b)
         if inside_key.any():
-            est = keyfinding.estimate_key(
-                chroma_frames[:, inside_key].mean(axis=1), bass=bass_frames[:, inside_key].mean(axis=1)
-            )
+            # The global key as a prior: a section leaves it only on clear evidence.
+            est = keyfinding.estimate_key_frames(key_frames, inside_key, prior_key=key_est.key)
         else:
             est = keyfinding.estimate_key(np.zeros(12))
         sections.append(
@@ -541,7 +545,7 @@ def _analyse_mono(y: np.ndarray, profile: LoudnessProfile, loudness_lufs: float,
                 key=est.key,
                 key_confidence=est.confidence if est.key is not None else 0.0,
                 mode_confidence=est.mode_confidence,
-                time_signature=meter.beats_per_bar,
+                time_signature=meter.numerator,
                 time_signature_confidence=meter.confidence,
             )
         )
@@ -616,7 +620,7 @@ def _analyse_resampled(
         embedding=_read_only(embed(r["raw"])),
         analyzer_version=ANALYZER_VERSION,
         is_silent=False,
-        time_signature=meter.beats_per_bar,
+        time_signature=meter.numerator,
         time_signature_confidence=meter.confidence,
         tempo_confidence=r["tempo_confidence"],
         mode_confidence=key_est.mode_confidence,

@@ -93,7 +93,7 @@ class Section:
     key : Key or None
     key_confidence, mode_confidence : float in [0, 1]
     time_signature : int
-        The track's beats per bar (metre is estimated per track).
+        The track's time-signature numerator (metre is estimated per track).
     time_signature_confidence : float in [0, 1]
     """
 
@@ -214,7 +214,9 @@ class AudioAnalysis:
     analyzer_version : str
     is_silent : bool
     time_signature : int
-        Beats per bar, 3 or 4 (duple metres are reported as 4); 0 when unknown.
+        The time signature's numerator as written: 2, 3, 4, 5 (x/4) or 6 (6/8: two
+        dotted-quarter beats of three; ``beats_s`` and ``tempo_bpm`` are then the dotted
+        quarter's, bars every 2 beats); 0 when unknown.
     time_signature_confidence, tempo_confidence, mode_confidence : float in [0, 1]
         See :mod:`musicaas_analyzer.rhythm` and :mod:`musicaas_analyzer.keyfinding`.
     tempo_candidates : tuple of TempoCandidate

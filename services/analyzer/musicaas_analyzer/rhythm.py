@@ -5,16 +5,26 @@ All frame indices are on the analyzer's short-STFT grid (hop :data:`HOP` = 512 s
 
 Method, step by step:
 
-1. **Periodicity.** The autocorrelation of the *detrended* onset strength (minus its 1 s
-   moving average, half-wave rectified: :func:`detrended`) over 8 s windows, averaged over
-   the track (librosa's tempogram, windows taken every :data:`TEMPOGRAM_STRIDE` frames), times
-   a log-normal tempo prior centred on 120 BPM with a one-octave standard deviation
-   (librosa's default, after Moelants & McKinney 2004's finding that preferred tapping
-   tempi cluster near 120 BPM). Its highest point is the starting tempo; its three highest
-   peaks are the **tempo candidates**. Detrending matters for slow-attack instruments: on
-   rendered chorales it raised the share of starting tempi within 4 % of the truth from
-   0.67 to 0.95 (64 renderings of 16 chorales) and from 0.56 to 0.72 (68 renderings of 17
-   other chorales, half of them at 60 and 75 BPM).
+1. **Periodicity and metrical level** (:func:`tempo_evidence`). Every tempo T of a log grid
+   (30-320 BPM, about 1 % apart) is scored by the log of four evidences plus a log-normal
+   prior: the autocorrelation (ACF) tempogram of the *detrended* onset strength (minus its
+   1 s moving average, half-wave rectified: :func:`detrended`; librosa's tempogram over 8 s
+   windows every :data:`TEMPOGRAM_STRIDE` frames) at the beat lag; the same ACF of the
+   detrended harmonic novelty of the short chroma (chords change on beats, Goto & Muraoka
+   1999); and the magnitude spectrum (DFT) of each of the two whole-track envelopes at T.
+   The ACF peaks at the beat period and its multiples (slower levels), the DFT at the beat
+   frequency and its multiples (faster levels): weighting both cancels part of the octave
+   errors of either (Peeters 2007). The prior is fixed, not fitted: centred on 120 BPM with
+   a one-octave standard deviation (librosa's default, after Moelants & McKinney 2004 and
+   van Noorden & Moelants 1999, preferred tempi near 2 Hz). The evidence weights
+   (:data:`EVIDENCE_WEIGHTS`) were set by search on the development renders (the constant
+   says how). The best grid tempo is the starting tempo. On the development renders the grid
+   maximum alone raised tempo Acc1 from 0.59 to 0.69 and Acc2 from 0.92 to 0.97 (``python
+   bench/tune_rhythm.py``; the weights were searched on the same renders: 0.67 at grid level
+   when each fold is searched on the others). Detrending matters for slow-attack
+   instruments: on rendered chorales it raised the share of starting tempi within 4 % of the
+   truth from 0.67 to 0.95 (64 renderings of 16 chorales) and from 0.56 to 0.72 (68
+   renderings of 17 other chorales).
 2. **Beats.** Dynamic-programming beat tracking at that tempo (Ellis 2007, librosa
    ``beat_track``) on the onset strength plus the harmonic novelty of the short-window
    chroma (:func:`beat_envelope`), Goto & Muraoka's (1999) cue for drumless music, where
@@ -23,24 +33,53 @@ Method, step by step:
    ``bench/analyzer_accuracy.py`` the beat F-measure is 0.93 (0.89 on the other chorales
    of ``--offset 2``; plain librosa 0.46, its beats often half a beat off with slow-attack
    instruments).
-3. **Metrical level.** None beyond the tempo prior.
-   A metrical-level correction built on the same cue (halving the tempo when harmony
-   changes only on every other tracked beat) was tried and dropped: it fixed slow chorales
-   tracked at double tempo but halved chorales whose harmony moves in half notes, and on
-   the benchmark renderings it lowered tempo Acc1 from 0.97 to 0.90. Octave errors remain
-   the main failure at slow tempi; ``tempo_candidates`` lists the alternatives.
+   2b. **Attack lead** (:func:`beat_lead_frames`): the tracker puts a beat on the peak of
+   the onset strength, which for a slow attack comes well after the note starts (on the
+   development renders, with the tempo right, the beats lagged the score by a median 60 ms
+   for choir, 40 ms for strings and flutes, 30 ms for piano). The reported beat times lead
+   the tracked frames by a constant plus the rise time of the mean onset profile around the
+   beats; the frames themselves (where accents are measured) stay. Development beat F-measure
+   0.72 -> 0.80 with the rest of this method, choir 0.49 -> 0.73.
+3. **Metrical level** (:func:`beats_and_tempo`, :func:`octave_features`). After tracking, a
+   multinomial logistic model weighs "right", "twice the truth" and "half the truth" for the
+   tracked tempo from 14 metrical cues: how strong the onsets and the harmonic novelty are
+   between the beats (half, third and quarter positions) relative to on them (the beat
+   usually carries subdivisions; nothing between beats suggests tracking a subdivision), how
+   much odd and even beats differ (a tracked subdivision alternates beat and off-beat), the
+   harmonic change across beats and mid-beats (Goto & Muraoka 1999: chords change on
+   beats), and step 1's evidence (its score without the prior) at half, double, 3/2 and
+   2/3 of the tempo against at the tempo. Its probabilities
+   are the weights of the **tempo candidates** (the tempo, its half, its double; best first);
+   when the best is not the tracked tempo the beats are tracked again there. The model was
+   fitted on the development renders (:data:`OCTAVE_COEF`); cross-validated by piece, it
+   raised tempo Acc1 from 0.69 to 0.79 (0.59 before this method), with the candidate weights'
+   expected calibration error (10 bins, top-3 weights against "within 4 % of the truth") at
+   0.033 (0.110 for the former peak-height weights). No feature is a function of the tempo
+   itself (hence the prior is left out of the score differences), so the model cannot learn
+   the renders' tempo distribution. Without enough beats for the
+   model, the candidates are step 1's three best local maxima weighted by a softmax of their
+   scores (:data:`CANDIDATE_TEMPERATURE`). A rule that halved the tempo when harmony changed
+   only on every other tracked beat was tried earlier and dropped: it halved chorales whose
+   harmony moves in half notes. Octave errors remain the main failure (development, by
+   reference tempo: 16 % doubled below 70 BPM, 23 % halved above 170).
 4. **Tempo** = 60 s over the mean inter-beat interval of the steady beats (those within
    10 % of the median interval).
-5. **Metre** (beats per bar, 3 or 4; duple metres are reported as 4). Bar lines are where
-   chords change most and accents fall (Goto & Muraoka 1999), so the harmonic change across
-   each beat and the onset strength at each beat are tested for periodicity at 3 and at 4
-   beats (:func:`_periodicity`: how much falls on one phase of every third or fourth beat,
-   in 24-beat windows). Triple when the 3-beat minus 4-beat periodicities, summed over
-   the two accents, exceed :data:`TRIPLE_THRESHOLD`. On 110 renderings of 33 chorales
-   (80 % in 4/4; the benchmark's chorales among them, so the figure is not held out) this
-   classified 0.93 correctly (``bench/analyzer_accuracy.py``: 0.94 on its default chorales,
-   0.85 with ``--offset 2``, against 0.83 for always answering 4); beat-synchronous timbre and chroma recurrence (Gouyon &
-   Herrera 2003) did no better than always answering 4 there and is not used. The
+5. **Metre** (beats per bar 2, 3, 4 or 5, and the beat's subdivision 2 or 3). Bar lines are
+   where chords change most and accents fall (Goto & Muraoka 1999), so the harmonic change
+   across each beat and the onset strength at each beat are tested for periodicity every m
+   beats (:func:`_periodicity`: how much falls on one phase of every m-th beat, in 24-beat
+   windows); P_m is the sum over the two accents. A decision list, last match wins: 4;
+   2 when P_4 - P_2 < :data:`DUPLE_THRESHOLD`; 3 when P_3 - P_4 > :data:`TRIPLE_THRESHOLD`;
+   5 when P_5 - max(P_3, P_4) > :data:`QUINTUPLE_THRESHOLD`; compound (2 beats of 3, written
+   6/8, :attr:`Meter.numerator` 6) when the onset strength at the third-beat positions over
+   that at the half beat (:func:`subdivision_ratio`) exceeds :data:`COMPOUND_THRESHOLD`.
+   On the development renders the numerator is right for 0.74 (4/4 0.96, 3/4 0.37, 2/4 0.00,
+   6/8 0.71; formerly 0.67 with 6/8 and 2/4 never right; thresholds cross-validated by piece
+   gave 0.73); 2/4 is not told from 4/4 by these accents, and 3/4 is missed mostly when the
+   tempo is wrong (0.48 right when it is right). In compound metre the beats are re-phased
+   by a third of a beat where that puts more harmonic change on them
+   (:func:`compound_phase`: the tracker often holds the last eighth of a dotted quarter). Beat-synchronous timbre and chroma recurrence (Gouyon &
+   Herrera 2003) did no better than always answering 4 on chorales and is not used. The
    **downbeat** phase is the one whose beats carry the most harmonic change and onset accent.
 6. **Tatums**: each beat is divided in 2, or in 3 when the onset strength at the
    third-beat positions clearly exceeds that at the half-beat position.
@@ -49,7 +88,7 @@ Confidences (0..1): **tempo** = pulse clarity (autocorrelation of the mean-remov
 envelope at the beat period, relative to lag 0, over 0.5, at most 1) times beat regularity (share of inter-beat
 intervals within 5 % of the median); **beat** = onset strength at the beat relative to
 the track's 95th percentile, times the regularity of the interval that ends there;
-**time signature** = the distance of the score from the threshold (saturating at 0.2), times
+**time signature** = the distance of the deciding statistic from its threshold (saturating at 0.2), times
 the variation of the beat descriptors (mean distance of their unit vectors from the mean,
 saturating at 0.1: identical beats carry no metre), times the tempo confidence; **bar** = time-signature
 confidence times the downbeat's beat confidence; **tatum** = onset strength at the tatum
@@ -63,6 +102,11 @@ References
   chord change detection for musical decisions. *Speech Communication* 27(3-4), 311-335.
 * Gouyon, F. & Herrera, P. (2003). Determination of the meter of musical audio signals:
   seeking recurrences in beat segment descriptors. *AES 114th Convention*.
+* Peeters, G. (2007). Template-based estimation of time-varying tempo. *EURASIP J. Advances
+  in Signal Processing* 2007, 067215 (the product of the DFT and the ACF of the onset
+  function against octave errors).
+* van Noorden, L. & Moelants, D. (1999). Resonance in the perception of musical pulse.
+  *J. New Music Research* 28(1), 43-66.
 * Moelants, D. & McKinney, M. F. (2004). Tempo perception and musical content: what makes
   a piece fast, slow or temporally ambiguous? *ICMPC 8*.
 * Lartillot, O., Eerola, T., Toiviainen, P. & Fornari, J. (2008). Multi-feature modeling
@@ -79,7 +123,9 @@ SAMPLE_RATE_HZ = 22050
 HOP = 512
 FRAME_RATE_HZ = SAMPLE_RATE_HZ / HOP
 #: Stride, in onset frames, of the autocorrelation windows behind the global tempo estimate.
-TEMPOGRAM_STRIDE = 4
+#: 8 since two tempograms are computed (onset and harmonic novelty); against 4 it changed
+#: the development figures by at most 0.002 (``bench/tune_rhythm.py --fit-octave``).
+TEMPOGRAM_STRIDE = 8
 #: Autocorrelation windows processed at once (bounds the memory of the tempogram).
 TEMPOGRAM_CHUNK = 1024
 #: Centre and standard deviation (octaves) of the log-normal tempo prior.
@@ -89,9 +135,22 @@ PRIOR_STD_OCTAVES = 1.0
 MIN_BPM, MAX_BPM = 30.0, 320.0
 #: Window of the moving average removed from the onset envelope before the tempogram, seconds.
 DETREND_WINDOW_S = 1.0
-#: Triple metre is reported when the accent-periodicity score (3-beat minus 4-beat
-#: periodicity of harmonic change plus that of onset strength) exceeds this.
-TRIPLE_THRESHOLD = 0.05
+#: Metre decision thresholds (module docstring, step 5) on the accent periodicities P_m
+#: (periodicity of harmonic change plus that of onset strength every m beats). Triple when
+#: P_3 - P_4 exceeds TRIPLE_THRESHOLD; duple (2/4) when P_4 - P_2 is below DUPLE_THRESHOLD
+#: (P_4 >= P_2 up to window effects: a bar of 2 accents every 2nd of 4 beats alike);
+#: quintuple when P_5 - max(P_3, P_4) exceeds QUINTUPLE_THRESHOLD; compound (6/8: 2 beats
+#: of 3) when :func:`subdivision_ratio` exceeds COMPOUND_THRESHOLD. Set by grid search on
+#: the development renders, 5-fold cross-validated by piece (``python bench/tune_rhythm.py``
+#: prints the resulting metre accuracy): TRIPLE 0.075 (folds: 0-0.075), DUPLE searched over
+#: 0-0.6 chose 0 (never) in every fold, 0.01 costs nothing on dev and lets a clear 2/4
+#: through; QUINTUPLE (no 5/4 in the development corpus) 0.8, where 0.5 % of the dev renders
+#: are called 5 (1.4 % at 0.6), checked on a synthesised 5/4 in tests/analyzer/test_rhythm.py;
+#: COMPOUND 1.25 (the tatum rule's ratio; 84 % of 6/8 and 0-1 % of other dev renders exceed it).
+TRIPLE_THRESHOLD = 0.075
+DUPLE_THRESHOLD = 0.01
+QUINTUPLE_THRESHOLD = 0.8
+COMPOUND_THRESHOLD = 1.25
 #: Beats needed before a metre (and bars) is reported.
 MIN_BEATS_FOR_METER = 8
 
@@ -118,17 +177,19 @@ class Tempogram:
             return np.where(lags > 0, 60.0 * FRAME_RATE_HZ / np.maximum(lags, 1e-9), np.inf)
 
 
-def tempogram(oenv: np.ndarray) -> Tempogram:
+def tempogram(oenv: np.ndarray, stride: int | None = None) -> Tempogram:
     """librosa's global tempogram (``librosa.feature.tempo`` without the argmax): the mean of
     the windowed onset autocorrelations over 8 s Hann windows, the windows taken every
-    :data:`TEMPOGRAM_STRIDE` frames instead of every frame (the per-frame version was 40 %
-    of the analysis time on long tracks and gave the identical tempo on 70 chorales)."""
+    ``stride`` (default :data:`TEMPOGRAM_STRIDE`) frames instead of every frame (the
+    per-frame version was 40 % of the analysis time on long tracks and gave the identical
+    tempo on 70 chorales)."""
+    stride = TEMPOGRAM_STRIDE if stride is None else int(stride)
     import librosa
 
     win = int(librosa.time_to_frames(8.0, sr=SAMPLE_RATE_HZ, hop_length=HOP))
     padded = np.pad(oenv, (win // 2, win // 2), mode="linear_ramp", end_values=(0, 0))
-    frames = librosa.util.frame(padded, frame_length=win, hop_length=TEMPOGRAM_STRIDE)
-    frames = frames[:, : int(np.ceil(oenv.size / TEMPOGRAM_STRIDE))]
+    frames = librosa.util.frame(padded, frame_length=win, hop_length=stride)
+    frames = frames[:, : int(np.ceil(oenv.size / stride))]
     window = np.hanning(win + 1)[:-1][:, None]  # periodic Hann, as librosa's tempogram
     # The windows' normalised autocorrelations, summed a chunk of windows at a time (the
     # FFT of all windows of a 30-minute track at once would take 300 MB).
@@ -143,6 +204,106 @@ def tempogram(oenv: np.ndarray) -> Tempogram:
     prior = np.exp(-0.5 * ((np.log2(np.clip(bpm, 1e-3, 1e6)) - np.log2(PRIOR_CENTRE_BPM)) / PRIOR_STD_OCTAVES) ** 2)
     prior[(bpm < MIN_BPM) | (bpm > MAX_BPM)] = 0.0
     return Tempogram(strength, strength * prior)
+
+
+#: Log-spaced tempo grid on which the tempo evidence is scored, BPM (about 1 % apart).
+TEMPO_GRID_BPM = np.exp(np.linspace(np.log(MIN_BPM), np.log(MAX_BPM), 240))
+#: Weights of the log evidence in the tempo score (module docstring, step 1): onset ACF,
+#: chord-novelty ACF, onset DFT, chord-novelty DFT; the log-normal prior has weight 1. Set by
+#: coordinate search over {0, 0.25, 0.5, 1, 1.5, 2, 3} maximising the share of grid maxima
+#: within 4 % of the truth on all development renders (an exploratory search that also
+#: offered the evidences at 2T and T/2, none kept). ``python bench/tune_rhythm.py --search``
+#: repeats the search on these four (tempogram stride 8): per-fold weights 1-3 / 1-3 /
+#: 0.25-0.5 / 0-0.5, cross-validated grid Acc1 0.668; these weights give 0.687 in-sample.
+EVIDENCE_WEIGHTS = (3.0, 1.5, 0.25, 0.25)
+#: Floor added to every (0..1) evidence before its log, so that one absent cue does not veto
+#: a tempo (set with the weights, not tuned further).
+EVIDENCE_FLOOR = 0.02
+#: Relative half-width over which each evidence curve takes its maximum (tempo drift and
+#: the grid's spacing): 2 % for the autocorrelations, 1.5 % for the spectra.
+ACF_TOLERANCE, DFT_TOLERANCE = 0.02, 0.015
+#: Temperature of the softmax that turns tempo scores into candidate weights (the
+#: probability that a candidate is within 4 % of the truth). Fitted by negative
+#: log-likelihood on the development renders, 5-fold cross-validated by piece
+#: (``python bench/tune_rhythm.py``); it prints the expected calibration error.
+CANDIDATE_TEMPERATURE = 0.89
+
+
+@dataclass(frozen=True)
+class TempoEvidence:
+    """The tempo score on :data:`TEMPO_GRID_BPM` (log evidence plus log prior, module
+    docstring step 1); higher is better."""
+
+    grid_bpm: np.ndarray
+    score: np.ndarray
+
+    @property
+    def best_bpm(self) -> float:
+        return float(self.grid_bpm[int(np.argmax(self.score))]) if self.score.size else 0.0
+
+
+def _acf_curve(strength: np.ndarray, bpm: np.ndarray, tol: float) -> np.ndarray:
+    lags = np.arange(strength.size, dtype=np.float64)
+    pts = (60.0 * FRAME_RATE_HZ / bpm)[None, :] / (1.0 + np.linspace(-tol, tol, 5))[:, None]
+    return np.interp(pts, lags, strength, left=0.0, right=0.0).max(axis=0)
+
+
+def _dft_curve(x: np.ndarray, bpm: np.ndarray, tol: float) -> np.ndarray:
+    """Magnitude spectrum of the whole (Hann-windowed, mean-removed) envelope at ``bpm``
+    (max within +/-tol), over its maximum: one FFT per track (Peeters 2007)."""
+    if x.size < 4:
+        return np.zeros(bpm.size)
+    n = x.size
+    nfft = 1 << int(np.ceil(np.log2(4 * n)))
+    spec = np.abs(np.fft.rfft((x - x.mean()) * np.hanning(n), nfft))
+    spec /= max(float(spec.max()), 1e-12)
+    freqs_bpm = np.fft.rfftfreq(nfft, 1.0 / FRAME_RATE_HZ) * 60.0
+    pts = bpm[None, :] * (1.0 + np.linspace(-tol, tol, 7))[:, None]
+    return np.interp(pts, freqs_bpm, spec, left=0.0, right=0.0).max(axis=0)
+
+
+def tempo_evidence(oenv: np.ndarray, chroma: np.ndarray, onset_strength: np.ndarray | None = None) -> TempoEvidence:
+    """Score every tempo of :data:`TEMPO_GRID_BPM` (module docstring, step 1).
+
+    ``onset_strength`` is the detrended onset envelope's :func:`tempogram` strength when the
+    caller already has it."""
+    det = detrended(oenv)
+    nov = detrended(chord_novelty(chroma)) if chroma.shape[1] else np.zeros_like(det)
+    if onset_strength is None:
+        onset_strength = tempogram(det).strength
+    grid = TEMPO_GRID_BPM
+    curves = (
+        _acf_curve(onset_strength, grid, ACF_TOLERANCE),
+        _acf_curve(tempogram(nov).strength, grid, ACF_TOLERANCE),
+        _dft_curve(det, grid, DFT_TOLERANCE),
+        _dft_curve(nov, grid, DFT_TOLERANCE),
+    )
+    log_prior = -0.5 * ((np.log2(grid) - np.log2(PRIOR_CENTRE_BPM)) / PRIOR_STD_OCTAVES) ** 2
+    score = log_prior + sum(w * np.log(EVIDENCE_FLOOR + np.clip(c, 0.0, None)) for w, c in zip(EVIDENCE_WEIGHTS, curves))
+    return TempoEvidence(grid, score)
+
+
+def evidence_candidates(ev: TempoEvidence, n: int = 3) -> list[tuple[float, float]]:
+    """The ``n`` highest local maxima of the tempo score, at least 4 % apart, best first, as
+    (tempo_bpm, weight): weights are the softmax of score / :data:`CANDIDATE_TEMPERATURE`
+    over them (an estimate of the probability that each is within 4 % of the truth given that
+    one of them is). Empty when the score has no maximum."""
+    s = ev.score
+    if s.size < 3:
+        return []
+    peaks = np.nonzero((s[1:-1] > s[:-2]) & (s[1:-1] >= s[2:]))[0] + 1
+    if peaks.size == 0:
+        peaks = np.array([int(np.argmax(s))])
+    chosen: list[int] = []
+    for p in peaks[np.argsort(s[peaks])[::-1]]:
+        if all(abs(ev.grid_bpm[p] / ev.grid_bpm[q] - 1.0) > 0.04 for q in chosen):
+            chosen.append(int(p))
+        if len(chosen) == n:
+            break
+    z = s[chosen] / CANDIDATE_TEMPERATURE
+    w = np.exp(z - z.max())
+    w /= w.sum()
+    return [(float(ev.grid_bpm[p]), float(v)) for p, v in zip(chosen, w)]
 
 
 def detrended(oenv: np.ndarray, window_s: float = DETREND_WINDOW_S) -> np.ndarray:
@@ -197,6 +358,157 @@ def track_beats(oenv: np.ndarray, start_bpm: float) -> np.ndarray:
     beats = np.asarray(beats, dtype=np.int64)
     beats = beats[(beats >= 0) & (beats < oenv.size)]
     return beats if beats.size >= 2 else beats[:0]
+
+
+#: Metrical-level classifier (module docstring, step 3): multinomial logistic regression of
+#: "the tracked tempo is right / twice the truth / half the truth" on the 14 features of
+#: :func:`octave_features`; rows keep, halve, double. Fitted (scikit-learn, C = 1, no
+#: extra bias) on the development renders whose tracked tempo was one of the three, by
+#: ``python bench/tune_rhythm.py --fit-octave`` (which prints the cross-validated figures and
+#: these constants); the analyzer only evaluates the linear model. The features are clipped
+#: to their 1st-99th percentiles over the fit's items (OCTAVE_FEATURE_LO / _HI), in the fit
+#: and here.
+OCTAVE_COEF = np.array([
+    [
+        -0.064, 0.704, -1.0068, -0.2876, -0.5547, 0.1364, -0.4379, -0.3298, -0.0359, 0.1274,
+        -0.0542, -1.0066, -0.3444, -0.9881,
+    ],
+    [
+        0.1785, -0.9215, 0.718, 0.5008, -0.2184, -0.0062, 1.145, 0.6797, -0.389, -0.1019, -0.1018,
+        0.9527, 0.9078, -0.4635,
+    ],
+    [
+        -0.1145, 0.2175, 0.2889, -0.2132, 0.7731, -0.1302, -0.7071, -0.3499, 0.4249, -0.0255,
+        0.156, 0.0539, -0.5634, 1.4516,
+    ],
+])
+OCTAVE_INTERCEPT = np.array([
+    2.4558, -3.356, 0.9002,
+])
+OCTAVE_FEATURE_LO = np.array([
+    -9.3039, -4.12, 0.0028, 0.0029, -9.5521, -9.6409, -3.6729, -12.1319, -13.0805, -14.9521,
+    -13.9557, 0.0444, 0.0055, 0.0247,
+])
+OCTAVE_FEATURE_HI = np.array([
+    -0.0763, 0.3071, 1.2399, 1.0263, -0.44, -0.3403, 0.1942, 0.5657, 0.0676, -1.1055, -0.4774,
+    0.5537, 1.0961, 1.8074,
+])
+
+
+def _at(x: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    return _local_max(x, np.clip(np.round(pos).astype(np.int64), 0, max(x.size - 1, 0)), radius=1)
+
+
+def octave_features(oenv: np.ndarray, chroma: np.ndarray, beats: np.ndarray, ev: TempoEvidence,
+                    tempo_bpm: float) -> np.ndarray:
+    """What tells a tracked beat from its double and half (module docstring, step 3), shape
+    (14,): for the detrended onset strength and the harmonic novelty, the log ratio of their
+    values between the beats (half, quarter and third positions) to their values on the
+    beats, and how much odd and even beats differ; the tempo score's differences between
+    half, double, 3/2 and 2/3 of the tempo and the tempo; the mean harmonic change across
+    beats, its odd/even difference and the ratio of the change at mid-beats to that at beats."""
+    eps = 1e-3
+    ibi = np.diff(beats).astype(np.float64)
+    st = beats[:-1].astype(np.float64)
+    parts = {}
+    for name, x in (("on", detrended(oenv)), ("ch", chord_novelty(chroma))):
+        b = _at(x, st)
+        mid = float(_at(x, st + ibi / 2).mean())
+        third = float(np.concatenate([_at(x, st + ibi / 3), _at(x, st + 2 * ibi / 3)]).mean())
+        quarter = float(np.concatenate([_at(x, st + ibi / 4), _at(x, st + 3 * ibi / 4)]).mean())
+        bm = float(b.mean())
+        alt = abs(float(b[0::2].mean()) - float(b[1::2].mean())) / (bm + 1e-9)
+        parts[name] = (bm, mid, third, quarter, alt)
+    on, ch = parts["on"], parts["ch"]
+    g = np.log2(ev.grid_bpm)
+
+    def sc(t: float) -> float:  # the evidence part of the score: without the prior, so
+        # that no feature is a function of the tempo itself
+        prior = -0.5 * ((np.log2(t) - np.log2(PRIOR_CENTRE_BPM)) / PRIOR_STD_OCTAVES) ** 2
+        return float(np.interp(np.log2(t), g, ev.score)) - prior
+
+    hc = harmonic_change(chroma, beats)
+    mids = np.round(st + ibi / 2).astype(np.int64)
+    hc2 = harmonic_change(chroma, np.sort(np.concatenate([beats, mids])))
+    return np.array([
+        np.log((on[1] + eps) / (on[0] + eps)), np.log((ch[1] + eps) / (ch[0] + eps)), on[4], ch[4],
+        np.log((on[3] + eps) / (on[0] + eps)), np.log((on[2] + eps) / (on[0] + eps)),
+        np.log((ch[2] + eps) / (ch[0] + eps)),
+        sc(tempo_bpm / 2) - sc(tempo_bpm), sc(tempo_bpm * 2) - sc(tempo_bpm),
+        sc(tempo_bpm * 1.5) - sc(tempo_bpm), sc(tempo_bpm / 1.5) - sc(tempo_bpm),
+        float(hc.mean()), abs(float(hc[0::2].mean()) - float(hc[1::2].mean())) / (float(hc.mean()) + 1e-9),
+        float(hc2[1::2].mean()) / (float(hc2[0::2].mean()) + 1e-9),
+    ])
+
+
+def octave_probabilities(features: np.ndarray) -> np.ndarray:
+    """P(tracked tempo right), P(it is twice the truth), P(it is half the truth): the
+    softmax of :data:`OCTAVE_COEF` @ features + :data:`OCTAVE_INTERCEPT`, the features first
+    clipped to the range they had in the fit (a linear model must not extrapolate: clean
+    synthetic signals give log ratios and score differences far beyond any rendering's)."""
+    z = OCTAVE_COEF @ np.clip(features, OCTAVE_FEATURE_LO, OCTAVE_FEATURE_HI) + OCTAVE_INTERCEPT
+    w = np.exp(z - z.max())
+    return w / w.sum()
+
+
+def beats_and_tempo(oenv: np.ndarray, chroma: np.ndarray, ev: TempoEvidence
+                    ) -> tuple[np.ndarray, float, list[tuple[float, float]]]:
+    """Beat frames, the tempo they were tracked at and the tempo candidates (module docstring,
+    steps 1-3): beats tracked at the best tempo of ``ev``; the metrical-level classifier then
+    weighs that tempo, its half and its double (the candidates, weights its probabilities,
+    best first), and the beats are tracked again at the best when it is not the first."""
+    env = beat_envelope(oenv, chroma)
+    start = ev.best_bpm
+    beats = track_beats(env, start)
+    if beats.size < MIN_BEATS_FOR_METER:
+        return beats, start, evidence_candidates(ev)
+    tempo = refined_tempo(beats * (HOP / SAMPLE_RATE_HZ), start)
+    p = octave_probabilities(octave_features(oenv, chroma, beats, ev, tempo))
+    cands = [(t, float(w)) for t, w in zip((tempo, tempo / 2.0, tempo * 2.0), p) if MIN_BPM <= t <= MAX_BPM]
+    total = sum(w for _, w in cands) or 1.0
+    cands = sorted(((t, w / total) for t, w in cands), key=lambda c: -c[1])
+    if cands and cands[0][0] != tempo:
+        again = track_beats(env, cands[0][0])
+        if again.size >= 2:
+            beats, start = again, cands[0][0]
+    return beats, start, cands
+
+
+#: Beat-time lead (module docstring, step 2b): the reported beat is moved earlier by
+#: BEAT_LEAD_FRAMES plus the frames over which the mean onset profile around the beats
+#: rises from ATTACK_RISE_FRACTION of its rise to its peak (searched back at most
+#: ATTACK_WINDOW_FRAMES). Set by grid search (fraction 0.1 / 0.25 / 0.5, constant 0-2
+#: frames, window 8 / 12) for the beat F-measure on every second development render
+#: (``/tmp`` exploration; ``python bench/tune_rhythm.py`` prints the figures on all of
+#: them): beat F 0.71 without the lead, 0.79 with (0.25, 1, 8), 0.80 with a constant of 2
+#: frames; 1 was kept because on clean synthetic tones (tests/analyzer/test_rhythm.py) the
+#: tracked beat is already on time or early and 2 frames put the reported beats 70-95 ms early.
+ATTACK_RISE_FRACTION = 0.25
+ATTACK_WINDOW_FRAMES = 8
+BEAT_LEAD_FRAMES = 1
+
+
+def beat_lead_frames(oenv: np.ndarray, beats: np.ndarray) -> int:
+    """How many frames the tracked beats lag the starts of the notes on them (step 2b):
+    :data:`BEAT_LEAD_FRAMES` plus the rise time of the mean onset-strength profile around the
+    beats (from its peak within +/-2 frames of the beat back to where it falls below
+    :data:`ATTACK_RISE_FRACTION` of its rise). 0 with fewer than 4 beats."""
+    k_max = ATTACK_WINDOW_FRAMES
+    if beats.size < 4:
+        return 0
+    offsets = np.arange(-k_max, 3)
+    idx = beats[:, None] + offsets[None, :]
+    inside = (idx.min(axis=1) >= 0) & (idx.max(axis=1) < oenv.size)
+    if not inside.any():
+        return 0
+    prof = oenv[idx[inside]].mean(axis=0)
+    peak = int(np.argmax(prof[k_max - 2 : k_max + 3])) + k_max - 2
+    base = float(prof[: peak + 1].min())
+    threshold = base + ATTACK_RISE_FRACTION * (float(prof[peak]) - base)
+    j = peak
+    while j > 0 and prof[j - 1] >= threshold:
+        j -= 1
+    return int(BEAT_LEAD_FRAMES - offsets[j])
 
 
 def refined_tempo(beat_times_s: np.ndarray, fallback_bpm: float) -> float:
@@ -332,11 +644,19 @@ def beat_confidences(oenv: np.ndarray, beats: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Meter:
-    """Beats per bar (3 or 4; 0 unknown), its confidence and the index of the first downbeat."""
+    """Beats per bar (2, 3, 4 or 5; 0 unknown), its confidence, the index of the first
+    downbeat and the beat's subdivision (2, or 3 for a compound metre: 6/8 is 2 beats of 3)."""
 
     beats_per_bar: int
     confidence: float
     first_downbeat: int
+    subdivision: int = 2
+
+    @property
+    def numerator(self) -> int:
+        """The time signature's numerator as written: 6 for 2 compound beats (6/8), else
+        the beats per bar (2/4, 3/4, 4/4, 5/4); 0 unknown."""
+        return 6 if self.beats_per_bar == 2 and self.subdivision == 3 else self.beats_per_bar
 
 
 def _zscore(v: np.ndarray) -> np.ndarray:
@@ -356,6 +676,20 @@ def _periodicity(x: np.ndarray, period: int, window: int = 24) -> float:
         if w.size >= 2 * period and mean > 1e-9:
             values.append(max(float(w[p::period].mean()) for p in range(period)) / mean)
     return float(np.median(values)) if values else 1.0
+
+
+def subdivision_ratio(oenv: np.ndarray, beats: np.ndarray) -> float:
+    """Mean onset strength at the third-beat positions over that at the half-beat position."""
+    if beats.size < 2:
+        return 0.0
+    ibi = np.diff(beats).astype(np.float64)
+    starts = beats[:-1].astype(np.float64)
+
+    def mean_at(fracs: tuple[float, ...]) -> float:
+        pos = np.concatenate([starts + f * ibi for f in fracs])
+        return float(_local_max(oenv, np.round(pos).astype(np.int64), radius=1).mean())
+
+    return mean_at((1 / 3, 2 / 3)) / max(mean_at((0.5,)), 1e-12)
 
 
 def estimate_meter(
@@ -380,8 +714,20 @@ def estimate_meter(
         return Meter(0, 0.0, 0)
     change = harmonic_change(chroma, beats)
     salience = _local_max(oenv, beats)
-    score = (_periodicity(change, 3) - _periodicity(change, 4)) + (_periodicity(salience, 3) - _periodicity(salience, 4))
-    m = 3 if score > TRIPLE_THRESHOLD else 4
+    per = {m: _periodicity(change, m) + _periodicity(salience, m) for m in (2, 3, 4, 5)}
+    sub_ratio = subdivision_ratio(oenv, beats)
+    # The decision list of step 5, last match wins; each test's distance from its threshold
+    # is the margin behind the confidence.
+    m, margin = 4, min(abs(per[4] - per[2] - DUPLE_THRESHOLD), abs(per[3] - per[4] - TRIPLE_THRESHOLD))
+    sub = 2
+    if per[4] - per[2] < DUPLE_THRESHOLD:
+        m, margin = 2, DUPLE_THRESHOLD - (per[4] - per[2])
+    if per[3] - per[4] > TRIPLE_THRESHOLD:
+        m, margin = 3, per[3] - per[4] - TRIPLE_THRESHOLD
+    if per[5] - max(per[3], per[4]) > QUINTUPLE_THRESHOLD:
+        m, margin = 5, per[5] - max(per[3], per[4]) - QUINTUPLE_THRESHOLD
+    if sub_ratio > COMPOUND_THRESHOLD:
+        m, sub, margin = 2, 3, sub_ratio - COMPOUND_THRESHOLD
     # Beats that all sound alike (a click track, steady noise) carry no metre: the confidence
     # counts only in proportion to how much the direction of the beat descriptors varies
     # (mean distance of the unit vectors from their mean, saturating at 0.1), and only as
@@ -393,11 +739,46 @@ def estimate_meter(
         unit = _unit_columns(f)
         variation.append(float(np.mean(np.linalg.norm(unit - unit.mean(axis=1, keepdims=True), axis=0))))
     variety = float(np.clip(max(variation) / 0.1, 0.0, 1.0))
-    margin = float(np.clip(abs(score - TRIPLE_THRESHOLD) / 0.2, 0.0, 1.0))
-    confidence = margin * variety * float(np.clip(beat_weight, 0.0, 1.0))
+    confidence = float(np.clip(margin / 0.2, 0.0, 1.0)) * variety * float(np.clip(beat_weight, 0.0, 1.0))
     accent = _zscore(onset_salience(oenv, beats)) + _zscore(change)
     phase_strength = [float(accent[p::m].mean()) if accent[p::m].size else -np.inf for p in range(m)]
-    return Meter(m, confidence, int(np.argmax(phase_strength)))
+    return Meter(m, confidence, int(np.argmax(phase_strength)), sub)
+
+
+def compound_phase(chroma: np.ndarray, beats: np.ndarray) -> np.ndarray:
+    """The beats moved by 0, 1/3 or 2/3 of a beat, whichever puts the most harmonic change on
+    them (mean :func:`harmonic_change` across the moved beats plus the mean
+    :func:`chord_novelty` at them over its track mean; module docstring, step 5): in compound
+    metre the tracker often holds the last eighth of each dotted quarter. On the 77
+    development renders called compound this raised their beat F-measure from 0.59 to 0.64
+    (``/tmp`` exploration, every item; the onset strength as a further cue lowered it)."""
+    if beats.size < 3:
+        return beats
+    ibi = np.diff(beats).astype(np.float64)
+    ibi = np.concatenate([ibi, ibi[-1:]])
+    nov = chord_novelty(chroma)
+    mean_nov = float(nov.mean()) + 1e-9
+    best, best_score = beats, -np.inf
+    for k in range(3):
+        moved = np.clip(np.round(beats + k * ibi / 3).astype(np.int64), 0, chroma.shape[1] - 1)
+        score = float(harmonic_change(chroma, moved).mean()) + float(_at(nov, moved.astype(np.float64)).mean()) / mean_nov
+        if score > best_score + 1e-12:
+            best, best_score = moved, score
+    return best
+
+
+def metre_and_phase(oenv: np.ndarray, chroma: np.ndarray, mel_db: np.ndarray, beats: np.ndarray,
+                    beat_weight: float = 1.0) -> tuple[Meter, np.ndarray]:
+    """:func:`estimate_meter`, and for a compound metre the beats re-phased by
+    :func:`compound_phase` (the metre then estimated again on them); (meter, beats)."""
+    meter = estimate_meter(oenv, chroma, mel_db, beats, beat_weight)
+    if meter.subdivision != 3:
+        return meter, beats
+    moved = compound_phase(chroma, beats)
+    if np.array_equal(moved, beats):
+        return meter, beats
+    again = estimate_meter(oenv, chroma, mel_db, moved, beat_weight)
+    return (again if again.subdivision == 3 else meter), moved
 
 
 def tatum_frames(oenv: np.ndarray, beats: np.ndarray) -> tuple[np.ndarray, int]:
@@ -409,11 +790,6 @@ def tatum_frames(oenv: np.ndarray, beats: np.ndarray) -> tuple[np.ndarray, int]:
         return beats.astype(np.float64), 1
     ibi = np.diff(beats).astype(np.float64)
     starts = beats[:-1].astype(np.float64)
-
-    def mean_at(fracs: tuple[float, ...]) -> float:
-        pos = np.concatenate([starts + f * ibi for f in fracs])
-        return float(_local_max(oenv, np.round(pos).astype(np.int64), radius=1).mean())
-
-    sub = 3 if mean_at((1 / 3, 2 / 3)) > 1.25 * mean_at((0.5,)) else 2
+    sub = 3 if subdivision_ratio(oenv, beats) > COMPOUND_THRESHOLD else 2
     pos = (starts[:, None] + ibi[:, None] * (np.arange(sub)[None, :] / sub)).ravel()
     return np.concatenate([pos, [float(beats[-1])]]), sub
