@@ -73,12 +73,32 @@ def test_blockwise_stft_equals_librosa(n):
 
 # --------------------------------------------------------------------------- the audio key model
 
-from musicaas_analyzer.keyfinding import KEY_MODEL_WEIGHTS, estimate_key_frames, key_frames  # noqa: E402
+from musicaas_analyzer.keyfinding import (  # noqa: E402
+    KEY_MODEL_WEIGHTS,
+    KEY_OPENING_FRAMES,
+    MODEL_CHANNELS,
+    estimate_key_frames,
+    key_frames,
+    key_model_inputs,
+)
 
 
 def test_key_model_is_fitted():
-    """The constants written by bench/tune_key.py are present (not the zero placeholder)."""
-    assert KEY_MODEL_WEIGHTS.shape == (2, 6, 12) and np.abs(KEY_MODEL_WEIGHTS).max() > 0.5
+    """The constants written by bench/tune_key.py are present (not the zero placeholder) and
+    match the model's inputs (the frame channels, and again over the opening)."""
+    channels = len(MODEL_CHANNELS) * (2 if KEY_OPENING_FRAMES > 0 else 1)
+    assert KEY_MODEL_WEIGHTS.shape == (2, channels, 12) and np.abs(KEY_MODEL_WEIGHTS).max() > 0.5
+
+
+def test_key_model_inputs_average_the_selection_and_its_opening():
+    rng = np.random.default_rng(1)
+    feats = rng.random((len(MODEL_CHANNELS), 12, 10))
+    weight = np.array([0, 1, 1, 0, 1, 1, 1, 1, 1, 1], dtype=float)  # frames 0 and 3 inactive
+    x = key_model_inputs(feats, weight, opening=3)
+    assert x.shape == (2 * len(MODEL_CHANNELS), 12)
+    np.testing.assert_allclose(x[: len(MODEL_CHANNELS)], feats[:, :, weight > 0].mean(axis=2))
+    np.testing.assert_allclose(x[len(MODEL_CHANNELS):], feats[:, :, [1, 2, 4]].mean(axis=2))
+    np.testing.assert_allclose(key_model_inputs(feats, weight, opening=0), x[: len(MODEL_CHANNELS)])
 
 
 @pytest.mark.parametrize("transpose", range(12))

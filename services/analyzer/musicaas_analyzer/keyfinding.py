@@ -32,8 +32,10 @@ Front end (:func:`key_frames`):
    highest correlation with the frame's centred chroma; chord context as a key cue: Mauch &
    Dixon 2010). Frames quieter than ``ACTIVE_FRAME_SHARE`` (-40 dB) of the loudest do not vote.
 
-**Key model.** The frame inputs are averaged over the piece (or a section), each of the six
-channels is centred and scaled to unit norm, and each of the 24 keys gets the score
+**Key model.** The frame inputs are averaged over the piece (or a section) (and, when
+``KEY_OPENING_FRAMES`` > 0, separately over its first that many active frames: see *Opening
+channels* below; :func:`key_model_inputs`), each of the six channels is centred and scaled to
+unit norm, and each of the 24 keys gets the score
 ``sum_c sum_d W[mode, c, d] * f[c, (tonic + d) % 12]`` (+ a minor bias): a linear model
 that is transposition-equivariant by construction, so 2 x 6 x 12 weights serve all keys.
 With ``W`` = the Albrecht & Shanahan (2013) profiles on the full and (half) the bass chroma it
@@ -50,6 +52,26 @@ cross-validation split by piece on the 776 keyed development items (``python
 bench/tune_key.py``): exact 0.710 -> 0.910, MIREX weighted 0.802 -> 0.929, fifth-above
 errors 109 -> 15, relative 43 -> 19, every ensemble family at 0.87 exact or more (reeds
 0.581 -> 0.892, brass 0.579 -> 0.874).
+
+**Opening channels (measured, not enabled: KEY_OPENING_FRAMES = 0).** The same six channels
+averaged over the first N active frames of the selection (the opening chord, which in tonal
+music usually states the key), as six more model channels, fitted the same way (each training
+excerpt with its own opening; two of the four CROPS start where the item does, two mid-piece).
+``python bench/tune_key.py --opening 0 3 8 --repeats 3`` chooses N = 3 (0.56 s), L2 0.001,
+prior scale 8, minor shift 1.2: exact 0.939, MIREX weighted 0.950 (symmetric fifths 0.959),
+ECE 0.013, every family at 0.90 exact or more (choir 0.904, chromatic percussion 0.905, synth
+pad 0.922, guitar 0.925, reeds 0.935, brass 0.937, pipes 0.947, strings 0.957, piano 0.969,
+organ 0.981), section thirds with the 0.9 prior 95 % exact (91 % without), no extra time.
+Exploratory runs (mean of 5 fold assignments, L2 3e-3 toward 4 x the profiles, minor shift
+0.7) put 3, 5, 8, 11, 16, 22 opening frames (0.56 to 4.1 s) at 0.950, 0.947, 0.946, 0.940,
+0.928, 0.925 exact, against 0.911 without. Why it is off: it is a cue of where the music
+starts. On items cut to start at 1/3 (1/2) of their length it gives 0.829 against 0.825
+exact at the same settings without the opening (0.777 against 0.803), so an excerpt starting mid-phrase loses up to ~2.5 points; and a
+minor-key piece that opens on its relative major is pulled there: Bach's BWV 66.6 (F# minor,
+first chord A major) then reads A major (0.74) in the first 20 s, which fails
+``test_analyzer_features.py::test_sections_find_a_change_of_material_and_measure_it``.
+Enabling it is a product decision: ``python bench/tune_key.py --opening 0 3 8 --repeats 3
+--write``.
 
 A harmonic-aware salience (note activations by non-negative least squares with
 geometrically decaying harmonic templates, ``0.8**(h - 1)`` for 8 partials, Mauch & Dixon
@@ -160,21 +182,28 @@ HIGH_FROM_MIDI = 72
 #: before bench/tune_key.py took its final form (whole-item fits, L2 toward 0): 0.01 gave
 #: 0.905 exact against 0.901 for no gate and 0.899 / 0.894 for 0.03 / 0.1.
 ACTIVE_FRAME_SHARE = 0.01
-#: Input channels of the key model, in the order of KeyFrames.features.
+#: Per-frame input channels of the key model, in the order of KeyFrames.features. The model
+#: sees them twice (:func:`key_model_inputs`): averaged over the whole selection, and averaged
+#: over its opening (the first KEY_OPENING_FRAMES active frames), so KEY_MODEL_WEIGHTS has
+#: 2 x len(MODEL_CHANNELS) channels when KEY_OPENING_FRAMES > 0.
 MODEL_CHANNELS = ("full", "bass", "middle", "high", "major triads", "minor triads")
 
 # <key-model>  (written by ``python bench/tune_key.py --write``; do not edit by hand)
 # KEY_MODEL_WEIGHTS[mode][channel][degree]: weight of pitch class tonic + degree in each input
-# channel (MODEL_CHANNELS order) for a major (0) or minor (1) key; KEY_MODEL_MINOR_BIAS is
-# added to the minor keys' scores and KEY_TEMPERATURE divides the scores before the softmax.
+# channel (key_model_inputs order: MODEL_CHANNELS over the selection, then the same over its
+# first KEY_OPENING_FRAMES active frames) for a major (0) or minor (1) key; KEY_MODEL_MINOR_BIAS
+# is added to the minor keys' scores and KEY_TEMPERATURE divides the scores before the softmax.
 # Fitted by multinomial logistic regression over the 24 rotations (L2 penalty KEY_MODEL_L2
 # toward KEY_MODEL_PRIOR_SCALE times the Albrecht-Shanahan profiles on the full chroma and half
-# that on the bass chroma, i.e. toward the previous estimator; both chosen by 5-fold
-# cross-validation by piece) on excerpts (tune_key.CROPS) of all 776
+# that on the bass chroma, i.e. toward the previous estimator; KEY_OPENING_FRAMES, the penalty
+# and the scale chosen jointly by the mean exact share of 1 repetition(s) of 5-fold
+# cross-validation by piece over the grid --opening 0 x --l2 x --prior-scale) on excerpts
+# (tune_key.CROPS, each with its own opening) of all 776
 # keyed items of the development cache; KEY_MODEL_MINOR_SHIFT (added into the minor bias)
-# maximises the cross-validated mean of major-key and minor-key exactness (the dev part is
+# maximises the cross-validated mean of major-key and minor-key exactness (same folds; the dev part is
 # 81 % major); the temperature minimises the negative log-likelihood of the whole items'
 # scores (the procedure whose cross-validated calibration the tuning script reports).
+KEY_OPENING_FRAMES = 0
 KEY_MODEL_L2 = 0.003
 KEY_MODEL_PRIOR_SCALE = 4.0
 KEY_MODEL_MINOR_SHIFT = 0.7
@@ -490,9 +519,25 @@ def estimate_key(chroma: np.ndarray, *, bass: np.ndarray | None = None, profile:
     return KeyEstimate(Key.from_index(int(order[0])), confidence, corr, tonality)
 
 
+def key_model_inputs(features: np.ndarray, weight: np.ndarray, opening: int | None = None) -> np.ndarray:
+    """The key model's inputs, shape (channels, 12): per-frame ``features`` (shape
+    (len(MODEL_CHANNELS), 12, t), :attr:`KeyFrames.features` of the selected frames) averaged
+    with the frame weights ``weight`` (t,) (0/1: the active selected frames), followed, when
+    ``opening`` (default KEY_OPENING_FRAMES) is positive, by the same channels averaged over
+    the first ``opening`` active frames only (the opening of the selection)."""
+    opening = KEY_OPENING_FRAMES if opening is None else int(opening)
+    w = np.asarray(weight, dtype=np.float64)
+    mean = (features * w).sum(axis=2) / max(float(w.sum()), 1e-12)
+    if opening <= 0:
+        return mean
+    wo = w * (np.cumsum(w) <= opening)
+    head = (features * wo).sum(axis=2) / max(float(wo.sum()), 1e-12)
+    return np.concatenate([mean, head])
+
+
 def key_model_scores(mean_features: np.ndarray) -> np.ndarray:
-    """The key model's 24 scores (logits before the temperature) for time-averaged
-    :attr:`KeyFrames.features` (shape (channels, 12)): each channel centred and scaled to
+    """The key model's 24 scores (logits before the temperature) for its inputs
+    (:func:`key_model_inputs`, shape (channels, 12)): each channel centred and scaled to
     unit norm (a flat channel stays 0), then ``score(tonic t, mode m) = sum over channels c
     and degrees d of KEY_MODEL_WEIGHTS[m, c, d] * f[c, (t + d) % 12]``, plus
     KEY_MODEL_MINOR_BIAS for minor keys. Transposition-equivariant by construction."""
@@ -539,8 +584,7 @@ def estimate_key_frames(
     w = frames.weight[sel]
     if base.key is None or w.sum() <= 0:
         return KeyEstimate(None, 0.0, base.correlations, 0.0)
-    mean_features = (frames.features[:, :, sel] * w).sum(axis=2) / w.sum()
-    scores = key_model_scores(mean_features)
+    scores = key_model_scores(key_model_inputs(frames.features[:, :, sel], w))
     probs = _softmax(scores / KEY_TEMPERATURE)
     if prior_key is not None:
         prior = np.full(24, (1.0 - SECTION_PRIOR) / 23.0)
