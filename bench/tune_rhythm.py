@@ -7,10 +7,20 @@ CRC-32 of the piece id (the item id before '#'), so that the renders of one piec
     python bench/tune_rhythm.py                # baseline vs new (the module's constants)
     python bench/tune_rhythm.py --fit-octave   # fit OCTAVE_COEF; 'new' cross-validated by fold
     python bench/tune_rhythm.py --search       # also the coordinate search of EVIDENCE_WEIGHTS
+    python bench/tune_rhythm.py --search-lead  # also the grid searches of the beat-time lead
+                                               # (ATTACK_RISE_FRACTION, ATTACK_WINDOW_FRAMES,
+                                               # BEAT_LEAD_FRAMES, RISE_EXTRA_FRAMES) and of
+                                               # COMPOUND_PHASE_WEIGHTS, cross-validated
+    python bench/tune_rhythm.py --fit-octave --fit-metre --metre-c 10 --metre-34
+                                               # fit METRE_COEF (3 against 4); 'new' metre
+                                               # figures cross-validated by fold
 
-Only ``--fit-octave`` makes the 'new' tempo figures cross-validated (each fold's items use
-the metrical-level classifier fitted on the other folds); the other constants were set on
-the development part as their comments say.
+The module's current constants come from
+``python bench/tune_rhythm.py --fit-octave --fit-metre --metre-c 10 --metre-34 --search-lead``
+(about a minute), which prints every figure quoted next to them. Only ``--fit-octave`` and
+``--fit-metre`` make the 'new' tempo and metre figures cross-validated (each fold's items use
+the classifiers fitted on the other folds); the other constants were set on the development
+part as their comments say.
 
 The onset features (onset strength, short chroma, log-mel) of each item are computed once, as
 ``analysis._analyse_mono`` computes them, into ``~/.cache/musicaas-bench/tune-rhythm/``.
@@ -263,7 +273,7 @@ def search_weights(items, feats) -> None:
           f"current {R.EVIDENCE_WEIGHTS} gives {hits(R.EVIDENCE_WEIGHTS).mean():.3f} (in-sample)")
 
 
-def fit_octave(items, feats) -> dict:
+def fit_octave(items, feats, c_reg: float = 1.0) -> dict:
     """Fit the metrical-level classifier (rhythm.OCTAVE_COEF): per fold on the other folds
     (returned, for the cross-validated pipeline figures) and on all folds (printed as the
     module's constants). Labels: the relation of the first tracked tempo to the truth
@@ -293,10 +303,10 @@ def fit_octave(items, feats) -> dict:
     out = {}
     right = np.zeros(y.size, bool)
     for k in range(FOLDS):
-        m = LogisticRegression(C=1.0, max_iter=5000).fit(X[folds != k], y[folds != k])
+        m = LogisticRegression(C=c_reg, max_iter=5000).fit(X[folds != k], y[folds != k])
         out[k] = (m.coef_.copy(), m.intercept_.copy())
         right[folds == k] = m.predict(X[folds == k]) == y[folds == k]
-    m = LogisticRegression(C=1.0, max_iter=5000).fit(X, y)
+    m = LogisticRegression(C=c_reg, max_iter=5000).fit(X, y)
     print(f"\nmetrical-level classifier: {y.size} items (exact {np.sum(y == 0)}, double {np.sum(y == 1)}, "
           f"half {np.sum(y == 2)}), cross-validated accuracy {right.mean():.3f} (always keep: {np.mean(y == 0):.3f})")
     np.set_printoptions(precision=4, suppress=True, linewidth=120)
@@ -307,6 +317,164 @@ def fit_octave(items, feats) -> dict:
     return out
 
 
+def fit_metre(items, feats, per_fold_octave=None, c_reg: float = 1.0, classes=(2, 3, 4)) -> dict:
+    """Fit the beats-per-bar classifier (rhythm.METRE_COEF) on the renders of written metre
+    2/4, 3/4, 4/4 whose tempo came out right (``new``'s beats; with per-fold metrical-level
+    classifiers when given): per fold on the other folds (returned, for the cross-validated
+    figures) and on all folds (printed as the module's constants). ``classes`` (2, 3, 4), or
+    (3, 4) to leave 2/4 to 4 (its rows for 2 then get a large negative intercept)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from musicaas_analyzer import rhythm as R
+
+    X, y, folds = [], [], []
+    for it, f in zip(items, feats):
+        bpb = it.meta.get("beats_per_bar")
+        if not it.meta.get("beats_ref") or bpb not in (2, 3, 4):
+            continue
+        if per_fold_octave is not None:
+            R.OCTAVE_COEF, R.OCTAVE_INTERCEPT = per_fold_octave[fold_of(it.meta)]
+        oenv, chroma = f["oenv"], f["chroma"]
+        ev = R.tempo_evidence(oenv, chroma)
+        beats, start, _ = R.beats_and_tempo(oenv, chroma, ev)
+        if beats.size < R.MIN_BEATS_FOR_METER:
+            continue
+        tempo = R.refined_tempo(beats * (R.HOP / R.SAMPLE_RATE_HZ), start)
+        if protocol.tempo_relation(tempo, it.meta["bpm_ref"]) != "exact":
+            continue
+        X.append(R.metre_features(oenv, chroma, f["mel_db"], beats))
+        y.append(bpb if bpb in classes else 4)
+        folds.append(fold_of(it.meta))
+    X, y, folds = np.array(X), np.array(y), np.array(folds)
+    lo, hi = np.percentile(X, 1, axis=0), np.percentile(X, 99, axis=0)
+    R.METRE_FEATURE_LO, R.METRE_FEATURE_HI = lo, hi
+    X = np.clip(X, lo, hi)
+
+    def full(m):  # rows for 2, 3, 4 whatever the fitted classes
+        coef, icpt = np.zeros((3, X.shape[1])), np.full(3, -50.0)
+        if len(m.classes_) == 2:  # binary: sklearn's one row is classes_[1] against classes_[0]
+            icpt[(2, 3, 4).index(m.classes_[0])] = 0.0
+            coef[(2, 3, 4).index(m.classes_[1])], icpt[(2, 3, 4).index(m.classes_[1])] = m.coef_[0], m.intercept_[0]
+        else:
+            for row, c in enumerate(m.classes_):
+                coef[(2, 3, 4).index(c)], icpt[(2, 3, 4).index(c)] = m.coef_[row], m.intercept_[row]
+        return coef, icpt
+
+    out, right = {}, np.zeros(y.size, bool)
+    for k in range(FOLDS):
+        m = LogisticRegression(C=c_reg, max_iter=5000).fit(X[folds != k], y[folds != k])
+        out[k] = full(m)
+        right[folds == k] = m.predict(X[folds == k]) == y[folds == k]
+    m = LogisticRegression(C=c_reg, max_iter=5000).fit(X, y)
+    print(f"\nbeats-per-bar classifier: {y.size} renders with the tempo right ({dict(Counter(y.tolist()))}), "
+          f"cross-validated accuracy {right.mean():.3f} (always 4: {np.mean(y == 4):.3f}); per class "
+          + ", ".join(f"{c}: {right[y == c].mean():.2f}" for c in sorted(set(y.tolist()))))
+    coef, icpt = full(m)
+    print("METRE_COEF = np.array(" + repr(np.round(coef, 4).tolist()) + ")")
+    print("METRE_INTERCEPT = np.array(" + repr(np.round(icpt, 4).tolist()) + ")")
+    print("METRE_FEATURE_LO = np.array(" + repr(np.round(lo, 4).tolist()) + ")")
+    print("METRE_FEATURE_HI = np.array(" + repr(np.round(hi, 4).tolist()) + ")")
+    return out
+
+
+LEAD_GRID = dict(rise_fraction=(0.1, 0.25, 0.5), window_frames=(8, 12), constant_frames=(0, 1, 2), extra_frames=(0, 1))
+PHASE_GRID = (0.0, 0.5, 1.0)
+
+
+def _cv_choice(table: np.ndarray, folds: np.ndarray, labels: list) -> tuple[float, list, int]:
+    """``table`` (items x options) of per-item scores: per fold the option with the best mean
+    on the other folds; (held-out mean, per-fold choices, best option on all folds)."""
+    held = np.zeros(table.shape[0])
+    chosen = []
+    for k in range(FOLDS):
+        j = int(np.nanargmax(np.nanmean(table[folds != k], axis=0)))
+        chosen.append(labels[j])
+        held[folds == k] = table[folds == k, j]
+    return float(np.nanmean(held)), chosen, int(np.nanargmax(np.nanmean(table, axis=0)))
+
+
+def search_lead(items, feats, per_fold=None) -> None:
+    """Grid searches of the beat-time lead (rhythm.beat_lead_frames: ATTACK_RISE_FRACTION x
+    ATTACK_WINDOW_FRAMES x BEAT_LEAD_FRAMES over LEAD_GRID) and of the compound re-phasing
+    cues (rhythm.COMPOUND_PHASE_WEIGHTS over PHASE_GRID per cue), each for the mean beat
+    F-measure of the development renders (the compound search: those whose first metre
+    estimate is compound), 5-fold cross-validated by piece. The rest of the pipeline is
+    ``new`` (with ``--fit-octave``, each fold's own metrical-level classifier)."""
+    import itertools
+
+    from musicaas_analyzer import rhythm as R
+
+    rows = []
+    for it, f in zip(items, feats):
+        if not it.meta.get("beats_ref"):
+            continue
+        if per_fold is not None:
+            R.OCTAVE_COEF, R.OCTAVE_INTERCEPT = per_fold[fold_of(it.meta)]
+        oenv, chroma = f["oenv"], f["chroma"]
+        ev = R.tempo_evidence(oenv, chroma)
+        beats, start, _ = R.beats_and_tempo(oenv, chroma, ev)
+        bt = beats / R.FRAME_RATE_HZ - R.beat_lead_frames(oenv, beats) / R.FRAME_RATE_HZ
+        tempo = R.refined_tempo(bt, start) if bt.size else 0.0
+        conf = R.tempo_confidence(R.pulse_clarity(oenv, tempo), bt, tempo)
+        meter = R.estimate_meter(oenv, chroma, f["mel_db"], beats, conf)
+        _, final = R.metre_and_phase(oenv, chroma, f["mel_db"], beats, conf)
+        rows.append(dict(fold=fold_of(it.meta), family=it.meta["family"], ref=it.meta["beats_ref"], oenv=oenv, chroma=chroma, beats=beats,
+                         final=final, compound=meter.subdivision == 3))
+    folds = np.array([r["fold"] for r in rows])
+
+    combos = list(itertools.product(*LEAD_GRID.values()))
+    table = np.full((len(rows), len(combos) + 1), np.nan)
+    for i, r in enumerate(rows):
+        table[i, -1] = protocol.f_measure(r["ref"], r["final"] / R.FRAME_RATE_HZ)  # no lead
+        for j, (fr, win, c, x) in enumerate(combos):
+            lead = R.beat_lead_frames(r["oenv"], r["beats"], fr, win, c, x)
+            table[i, j] = protocol.f_measure(r["ref"], (r["final"] - lead) / R.FRAME_RATE_HZ)
+    labels = combos + ["none"]
+    cur = labels.index((R.ATTACK_RISE_FRACTION, R.ATTACK_WINDOW_FRAMES, R.BEAT_LEAD_FRAMES, R.RISE_EXTRA_FRAMES))
+    cv, chosen, best = _cv_choice(table, folds, labels)
+    means = np.nanmean(table, axis=0)
+    print(f"\nbeat-time lead search ({len(rows)} renders; (rise fraction, window, constant, extra)): no lead {means[-1]:.3f}; "
+          f"current {labels[cur]} {means[cur]:.3f}; best on all folds {labels[best]} {means[best]:.3f}; "
+          f"cross-validated {cv:.3f}, per fold {chosen}")
+    order = np.argsort(-means)[:6]
+    print("  top: " + ", ".join(f"{labels[j]} {means[j]:.3f}" for j in order))
+    fams = np.array([r["family"] for r in rows])
+    for c, x in ((0, 0), (1, 0), (2, 0), (1, 1)):
+        j = labels.index((R.ATTACK_RISE_FRACTION, R.ATTACK_WINDOW_FRAMES, c, x))
+        print(f"  constant {c}, extra {x}: {means[j]:.3f}; " + ", ".join(
+            f"{fam} {np.nanmean(table[fams == fam, j]):.3f}" for fam in sorted(set(fams))))
+
+    # the best constant by the measured rise (is the constant needed where the onset profile
+    # shows no rise, as on clean synthetic tones?)
+    rise = np.array([R.beat_lead_frames(r["oenv"], r["beats"], R.ATTACK_RISE_FRACTION, R.ATTACK_WINDOW_FRAMES, 0, 0)
+                     for r in rows])
+    for lo, hi in ((-9, 0), (1, 1), (2, 2), (3, 99)):
+        sel = (rise >= lo) & (rise <= hi)
+        if sel.any():
+            fs = [np.nanmean([protocol.f_measure(rows[i]["ref"], (rows[i]["final"] - rise[i] - c) / R.FRAME_RATE_HZ)
+                              for i in np.nonzero(sel)[0]]) for c in (0, 1, 2, 3)]
+            print(f"  rise {lo}..{hi} frames: n={sel.sum()}, beat F with constant 0/1/2/3: "
+                  + " / ".join(f"{v:.3f}" for v in fs))
+
+    comp = [i for i, r in enumerate(rows) if r["compound"]]
+    wgrid = [w for w in itertools.product(PHASE_GRID, repeat=3) if any(w)]
+    ptable = np.full((len(comp), len(wgrid) + 1), np.nan)
+    for a, i in enumerate(comp):
+        r = rows[i]
+        lead = R.beat_lead_frames(r["oenv"], r["beats"])
+        ptable[a, -1] = protocol.f_measure(r["ref"], (r["beats"] - lead) / R.FRAME_RATE_HZ)  # not moved
+        for j, w in enumerate(wgrid):
+            moved = R.compound_phase(r["chroma"], r["beats"], r["oenv"], w)
+            ptable[a, j] = protocol.f_measure(r["ref"], (moved - lead) / R.FRAME_RATE_HZ)
+    plabels = wgrid + ["not moved"]
+    cv, chosen, best = _cv_choice(ptable, folds[comp], plabels)
+    means = np.nanmean(ptable, axis=0)
+    cur = plabels.index(tuple(float(x) for x in R.COMPOUND_PHASE_WEIGHTS))
+    print(f"compound re-phasing search ({len(comp)} renders called compound; weights (harmonic change, chord "
+          f"novelty, onset)): not moved {means[-1]:.3f}; current {plabels[cur]} {means[cur]:.3f}; best on all "
+          f"folds {plabels[best]} {means[best]:.3f}; cross-validated {cv:.3f}, per fold {chosen}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--every", type=int, default=1, help="every k-th development item")
@@ -314,6 +482,13 @@ def main(argv=None) -> int:
     ap.add_argument("--search", action="store_true", help="also search EVIDENCE_WEIGHTS")
     ap.add_argument("--fit-octave", action="store_true",
                     help="fit the metrical-level classifier; 'new' then uses each fold's own fit")
+    ap.add_argument("--octave-c", type=float, default=1.0, help="inverse regularisation of the --fit-octave fit")
+    ap.add_argument("--fit-metre", action="store_true",
+                    help="fit the beats-per-bar classifier; 'new' then uses each fold's own fit")
+    ap.add_argument("--metre-c", type=float, default=1.0, help="inverse regularisation of the --fit-metre fit")
+    ap.add_argument("--metre-34", action="store_true", help="--fit-metre on 3 against 4 only (2/4 counted as 4)")
+    ap.add_argument("--search-lead", action="store_true",
+                    help="also the grid searches of the beat-time lead and of the compound re-phasing cues")
     args = ap.parse_args(argv)
     import warnings
 
@@ -321,7 +496,9 @@ def main(argv=None) -> int:
     items = devcache.items(every=args.every)
     feats = [features(it) for it in items]
     systems = ([("baseline", baseline)] if not args.no_baseline else []) + [("new", new)]
-    per_fold = fit_octave(items, feats) if args.fit_octave else None
+    per_fold = fit_octave(items, feats, args.octave_c) if args.fit_octave else None
+    metre_fold = (fit_metre(items, feats, per_fold, args.metre_c, (3, 4) if args.metre_34 else (2, 3, 4))
+                  if args.fit_metre else None)
     scores = []
     for name, fn in systems:
         t0 = time.perf_counter()
@@ -331,6 +508,10 @@ def main(argv=None) -> int:
                 from musicaas_analyzer import rhythm as R
 
                 R.OCTAVE_COEF, R.OCTAVE_INTERCEPT = per_fold[fold_of(it.meta)]
+            if name == "new" and metre_fold is not None:  # the metre model fitted without this fold
+                from musicaas_analyzer import rhythm as R
+
+                R.METRE_COEF, R.METRE_INTERCEPT = metre_fold[fold_of(it.meta)]
             est = fn(f)
             rows.append(score_row(it.meta, est))
             if name == "new" and it.meta.get("beats_ref"):
@@ -341,6 +522,8 @@ def main(argv=None) -> int:
     fit_temperature(scores)
     if args.search:
         search_weights(items, feats)
+    if args.search_lead:
+        search_lead(items, feats, per_fold)
     return 0
 
 

@@ -129,3 +129,29 @@ def test_candidate_weights_are_probabilities_best_first():
     c = r.tempo_candidates
     assert 1 <= len(c) <= 3 and sum(x.weight for x in c) == pytest.approx(1.0)
     assert c[0].tempo_bpm == r.tempo_bpm and c[0].weight >= max(x.weight for x in c[1:] or c[:1])
+
+
+def test_tatums_start_on_the_reported_beats():
+    """Each beat's first tatum is the reported beat (not the tracked frame, which the reported
+    beat leads by the attack), and the tatums divide each beat interval evenly."""
+    _, y = _piece(100.0, 40, sub=2, attack_s=0.05)
+    r = analyze_signal(y, sample_rate_hz=SR)
+    beats = np.array([b.start_s for b in r.beats])
+    tatums = np.array([t.start_s for t in r.tatums])
+    assert beats.size >= 20
+    sub = (tatums.size - 1) // (beats.size - 1)
+    assert sub in (2, 3) and tatums.size == sub * (beats.size - 1) + 1
+    assert np.allclose(tatums[::sub], beats, atol=1e-6)
+    steps = np.diff(tatums).reshape(-1, sub)
+    assert np.allclose(steps, np.diff(beats)[:, None] / sub, atol=1e-6)
+
+
+def test_accented_three_four_gives_three():
+    """A new chord on every beat, the downbeat louder and with a bass note, 3 beats a bar: the
+    3-against-4 model (rhythm.METRE_COEF) says 3 where the former periodicity threshold said 4."""
+    ref, y = _piece(90.0, 60, beats_per_bar=3, accent=2.0)
+    r = analyze_signal(y, sample_rate_hz=SR)
+    assert r.tempo_bpm == pytest.approx(90.0, rel=0.04)
+    assert r.time_signature == 3
+    bars = np.array([b.start_s for b in r.bars])
+    assert bars.size >= 15 and np.allclose(np.diff(bars)[:-1], 3 * 60.0 / 90.0, atol=0.05)

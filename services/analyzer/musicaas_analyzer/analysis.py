@@ -494,7 +494,9 @@ def _analyse_mono(y: np.ndarray, profile: LoudnessProfile, loudness_lufs: float,
         downbeat_frames = beats[idx]
     if beats.size >= 2:
         tatum_pos, _sub = _rhythm.tatum_frames(oenv, beats)
-        tatum_s = tatum_pos / frame_rate
+        # on the reported beat times (which lead the tracked frames, rhythm step 2b): each
+        # beat's first tatum is the beat, the others divide the reported beat interval
+        tatum_s = np.interp(tatum_pos, beats.astype(np.float64), beat_times)
         tatum_ends = np.concatenate([tatum_s[1:], [min(duration_s, tatum_s[-1] + period_s / max(_sub, 1))]])
         tatum_conf = _rhythm.onset_salience(oenv, np.clip(np.round(tatum_pos).astype(np.int64), 0, n_frames - 1))
         out["tatums"] = _intervals(tatum_s, tatum_ends, tatum_conf)
