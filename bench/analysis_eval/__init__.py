@@ -87,7 +87,7 @@ Tuning
 ------
 Constants of the analyzer are tuned on :mod:`devcache` only: the development part's renders
 (400 chorale and 376 folk renders of development pieces, planned like the evaluation's but
-from more pieces), rendered once into ``CACHE/analysis_eval/dev-audio-v1/``
+from more pieces), rendered once into ``CACHE/analysis_eval/dev-audio-v2/``
 (``python bench/analysis_eval/devcache.py build``). ``bench/tune_key.py`` and
 ``bench/tune_rhythm.py`` read it, with cross-validation by piece inside it.
 

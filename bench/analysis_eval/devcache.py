@@ -4,7 +4,7 @@ Tuning reads this cache and never the held-out part: :func:`build` plans renders
 more pieces than the evaluation plays, then **keeps only the development part's renders**
 (``protocol.split_of``) and the development part's real recordings. Each item is one
 ``<item>.npz`` (``y``: float32 mono at :data:`sources.SR`) and one line of ``index.jsonl``
-(its references and render plan) in ``CACHE/analysis_eval/dev-audio-v1/``.
+(its references and render plan) in ``CACHE/analysis_eval/dev-audio-v2/`` (v2: a third of the renders with drums).
 
     python bench/analysis_eval/devcache.py build      # ~10 minutes on 2 cores, ~1.5 GB
     python bench/analysis_eval/devcache.py stats
@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # run as a script
 
 from . import protocol, sources  # noqa: E402
 
-DIR = sources.CACHE / "analysis_eval" / "dev-audio-v1"
+DIR = sources.CACHE / "analysis_eval" / "dev-audio-v2"
 #: Pieces planned (both parts; only the development half is kept) and renders per piece.
 N_CHORALES, N_FOLK, N_FOLK_METRES, RENDERS = 400, 240, 160, 2
 
@@ -71,6 +71,7 @@ def _task(task) -> dict | None:
         meta = {"item": plan.item_id, "split": plan.split, "kind": piece.kind, "family": plan.family,
                 "source": plan.source, "dynamics": plan.dynamics, "reverb": plan.reverb, "detune": plan.detune_cents,
                 "transpose": plan.transpose, "programs": list(plan.programs), "metre_text": piece.metre_text,
+                "drums": plan.drums,
                 "beat_q": piece.beat_q, **{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in refs.items()}}
     else:
         _, rec = task
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
 
     its = items()
     print(f"{len(its)} items")
-    for field in ("kind", "family", "source", "metre_text"):
+    for field in ("kind", "family", "source", "metre_text", "drums"):
         print(field, dict(Counter(i.meta.get(field) for i in its)))
     return 0
 

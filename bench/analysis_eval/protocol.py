@@ -85,13 +85,19 @@ class RenderPlan:
     dynamics: str
     reverb: str
     detune_cents: float
+    drums: bool = False  # a General MIDI drum kit plays the metre along (sources.drum_notes)
+
+
+#: Share of renders that get a drum kit (real music mostly has one; the pieces have none).
+DRUMS_SHARE = 1 / 3
 
 
 def plan_renders(pieces, families_by_source: dict[str, dict[str, tuple[tuple[int, int], ...]]], *,
                  renders_per_piece: int, seen: frozenset[str] = frozenset()) -> list[RenderPlan]:
     """The render plan of ``pieces`` (a sequence of piece ids, in selection order).
 
-    Sources rotate over renders; within a source and a split, families cycle (from an offset
+    Sources rotate over renders; a third of the renders (:data:`DRUMS_SHARE`) add a drum kit;
+    within a source and a split, families cycle (from an offset
     that depends on both) and
     tempi cycle with a stride of 5 (coprime with the 12 tempi), so that every source meets
     every family and every tempo in both parts. Transposition, dynamics, reverb, detuning
@@ -125,6 +131,7 @@ def plan_renders(pieces, families_by_source: dict[str, dict[str, tuple[tuple[int
                 dynamics=DYNAMICS[rng.randrange(len(DYNAMICS))][0],
                 reverb=REVERBS[rng.randrange(len(REVERBS))][0],
                 detune_cents=round(rng.uniform(-DETUNE_CENTS, DETUNE_CENTS), 2),
+                drums=rng.random() < DRUMS_SHARE,  # drawn last: the earlier draws stay as they were
             ))
     return plans
 

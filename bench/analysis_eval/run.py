@@ -123,7 +123,8 @@ def process(task) -> dict:
         y, refs = render_item(piece, plan)
         row = {"item": plan.item_id, "split": plan.split, "family": plan.family, "source": plan.source,
                "kind": piece.kind, "dynamics": plan.dynamics, "reverb": plan.reverb, "detune": plan.detune_cents,
-               "transpose": plan.transpose, "programs": list(plan.programs), "metre_text": piece.metre_text}
+               "transpose": plan.transpose, "programs": list(plan.programs), "metre_text": piece.metre_text,
+               "drums": plan.drums}
     else:
         _, rec, split = task
         y = sources.load_recording(rec)
@@ -164,7 +165,7 @@ def _groups(row: dict):
     if row["kind"] == "real":
         return ["real recordings"]
     return [row["family"], f"src {row['source'].split('/')[0]}", f"{row['kind']}s", f"metre {row['metre_text']}",
-            "all renders"]
+            "with drums" if row.get("drums") else "without drums", "all renders"]
 
 
 def _print_tables(rows: list[dict], attack: dict[str, float], systems) -> None:
@@ -172,7 +173,7 @@ def _print_tables(rows: list[dict], attack: dict[str, float], systems) -> None:
     slowest = max(attack, key=attack.get) if attack else None
     groups = families + sorted({f"src {r['source'].split('/')[0]}" for r in rows if r["kind"] != "real"}) + \
         ["chorales", "folks"] + [f"metre {m}" for m in ("4/4", "3/4", "2/4", "6/8") if any(r.get("metre_text") == m for r in rows)] + \
-        ["all renders", "real recordings"]
+        ["with drums", "without drums", "all renders", "real recordings"]
     T = protocol.TARGETS
 
     def below(limit_all=None, limit_family=None, limit_real=None, slowest_limit=None):

@@ -356,8 +356,44 @@ SOURCES = {
 }
 
 
+#: The "program" of drum notes in the note lists: General MIDI percussion (channel 10), key = instrument.
+DRUM_PROGRAM = 128
+#: General MIDI percussion keys of the kit.
+KICK, SNARE, CLOSED_HAT = 36, 38, 42
+
+
+def drum_notes(piece: Piece, spq: float, cap_s: float, rng) -> list[tuple[float, float, int, int, int]]:
+    """A plain drum kit playing the piece's metre from its first bar line to its last note
+    (within ``cap_s``): kick on the downbeat (and on beat 3 of 4/4), snare on the other beats of
+    2/4 and 4/4 and on beats 2-3 of 3/4 (softer), closed hi-hat on every eighth note; in 6/8 the
+    kick on beat 1, the snare on beat 2 (dotted quarters), the hat on every eighth.
+    (onset_s, duration_s, key, velocity, DRUM_PROGRAM) tuples; velocities jitter by +-6."""
+    end_q = min(max(n[0] + n[1] for n in piece.notes), cap_s / spq)
+    first_q = min(n[0] for n in piece.notes)
+    bar_q = piece.beats_per_bar * piece.beat_q
+    out = []
+
+    def hit(q: float, key: int, vel: int) -> None:
+        if first_q - 1e-6 <= q < end_q:
+            out.append((q * spq, 0.1, key, int(np.clip(vel + rng.randint(-6, 6), 1, 127)), DRUM_PROGRAM))
+
+    bar = np.floor(first_q / bar_q) * bar_q
+    while bar < end_q:
+        for b in range(piece.beats_per_bar):
+            q = bar + b * piece.beat_q
+            if b == 0 or (piece.beats_per_bar == 4 and b == 2):
+                hit(q, KICK, 96)
+            else:
+                hit(q, SNARE, 84 if piece.beats_per_bar != 3 else 60)
+        for e in np.arange(bar, bar + bar_q - 1e-9, 0.5):
+            hit(float(e), CLOSED_HAT, 56)
+        bar += bar_q
+    return out
+
+
 def notes_for(piece: Piece, plan: protocol.RenderPlan, *, cap_s: float = protocol.CAP_S):
-    """(onset_s, duration_s, pitch, velocity, program) of a render (before detuning)."""
+    """(onset_s, duration_s, pitch, velocity, program) of a render (before detuning); with
+    ``plan.drums``, the kit of :func:`drum_notes` too (program :data:`DRUM_PROGRAM`)."""
     rng = protocol.item_rng(plan.item_id + ":velocity")
     vel = dict((d[0], d[1]) for d in protocol.DYNAMICS)[plan.dynamics]
     spq = 60.0 / (protocol.beat_tempo(plan.tempo_bpm, piece.beat_q) * piece.beat_q)
@@ -370,6 +406,8 @@ def notes_for(piece: Piece, plan: protocol.RenderPlan, *, cap_s: float = protoco
         bar_q = piece.beats_per_bar * piece.beat_q
         v = int(np.clip(vel + rng.randint(-8, 8) + (6 if abs(onset_q % bar_q) < 1e-6 else 0), 1, 127))
         out.append((onset_q * spq, max(dur_q * spq - 0.01, 0.02), p, v, program))
+    if plan.drums:
+        out.extend(drum_notes(piece, spq, cap_s, protocol.item_rng(plan.item_id + ":drums")))
     return out
 
 
@@ -384,7 +422,8 @@ def render_timgm(notes) -> np.ndarray:
     tracks = {}
     for onset, dur, pitch, vel, program in notes:
         if program not in tracks:
-            tracks[program] = symusic.Track(name=f"p{program}", program=program)
+            drum = program == DRUM_PROGRAM
+            tracks[program] = symusic.Track(name=f"p{program}", program=0 if drum else program, is_drum=drum)
         tracks[program].notes.append(symusic.Note(int(round(onset * 960)), max(1, int(round(dur * 960))), pitch, vel))
     for t in tracks.values():
         score.tracks.append(t)
@@ -437,11 +476,12 @@ class FluidSynth:
         lib, synth = self._lib, self._synth
         lib.fluid_synth_system_reset(synth)
         channels = {}
-        for program in sorted({n[4] for n in notes}):
+        for program in sorted({n[4] for n in notes} - {DRUM_PROGRAM}):
             ch = len(channels)
             ch = ch if ch < 9 else ch + 1  # skip the drum channel
             channels[program] = ch
             lib.fluid_synth_program_change(synth, ch, program)
+        channels[DRUM_PROGRAM] = 9  # General MIDI percussion: fluidsynth's channel 10 holds the drum bank
         events = []
         for onset, dur, pitch, vel, program in notes:
             events.append((onset, 1, channels[program], pitch, vel))

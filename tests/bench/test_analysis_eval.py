@@ -162,3 +162,20 @@ def test_six_eight_tune_is_parsed_with_its_pickup_padded():
     assert onsets[0] == 2.5 and onsets[1] == 3.0  # the eighth-note pickup ends on the bar line at 3 q
     abc44 = "X:1\nT:t\nM:4/4\nL:1/4\nK:G\nGABc|d4|]\n"
     assert sources._parse_metre_tune(data, music21.converter.parse(abc44, format="abc"), "t") is None
+
+
+def test_drum_kit_plays_the_metre():
+    import random
+
+    sources = importlib.import_module("analysis_eval.sources")
+    four = sources.Piece("folk:x", "folk", "C major", 4, ((0.0, 8.0, 60),))
+    hits = sources.drum_notes(four, 0.5, 40.0, random.Random(0))  # 120 BPM: 0.5 s per quarter
+    by_key = {k: sorted(round(h[0], 3) for h in hits if h[2] == k) for k in (sources.KICK, sources.SNARE, sources.CLOSED_HAT)}
+    assert by_key[sources.KICK] == [0.0, 1.0, 2.0, 3.0]  # beats 1 and 3 of two bars
+    assert by_key[sources.SNARE] == [0.5, 1.5, 2.5, 3.5]
+    assert by_key[sources.CLOSED_HAT] == [0.25 * i for i in range(16)]
+    assert all(h[4] == sources.DRUM_PROGRAM and 1 <= h[3] <= 127 for h in hits)
+    six = sources.Piece("folk:y", "folk", "C major", 2, ((0.0, 6.0, 60),), beat_q=1.5, metre="6/8")
+    hits = sources.drum_notes(six, 0.5, 40.0, random.Random(0))
+    assert sorted(round(h[0], 3) for h in hits if h[2] == sources.KICK) == [0.0, 1.5]  # one per 6/8 bar
+    assert sorted(round(h[0], 3) for h in hits if h[2] == sources.SNARE) == [0.75, 2.25]  # the second dotted quarter
