@@ -35,6 +35,46 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range of ephemeral ports (``/proc/sys/net/ipv4/ip_local_port_range``;
+    32768-60999, Linux's default, where it cannot be read)."""
+    try:
+        lo, hi = (int(v) for v in open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[:2])
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port_range(count: int, host: str = "127.0.0.1", *, lowest: int = 10000, highest: int | None = None) -> int:
+    """The first of ``count`` consecutive TCP ports that were free a moment ago on ``host``,
+    chosen below the ephemeral range: a base taken from it (like :func:`free_port`'s) can
+    lose one of its ports to any outgoing connection's source port before a server binds it.
+    The range lies within [``lowest``, ``highest``) (``highest``: the ephemeral range's start).
+
+    Raises
+    ------
+    RuntimeError
+        When no free range was found in 200 random tries.
+    """
+    import random
+
+    lo, _hi = ephemeral_port_range()
+    top = (lo if highest is None else highest) - count + 1
+    if top <= lowest:
+        raise RuntimeError(f"no room for {count} ports in [{lowest}, {top + count - 1})")
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(lowest, top)
+        try:
+            for port in range(base, base + count):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind((host, port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError(f"no {count} consecutive free ports below {lo} on {host}")
+
+
 def port_open(host: str, port: int, *, timeout_s: float = 0.5) -> bool:
     """Whether ``host:port`` accepts a TCP connection now."""
     try:

@@ -250,24 +250,11 @@ def test_musicaas_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
     import os
     import signal
 
-    import socket
-
-    from musicaas.runtime.procs import free_port
+    from musicaas.runtime.procs import free_port_range
 
     from musicaas_cli.stack import StackPorts
 
-    def range_is_free(start: int) -> bool:
-        for port in range(start, start + StackPorts.count()):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    return False
-        return True
-
-    base = free_port()
-    while not range_is_free(base):
-        base = free_port()
+    base = free_port_range(StackPorts.count())
     proc = subprocess.Popen(
         [sys.executable, "-m", "musicaas_cli", "up", "--state-dir", str(tmp_path / "state"), "--port-base", str(base)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
