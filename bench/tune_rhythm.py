@@ -105,18 +105,26 @@ def baseline_meter(oenv, chroma, mel_db, beats, conf):
     return m, int(np.argmax([accent[p::m].mean() for p in range(m)]))
 
 
-def new(f) -> dict:
-    """The rhythm steps of analysis.py now."""
-    import librosa
-
+def tracked(f) -> tuple:
+    """Steps 1-4 of analysis.py on an item's cached features: the tracked beat frames, the
+    tempo candidates, the reported beat times (s, led by the attack), the tempo (BPM), the
+    tempo confidence and the rhythm.TempoEvidence."""
     from musicaas_analyzer import rhythm as R
 
     oenv, chroma = f["oenv"], f["chroma"]
     ev = R.tempo_evidence(oenv, chroma)
     beats, start, cands = R.beats_and_tempo(oenv, chroma, ev)
-    bt = librosa.frames_to_time(beats, sr=R.SAMPLE_RATE_HZ, hop_length=R.HOP) - R.beat_lead_frames(oenv, beats) / R.FRAME_RATE_HZ
+    bt = beats / R.FRAME_RATE_HZ - R.beat_lead_frames(oenv, beats) / R.FRAME_RATE_HZ
     tempo = R.refined_tempo(bt, start) if bt.size else 0.0
-    conf = R.tempo_confidence(R.pulse_clarity(oenv, tempo), bt, tempo)
+    return beats, cands, bt, tempo, R.tempo_confidence(R.pulse_clarity(oenv, tempo), bt, tempo), ev
+
+
+def new(f) -> dict:
+    """The rhythm steps of analysis.py now."""
+    from musicaas_analyzer import rhythm as R
+
+    oenv, chroma = f["oenv"], f["chroma"]
+    beats, cands, bt, tempo, conf, ev = tracked(f)
     meter, moved = R.metre_and_phase(oenv, chroma, f["mel_db"], beats, conf)
     if moved is not beats:
         bt = bt + (moved - beats) / R.FRAME_RATE_HZ
@@ -334,15 +342,10 @@ def fit_metre(items, feats, per_fold_octave=None, c_reg: float = 1.0, classes=(2
             continue
         if per_fold_octave is not None:
             R.OCTAVE_COEF, R.OCTAVE_INTERCEPT = per_fold_octave[fold_of(it.meta)]
-        oenv, chroma = f["oenv"], f["chroma"]
-        ev = R.tempo_evidence(oenv, chroma)
-        beats, start, _ = R.beats_and_tempo(oenv, chroma, ev)
-        if beats.size < R.MIN_BEATS_FOR_METER:
+        beats, _, _, tempo, _, _ = tracked(f)
+        if beats.size < R.MIN_BEATS_FOR_METER or protocol.tempo_relation(tempo, it.meta["bpm_ref"]) != "exact":
             continue
-        tempo = R.refined_tempo(beats * (R.HOP / R.SAMPLE_RATE_HZ), start)
-        if protocol.tempo_relation(tempo, it.meta["bpm_ref"]) != "exact":
-            continue
-        X.append(R.metre_features(oenv, chroma, f["mel_db"], beats))
+        X.append(R.metre_features(f["oenv"], f["chroma"], f["mel_db"], beats))
         y.append(bpb if bpb in classes else 4)
         folds.append(fold_of(it.meta))
     X, y, folds = np.array(X), np.array(y), np.array(folds)
@@ -411,11 +414,7 @@ def search_lead(items, feats, per_fold=None) -> None:
         if per_fold is not None:
             R.OCTAVE_COEF, R.OCTAVE_INTERCEPT = per_fold[fold_of(it.meta)]
         oenv, chroma = f["oenv"], f["chroma"]
-        ev = R.tempo_evidence(oenv, chroma)
-        beats, start, _ = R.beats_and_tempo(oenv, chroma, ev)
-        bt = beats / R.FRAME_RATE_HZ - R.beat_lead_frames(oenv, beats) / R.FRAME_RATE_HZ
-        tempo = R.refined_tempo(bt, start) if bt.size else 0.0
-        conf = R.tempo_confidence(R.pulse_clarity(oenv, tempo), bt, tempo)
+        beats, _, _, _, conf, _ = tracked(f)
         meter = R.estimate_meter(oenv, chroma, f["mel_db"], beats, conf)
         _, final = R.metre_and_phase(oenv, chroma, f["mel_db"], beats, conf)
         rows.append(dict(fold=fold_of(it.meta), family=it.meta["family"], ref=it.meta["beats_ref"], oenv=oenv, chroma=chroma, beats=beats,

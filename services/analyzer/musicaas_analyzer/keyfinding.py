@@ -372,7 +372,7 @@ class KeyFrames:
     ----------
     chroma, bass : np.ndarray [shape=(12, t)], float64, >= 0
         The square-root max-pooled semitone chroma of all semitones / of the bass register
-        (C2 to B3), not normalised (the same as :func:`chromagram_with_bass`).
+        (C2 to B3), not normalised (the pooling of :func:`chromagram`).
     features : np.ndarray [shape=(len(MODEL_CHANNELS), 12, t)]
         The key model's per-frame inputs: the full, bass, middle (C4-B4) and high (C5-C7)
         register chromas divided by the frame's full-chroma norm, and the one-hot best triad
@@ -452,19 +452,6 @@ def key_frames(y: np.ndarray, sample_rate_hz: int) -> KeyFrames:
     return key_frames_from_stft(S, sample_rate_hz, n_fft)
 
 
-def chromagram_with_bass(y: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """:func:`chromagram`, plus the chroma of the bass register alone (C2 to B3, MIDI 36-59).
-
-    Returns
-    -------
-    chroma : np.ndarray [shape=(12, t)], float64, >= 0
-    bass : np.ndarray [shape=(12, t)], float64, >= 0
-    tuning : float, semitones
-    """
-    kf = key_frames(y, sample_rate_hz)
-    return kf.chroma, kf.bass, kf.tuning
-
-
 def chromagram(y: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, float]:
     """Semitone chroma per long-window frame (index 0 = C) and the tuning offset used.
 
@@ -478,8 +465,8 @@ def chromagram(y: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, float]:
     chroma : np.ndarray [shape=(12, t)], float64, >= 0, square-root magnitudes, not normalised
     tuning : float, semitones
     """
-    chroma, _bass, tuning = chromagram_with_bass(y, sample_rate_hz)
-    return chroma, tuning
+    kf = key_frames(y, sample_rate_hz)
+    return kf.chroma, kf.tuning
 
 
 def semitone_chroma(y: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, float]:

@@ -274,18 +274,29 @@ def _dft_curve(x: np.ndarray, bpm: np.ndarray, tol: float) -> np.ndarray:
     return np.interp(pts, freqs_bpm, spec, left=0.0, right=0.0).max(axis=0)
 
 
-def tempo_evidence(oenv: np.ndarray, chroma: np.ndarray, onset_strength: np.ndarray | None = None) -> TempoEvidence:
-    """Score every tempo of :data:`TEMPO_GRID_BPM` (module docstring, step 1).
+def tempo_evidence(oenv: np.ndarray, chroma: np.ndarray) -> TempoEvidence:
+    """Score every tempo of :data:`TEMPO_GRID_BPM` (module docstring, step 1): the log-normal
+    prior (Moelants & McKinney 2004) plus the weighted logs (:data:`EVIDENCE_WEIGHTS`) of the
+    ACF tempogram support (librosa's tempogram) and the whole-track DFT support (Peeters 2007)
+    of the detrended onset strength and of the detrended harmonic novelty (Goto & Muraoka 1999).
 
-    ``onset_strength`` is the detrended onset envelope's :func:`tempogram` strength when the
-    caller already has it."""
+    Parameters
+    ----------
+    oenv : np.ndarray [shape=(t,)], float
+        Onset strength per short-STFT frame (:data:`FRAME_RATE_HZ`).
+    chroma : np.ndarray [shape=(12, t)], float >= 0
+        Short-window chroma on the same frames.
+
+    Returns
+    -------
+    TempoEvidence
+        ``grid_bpm`` (BPM) and ``score`` (log units, higher is better), both shape (n_grid,).
+    """
     det = detrended(oenv)
     nov = detrended(chord_novelty(chroma)) if chroma.shape[1] else np.zeros_like(det)
-    if onset_strength is None:
-        onset_strength = tempogram(det).strength
     grid = TEMPO_GRID_BPM
     curves = (
-        _acf_curve(onset_strength, grid, ACF_TOLERANCE),
+        _acf_curve(tempogram(det).strength, grid, ACF_TOLERANCE),
         _acf_curve(tempogram(nov).strength, grid, ACF_TOLERANCE),
         _dft_curve(det, grid, DFT_TOLERANCE),
         _dft_curve(nov, grid, DFT_TOLERANCE),
@@ -796,7 +807,10 @@ def metre_features(oenv: np.ndarray, chroma: np.ndarray, mel_db: np.ndarray, bea
 
 
 def metre_probabilities(features: np.ndarray) -> np.ndarray:
-    """P(2), P(3), P(4) beats per bar from :data:`METRE_COEF` (features clipped to the fit's range)."""
+    """P(2), P(3), P(4) beats per bar, shape (3,), summing to 1: the softmax of
+    :data:`METRE_COEF` @ features + :data:`METRE_INTERCEPT`, the (28,) features of
+    :func:`metre_features` first clipped to the range they had in the fit
+    (METRE_FEATURE_LO / _HI). Raises ValueError (numpy) for a wrong feature length."""
     z = METRE_COEF @ np.clip(features, METRE_FEATURE_LO, METRE_FEATURE_HI) + METRE_INTERCEPT
     w = np.exp(z - z.max())
     return w / w.sum()
@@ -908,7 +922,15 @@ def compound_phase(chroma: np.ndarray, beats: np.ndarray, oenv: np.ndarray | Non
 def metre_and_phase(oenv: np.ndarray, chroma: np.ndarray, mel_db: np.ndarray, beats: np.ndarray,
                     beat_weight: float = 1.0) -> tuple[Meter, np.ndarray]:
     """:func:`estimate_meter`, and for a compound metre the beats re-phased by
-    :func:`compound_phase` (the metre then estimated again on them); (meter, beats)."""
+    :func:`compound_phase` (the metre then estimated again on them).
+
+    Parameters are those of :func:`estimate_meter` (``beats``: int frames, shape (n,)).
+
+    Returns
+    -------
+    (Meter, np.ndarray [shape=(n,)], int)
+        The metre and the beat frames to report: ``beats`` itself (the same object) unless
+        a compound metre moved them by a third of a beat."""
     meter = estimate_meter(oenv, chroma, mel_db, beats, beat_weight)
     if meter.subdivision != 3:
         return meter, beats
