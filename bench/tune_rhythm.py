@@ -14,6 +14,9 @@ CRC-32 of the piece id (the item id before '#'), so that the renders of one piec
     python bench/tune_rhythm.py --fit-octave --fit-metre --metre-c 10 --metre-34
                                                # fit METRE_COEF (3 against 4); 'new' metre
                                                # figures cross-validated by fold
+    python bench/tune_rhythm.py --fit-octave --fit-metre --metre-c 10 --metre-34 --fit-duple
+                                               # also the 2/4 rule's figures on a grid of
+                                               # DUPLE_RATIO_ / DUPLE_CONTRAST_THRESHOLD
 
 The module's current constants come from
 ``python bench/tune_rhythm.py --fit-octave --fit-metre --metre-c 10 --metre-34 --search-lead``
@@ -380,6 +383,67 @@ def fit_metre(items, feats, per_fold_octave=None, c_reg: float = 1.0, classes=(2
     return out
 
 
+DUPLE_VARIANTS = ("bass", "salience", "salience+bass", "salience+change+bass")
+DUPLE_GRID = np.round(np.arange(-0.5, 1.01, 0.05), 2)
+
+
+def fit_duple(items, feats, per_fold_octave=None, per_fold_metre=None) -> None:
+    """The 2/4 rule (rhythm.duple_ratio of the bass onsets: ratio > DUPLE_RATIO_THRESHOLD and
+    contrast > DUPLE_CONTRAST_THRESHOLD, among the renders the 3-against-4 model calls 4), on
+    the development renders of written 2/4 and 4/4 whose tempo came out right: per accent
+    sequence, the medians, the cross-validated accuracy of the most accurate ratio threshold
+    (per fold on the other folds), and the shares of 2/4 and of 4/4 called 2 on a grid of
+    both thresholds."""
+    from musicaas_analyzer import rhythm as R
+
+    rows = []  # (fold, is 2/4, model says 4, (ratio, contrast) per variant)
+    for it, f in zip(items, feats):
+        if not it.meta.get("beats_ref") or it.meta.get("metre_text") not in ("2/4", "4/4"):
+            continue
+        k = fold_of(it.meta)
+        if per_fold_octave is not None:
+            R.OCTAVE_COEF, R.OCTAVE_INTERCEPT = per_fold_octave[k]
+        if per_fold_metre is not None:
+            R.METRE_COEF, R.METRE_INTERCEPT = per_fold_metre[k]
+        beats, _, _, tempo, _, _ = tracked(f)
+        if beats.size < R.MIN_BEATS_FOR_METER or protocol.tempo_relation(tempo, it.meta["bpm_ref"]) != "exact":
+            continue
+        oenv, chroma, mel_db = f["oenv"], f["chroma"], f["mel_db"]
+        seq = dict(salience=R._local_max(oenv, beats), change=R.harmonic_change(chroma, beats),
+                   bass=R.bass_onsets(mel_db, beats))
+        says4 = int(np.argmax(R.metre_probabilities(R.metre_features(oenv, chroma, mel_db, beats)))) == 2
+        rows.append((k, it.meta["metre_text"] == "2/4", says4,
+                     [R.duple_ratio(tuple(seq[n] for n in v.split("+"))) for v in DUPLE_VARIANTS]))
+    folds = np.array([r[0] for r in rows])
+    is2 = np.array([r[1] for r in rows])
+    says4 = np.array([r[2] for r in rows])
+    stats = np.array([r[3] for r in rows])  # (items, variants, 2)
+    print(f"\n2/4 rule: {len(rows)} renders of 2/4 ({is2.sum()}) and 4/4 ({(~is2).sum()}) with the tempo right; "
+          f"the 3-against-4 model calls 4 for {says4[is2].mean():.2f} of 2/4 and {says4[~is2].mean():.2f} of 4/4")
+    for j, name in enumerate(DUPLE_VARIANTS):
+        x, c = stats[:, j, 0], stats[:, j, 1]
+
+        def right(t, sel, cmin=-np.inf):
+            two = says4[sel] & (x[sel] > t) & (c[sel] > cmin)
+            return np.where(is2[sel], two, ~two)
+
+        held = np.zeros(len(rows), bool)
+        for k in range(FOLDS):
+            t = DUPLE_GRID[int(np.argmax([right(t, folds != k).mean() for t in DUPLE_GRID]))]
+            held[folds == k] = right(t, folds == k)
+        print(f"  {name:<22} ratio median 2/4 {np.median(x[is2]):+.2f}, 4/4 {np.median(x[~is2]):+.2f}; best ratio "
+              f"threshold cross-validated: accuracy {held.mean():.3f} (2/4 {held[is2].mean():.2f}, 4/4 "
+              f"{held[~is2].mean():.2f}; never 2: {np.mean(~is2):.3f})")
+        for t in (0.7, 0.8, 0.85, 0.9):
+            print(f"    called 2 (2/4 | 4/4), ratio > {t:g} and contrast > " + ", ".join(
+                f"{cmin:g}: {right(t, is2, cmin).mean():.2f} | {1 - right(t, ~is2, cmin).mean():.3f}"
+                for cmin in (0.5, 1.0, 1.5, 2.0)))
+    j = DUPLE_VARIANTS.index("bass")
+    two = says4 & (stats[:, j, 0] > R.DUPLE_RATIO_THRESHOLD) & (stats[:, j, 1] > R.DUPLE_CONTRAST_THRESHOLD)
+    print(f"  module thresholds (bass, {R.DUPLE_RATIO_THRESHOLD:g}, {R.DUPLE_CONTRAST_THRESHOLD:g}): called 2 "
+          f"{two[is2].mean():.2f} of 2/4, {two[~is2].mean():.3f} of 4/4")
+
+
 LEAD_GRID = dict(rise_fraction=(0.1, 0.25, 0.5), window_frames=(8, 12), constant_frames=(0, 1, 2), extra_frames=(0, 1))
 PHASE_GRID = (0.0, 0.5, 1.0)
 
@@ -486,6 +550,8 @@ def main(argv=None) -> int:
                     help="fit the beats-per-bar classifier; 'new' then uses each fold's own fit")
     ap.add_argument("--metre-c", type=float, default=1.0, help="inverse regularisation of the --fit-metre fit")
     ap.add_argument("--metre-34", action="store_true", help="--fit-metre on 3 against 4 only (2/4 counted as 4)")
+    ap.add_argument("--fit-duple", action="store_true",
+                    help="choose the sequences and threshold of the 2/4 rule (rhythm.duple_ratio), cross-validated")
     ap.add_argument("--search-lead", action="store_true",
                     help="also the grid searches of the beat-time lead and of the compound re-phasing cues")
     args = ap.parse_args(argv)
@@ -498,6 +564,8 @@ def main(argv=None) -> int:
     per_fold = fit_octave(items, feats, args.octave_c) if args.fit_octave else None
     metre_fold = (fit_metre(items, feats, per_fold, args.metre_c, (3, 4) if args.metre_34 else (2, 3, 4))
                   if args.fit_metre else None)
+    if args.fit_duple:
+        fit_duple(items, feats, per_fold, metre_fold)
     scores = []
     for name, fn in systems:
         t0 = time.perf_counter()

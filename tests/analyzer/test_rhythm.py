@@ -155,3 +155,29 @@ def test_accented_three_four_gives_three():
     assert r.time_signature == 3
     bars = np.array([b.start_s for b in r.bars])
     assert bars.size >= 15 and np.allclose(np.diff(bars)[:-1], 3 * 60.0 / 90.0, atol=0.05)
+
+
+def test_accented_two_four_gives_two():
+    """A bass note and a louder chord on every other beat: 2/4, bars every 2 beats (the same
+    piece with them on every 4th beat stays 4/4)."""
+    ref, y = _piece(100.0, 60, beats_per_bar=2, accent=2.5)
+    r = analyze_signal(y, sample_rate_hz=SR)
+    assert r.tempo_bpm == pytest.approx(100.0, rel=0.04)
+    assert r.time_signature == 2
+    bars = np.array([b.start_s for b in r.bars])
+    assert bars.size >= 20 and np.allclose(np.diff(bars)[:-1], 2 * 0.6, atol=0.05)  # the last may be cut
+    _, y4 = _piece(100.0, 60, beats_per_bar=4, accent=2.5)
+    assert analyze_signal(y4, sample_rate_hz=SR).time_signature == 4
+
+
+def test_duple_ratio_tells_the_third_beat_from_the_first():
+    n = 48
+    two = np.tile([3.0, 1.0], n // 2)  # every other beat accented: 2/4
+    four = np.tile([3.0, 1.0, 2.0, 1.0], n // 4)  # a secondary accent on beat 3: 4/4
+    flat = np.ones(n)
+    r2, c2 = rhythm.duple_ratio((two,))
+    r4, c4 = rhythm.duple_ratio((four,))
+    assert r2 == pytest.approx(1.0) and c2 > rhythm.DUPLE_CONTRAST_THRESHOLD
+    assert r4 == pytest.approx(0.5) and c4 > 0
+    assert rhythm.duple_ratio((flat,)) == (0.0, 0.0)
+    assert rhythm.duple_ratio((two[:6],)) == (0.0, 0.0)  # too few beats
