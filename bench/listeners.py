@@ -1,8 +1,8 @@
 """Listener recommendations on a simulated audience over a real catalogue: the hybrid
 against each of its signals alone and against most-popular, by history length.
 
-    python bench/listeners.py    # about 2.5 min; the first run also builds the catalogue
-                                 # (8 min on 2 busy cores, cached afterwards)
+    python bench/listeners.py    # about 10 min; the first run also builds the catalogue
+                                 # (4-8 min on 2 cores, cached afterwards)
 
 Catalogue
 ---------
@@ -36,10 +36,13 @@ Background listeners (:data:`BACKGROUND`, 20-150 interactions each) are training
 Target listeners have a history of exactly 1, 5, 20 or 100 interactions; their next
 :data:`FUTURE` meetings are the future (split by time: each listener's events are in time
 order, the model sees only the past), and the relevant tracks are the future meetings with a
-positive reaction. Half the target listeners are the *development* split, on which ``k`` of
-the collaborative weight ``n / (n + k)``, the popularity share ``rho``, and ALS's confidence
+positive reaction. :data:`DEV_PER_LENGTH` target listeners per history length are the
+*development* split, on which ``k`` of
+the collaborative weight ``n / (n + k)``, the popularity share ``rho``, ``k_c`` of the content
+weight ``n / (n + k_c)``, and ALS's confidence
 slope ``alpha`` and number of factors are chosen (grid search, best mean NDCG@10 of the
-hybrid over all history lengths); the other half, the *test* split, gives the table.
+hybrid over all history lengths); the other :data:`TEST_PER_LENGTH`, the *test* split, give
+the table (with the paired standard error of the hybrid's lead).
 recall@10 = relevant tracks in the top 10 / relevant tracks; NDCG@10 with binary gains (Jarvelin & Kekalainen 2002). Played tracks are never recommended.
 
 Methods: the hybrid (:class:`ListenerRecommender`, as the service runs it), ALS alone
@@ -67,12 +70,14 @@ SEED = 20260101
 COMMUNITIES = 10
 TASTE_NOISE = 0.05
 BACKGROUND = 600
-TARGET_PER_LENGTH = 120  # half development, half test
+DEV_PER_LENGTH = 60  # development listeners per history length (the grid search)
+TEST_PER_LENGTH = 240  # test listeners per history length (the table; more: tighter errors)
 HISTORY_LENGTHS = (1, 5, 20, 100)
 FUTURE = 30
 TOP_K = 10
 K_GRID = (3.0, 10.0, 30.0, 100.0)
 RHO_GRID = (0.5, 0.75, 0.9, 1.0)
+KC_GRID = (0.0, 3.0, 10.0, 30.0)
 ALPHA_GRID = (1.0, 5.0)
 FACTORS_GRID = (8, 32)
 CACHE = Path(os.path.expanduser("~/.cache/musicaas-bench/listeners_catalogue.npz"))
@@ -172,9 +177,9 @@ def simulate(vectors: np.ndarray, rng: np.random.Generator):
 
     listeners = [make(f"bg-{j}", "background", 0, int(rng.integers(20, 151))) for j in range(BACKGROUND)]
     for h in HISTORY_LENGTHS:
-        for j in range(TARGET_PER_LENGTH):
-            split = "dev" if j % 2 == 0 else "test"
-            listeners.append(make(f"{split}-h{h}-{j}", split, h, h + FUTURE))
+        for split, count in (("dev", DEV_PER_LENGTH), ("test", TEST_PER_LENGTH)):
+            for j in range(count):
+                listeners.append(make(f"{split}-h{h}-{j}", split, h, h + FUTURE))
     return listeners
 
 
@@ -232,13 +237,14 @@ async def run(args) -> None:
 
         per_listener: dict[tuple[str, int], list[tuple[float, float]]] = {}
 
-        async def evaluate(split: str, model, k: float, rho: float) -> dict[tuple[str, int], tuple[float, float]]:
-            methods = {"hybrid": (k, rho), "ALS alone": (1e-9, rho), "content alone": (1e12, 0.0)}
+        async def evaluate(split: str, model, k: float, rho: float, kc: float) -> dict[tuple[str, int], tuple[float, float]]:
+            methods = {"hybrid": (k, rho, kc), "ALS alone": (1e-9, rho, 0.0), "content alone": (1e12, 0.0, 0.0)}
             recs = {}
-            for name, (hk, share) in methods.items():
+            for name, (hk, share, ckc) in methods.items():
                 if split == "dev" and name != "hybrid":
                     continue
-                r = ListenerRecommender(store, index, ListenerConfig(history_k=hk, popularity_share=share))
+                r = ListenerRecommender(store, index, ListenerConfig(history_k=hk, popularity_share=share,
+                                                                     content_history_k=ckc))
                 r.set_model(TENANT, model)
                 recs[name] = r
             out: dict[tuple[str, int], list[tuple[float, float]]] = {}
@@ -271,25 +277,26 @@ async def run(args) -> None:
                 model = tuner.model(TENANT)
                 for k in K_GRID:
                     for rho in RHO_GRID:
-                        res = await evaluate("dev", model, k, rho)
-                        ndcg = float(np.mean([res[("hybrid", h)][1] for h in HISTORY_LENGTHS]))
-                        tuning.append(((alpha, factors, k, rho), ndcg))
-                        if best is None or ndcg > best[1]:
-                            best = ((alpha, factors, k, rho), ndcg, model)
-        (alpha, factors, k, rho), dev_ndcg, model = best
-        res = await evaluate("test", model, k, rho)
+                        for kc in (KC_GRID if rho < 1 else (0.0,)):  # rho = 1: no content share to scale
+                            res = await evaluate("dev", model, k, rho, kc)
+                            ndcg = float(np.mean([res[("hybrid", h)][1] for h in HISTORY_LENGTHS]))
+                            tuning.append(((alpha, factors, k, rho, kc), ndcg))
+                            if best is None or ndcg > best[1]:
+                                best = ((alpha, factors, k, rho, kc), ndcg, model)
+        (alpha, factors, k, rho, kc), dev_ndcg, model = best
+        res = await evaluate("test", model, k, rho, kc)
         await store.close()
 
     print(f"catalogue: {len(names)} Bach chorales (analyzer descriptor embedding, {vectors.shape[1]} dims); "
           f"{len(listeners)} listeners, {n_rows} interactions ingested through the consumer in {ingest_s:.0f} s")
     tuning.sort(key=lambda item: -item[1])
-    print(f"development split: {len(tuning)} settings (alpha, factors, k, rho); best hybrid mean NDCG@10 over "
+    print(f"development split: {len(tuning)} settings (alpha, factors, k, rho, k_c); best hybrid mean NDCG@10 over "
           f"history lengths:")
-    print("  " + "  ".join(f"{a:g},{f},{kk:g},{r:g}: {v:.3f}" for (a, f, kk, r), v in tuning[:6]))
-    print(f"chosen on development: alpha={alpha:g}, factors={factors}, k={k:g}, rho={rho:g} (dev NDCG@10 "
+    print("  " + "  ".join(f"{a:g},{f},{kk:g},{r:g},{c:g}: {v:.3f}" for (a, f, kk, r, c), v in tuning[:6]))
+    print(f"chosen on development: alpha={alpha:g}, factors={factors}, k={k:g}, rho={rho:g}, k_c={kc:g} (dev NDCG@10 "
           f"{dev_ndcg:.3f}); model {model.info.version}: {model.info.listeners} listeners x {model.info.tracks} tracks")
     print()
-    print(f"test split ({TARGET_PER_LENGTH // 2} listeners per history length), recall@10 / NDCG@10")
+    print(f"test split ({TEST_PER_LENGTH} listeners per history length), recall@10 / NDCG@10")
     header = f"{'method':<15}" + "".join(f"{'h=' + str(h):>16}" for h in HISTORY_LENGTHS)
     print(header)
     print("-" * len(header))

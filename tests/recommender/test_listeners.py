@@ -331,6 +331,22 @@ async def test_the_schedule_trains_stale_tenants_only(store, recommender):
 
 # -- recommendations --------------------------------------------------------------------------
 
+def test_blend_weights_sum_to_one_and_content_grows_with_history():
+    plain = ListenerConfig(history_k=30.0, popularity_share=0.9, content_history_k=0.0)
+    for n in (1, 5, 20, 100):
+        w = n / (n + 30.0)
+        assert plain.weights(n) == pytest.approx((w, (1 - w) * 0.1, (1 - w) * 0.9))
+    assert plain.weights(5, collaborative=False) == pytest.approx((0.0, 0.1, 0.9))
+    scaled = ListenerConfig(history_k=30.0, popularity_share=0.9, content_history_k=10.0)
+    shares = [scaled.weights(n) for n in (1, 10, 1000)]
+    assert all(sum(s) == pytest.approx(1.0) for s in shares)
+    assert shares[1][1] == pytest.approx((1 - 10 / 40) * 0.1 * 0.5)  # half the content share at n = k_c
+    assert shares[0][1] < shares[1][1] and shares[0][2] > plain.weights(1)[2]  # the rest backs off to popularity
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            ListenerConfig(content_history_k=bad)
+
+
 async def test_hybrid_blends_by_history_and_names_its_signals(store, index):
     # k = 2: a listener with 9 interactions leans on the collaborative model (w = 9 / 11)
     recommender = ListenerRecommender(store, index, ListenerConfig(history_k=2.0))
@@ -393,7 +409,8 @@ async def test_listener_unknown_to_the_model_gets_content_taste_and_popularity(s
     assert got.collaborative_weight == 0.0 and got.model_version == info.version and got.interactions == 2
     assert {t.reason for t in got.tracks} <= {CONTENT_REASON, POPULAR_REASON}
     # without the popularity back-off: the profile's own cluster (3: trk_30..39) alone
-    content_only = ListenerRecommender(store, recommender.index, ListenerConfig(popularity_share=0.0))
+    content_only = ListenerRecommender(store, recommender.index,
+                                       ListenerConfig(popularity_share=0.0, content_history_k=0.0))
     content_only.set_model(T, recommender.model(T))
     got = await content_only.recommend_for_listener(T, "newcomer", limit=5)
     assert {t.reason for t in got.tracks} == {CONTENT_REASON}

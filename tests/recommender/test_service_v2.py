@@ -225,11 +225,15 @@ def test_the_listener_blend_comes_from_the_settings(monkeypatch):
     monkeypatch.setenv("MUSICAAS_LISTENER_POPULARITY_SHARE", "0.4")
     monkeypatch.setenv("MUSICAAS_LISTENER_HISTORY_K", "12")
     monkeypatch.setenv("MUSICAAS_LISTENER_CF_ALGORITHM", "bpr")
+    monkeypatch.setenv("MUSICAAS_LISTENER_CONTENT_HISTORY_K", "7")
     config = RecommenderSettings().listener_config()
     assert (config.popularity_share, config.history_k, config.cf.algorithm) == (0.4, 12.0, "bpr")
-    for name, value in (("MUSICAAS_LISTENER_CF_ALGORITHM", "svd"), ("MUSICAAS_LISTENER_POPULARITY_SHARE", "1.5")):
+    assert config.content_history_k == 7.0
+    for name, value in (("MUSICAAS_LISTENER_CF_ALGORITHM", "svd"), ("MUSICAAS_LISTENER_POPULARITY_SHARE", "1.5"),
+                        ("MUSICAAS_LISTENER_CONTENT_HISTORY_K", "-1")):
         monkeypatch.setenv(name, value)
         with pytest.raises(ValueError):
             RecommenderSettings().listener_config()
         monkeypatch.setenv("MUSICAAS_LISTENER_CF_ALGORITHM", "als")
         monkeypatch.setenv("MUSICAAS_LISTENER_POPULARITY_SHARE", "0.4")
+        monkeypatch.setenv("MUSICAAS_LISTENER_CONTENT_HISTORY_K", "7")

@@ -40,7 +40,9 @@ from musicaas_recommender.index import (
 )
 from musicaas_recommender.describe import describe_protos
 from musicaas_recommender.listeners.cf import CFConfig
-from musicaas_recommender.listeners.recommender import DEFAULT_HISTORY_K, DEFAULT_POPULARITY_SHARE, ListenerConfig
+from musicaas_recommender.listeners.recommender import (
+    DEFAULT_CONTENT_HISTORY_K, DEFAULT_HISTORY_K, DEFAULT_POPULARITY_SHARE, ListenerConfig,
+)
 from musicaas_recommender.index.shared import check_attribute, decay_factors, payload_to_dict
 
 log = structlog.get_logger()
@@ -78,11 +80,13 @@ class RecommenderSettings(ServiceSettings):
     listener_train_interval_s: float = 300.0
     #: The blend of RecommendForListener (musicaas_recommender.listeners.recommender):
     #: interactions at which collaborative filtering has half the weight (``k``), the share
-    #: of popularity in the rest (``rho``; 0.9 was chosen on bench/listeners.py's simulation,
-    #: whose listeners follow the charts; a tenant whose listeners do not wants less), and
-    #: the collaborative algorithm (``als`` or ``bpr``) with its factors.
+    #: of popularity in the rest (``rho``; 0.75 was chosen on bench/listeners.py's simulation,
+    #: whose listeners follow the charts; a tenant whose listeners do not wants less), the
+    #: interactions at which content has half its share (``k_c``), and the collaborative
+    #: algorithm (``als`` or ``bpr``) with its factors.
     listener_history_k: float = DEFAULT_HISTORY_K
     listener_popularity_share: float = DEFAULT_POPULARITY_SHARE
+    listener_content_history_k: float = DEFAULT_CONTENT_HISTORY_K
     listener_cf_algorithm: str = "als"
     listener_cf_factors: int = 32
 
@@ -99,6 +103,7 @@ class RecommenderSettings(ServiceSettings):
         return ListenerConfig(
             cf=CFConfig(algorithm=self.listener_cf_algorithm, factors=self.listener_cf_factors),
             history_k=self.listener_history_k, popularity_share=self.listener_popularity_share,
+            content_history_k=self.listener_content_history_k,
         )
 
 

@@ -21,14 +21,16 @@ has collaborative and popularity score 0; the content score of any candidate is 
 to the profile; popularity is ``log(1 + listeners)``), each min-max normalised over the
 candidate pool, and
 
-    score = w * collaborative + (1 - w) * ((1 - rho) * content + rho * popular)
-    w = n / (n + k)
+    score = w * collaborative + (1 - w) * ((1 - rho) c * content + (1 - (1 - rho) c) * popular)
+    w = n / (n + k),   c = n / (n + k_c)
 
 where ``n`` is the listener's interaction count, ``k`` (:data:`DEFAULT_HISTORY_K`) the count
-at which the collaborative signal has half the weight, and ``rho``
+at which the collaborative signal has half the weight, ``rho``
 (:data:`DEFAULT_POPULARITY_SHARE`) the share of the rest that backs off to popularity (a
-short history says little, and what most listeners like is the best guess then). ``k`` and
-``rho`` were chosen on the development listeners of ``bench/listeners.py`` (never its test
+short history says little, and what most listeners like is the best guess then), and
+``k_c`` (:data:`DEFAULT_CONTENT_HISTORY_K`) the count at which the content signal has half
+of its share (a taste profile of one track is a poor guess of a taste; ``k_c = 0``: ``c =
+1``). ``k``, ``rho`` and ``k_c`` were chosen on the development listeners of ``bench/listeners.py`` (never its test
 listeners). ``w`` is 0 for a listener the model has not seen yet (it is trained on a
 schedule); for one without a profile (none of its tracks is indexed) the content share goes
 to popularity. Each result's ``reason`` names the largest of its weighted terms:
@@ -69,6 +71,7 @@ from musicaas_recommender.listeners.store import InteractionStore
 
 __all__ = [
     "CONTENT_REASON",
+    "DEFAULT_CONTENT_HISTORY_K",
     "DEFAULT_HISTORY_K",
     "DEFAULT_POPULARITY_SHARE",
     "POPULAR_REASON",
@@ -83,12 +86,19 @@ __all__ = [
 log = structlog.get_logger()
 
 #: Interactions at which the collaborative signal has half the weight (module docstring).
-#: Chosen on the development split of ``bench/listeners.py`` (grid 3, 10, 30, 100).
+#: Chosen on the development split of ``bench/listeners.py`` (grid 3, 10, 30, 100; with
+#: the content weight's k_c two runs chose 30 and 100, 0.001 apart in development NDCG@10).
 DEFAULT_HISTORY_K = 30.0
 #: Share of the non-collaborative weight that backs off to popularity (module docstring).
-#: Chosen on the development split of ``bench/listeners.py`` (grid 0.25 to 1): its audience
-#: has a strong popularity bias; a tenant whose listeners follow the charts less wants less.
-DEFAULT_POPULARITY_SHARE = 0.9
+#: Chosen on the development split of ``bench/listeners.py`` (grid 0.5, 0.75, 0.9, 1, with
+#: DEFAULT_CONTENT_HISTORY_K): its audience has a strong popularity bias; a tenant whose
+#: listeners follow the charts less wants less. 0.9 before k_c existed.
+DEFAULT_POPULARITY_SHARE = 0.75
+#: Interactions at which the content signal has half its share ``(1 - w) (1 - rho)``
+#: (module docstring; 0: the full share at any history). Chosen with the other two on the
+#: development split of ``bench/listeners.py`` (grid 0, 3, 10, 30): a listener with one
+#: interaction gets a tenth of the content share, and the rest backs off to popularity.
+DEFAULT_CONTENT_HISTORY_K = 10.0
 #: Latest interactions of a listener that make its taste profile.
 PROFILE_HISTORY = 1000
 #: Reason of a content-taste result.
@@ -139,6 +149,8 @@ class ListenerConfig:
         ``k`` of the collaborative weight ``n / (n + k)``.
     popularity_share : float in [0, 1]
         ``rho`` of the blend.
+    content_history_k : float >= 0, interactions
+        ``k_c`` of the content weight ``c = n / (n + k_c)`` (0: ``c = 1`` at any history).
     profile_history : int >= 1, interactions
         Latest interactions in a taste profile.
     """
@@ -147,10 +159,22 @@ class ListenerConfig:
     history_k: float = DEFAULT_HISTORY_K
     popularity_share: float = DEFAULT_POPULARITY_SHARE
     profile_history: int = PROFILE_HISTORY
+    content_history_k: float = DEFAULT_CONTENT_HISTORY_K
 
     def __post_init__(self) -> None:
         if not self.history_k > 0 or self.profile_history < 1 or not 0.0 <= self.popularity_share <= 1.0:
             raise ValueError("history_k must be > 0, popularity_share in [0, 1] and profile_history >= 1")
+        if not (math.isfinite(self.content_history_k) and self.content_history_k >= 0):
+            raise ValueError("content_history_k must be finite and >= 0")
+
+    def weights(self, n: int, collaborative: bool = True) -> tuple[float, float, float]:
+        """The blend's weights (collaborative, content, popular) for a listener with ``n``
+        interactions (module docstring, Blend); they sum to 1. ``collaborative=False`` (the
+        model has no row for the listener yet): ``w = 0``."""
+        w = n / (n + self.history_k) if collaborative else 0.0
+        c = n / (n + self.content_history_k) if self.content_history_k > 0 else 1.0
+        content = (1 - w) * (1 - self.popularity_share) * c
+        return w, content, 1 - w - content
 
 
 @dataclass(frozen=True)
@@ -407,13 +431,12 @@ class ListenerRecommender:
         version = model.info.version if model is not None else ""
         profile = await self.store.profile(tenant, listener_id)
         cf_scores = model.scores(listener_id) if model is not None else None
-        rho = self.config.popularity_share
-        if cf_scores is not None:
-            w = n / (n + self.config.history_k)
-            weights = (w, (1 - w) * (1 - rho), (1 - w) * rho) if profile is not None else (w, 0.0, 1 - w)
-        else:
-            w = 0.0
-            weights = (0.0, 1 - rho, rho) if model is not None else (0.0, 1.0, 0.0)
+        weights = self.config.weights(n, collaborative=cf_scores is not None)
+        w = weights[0]
+        if profile is None:  # no content signal: its share goes to popularity
+            weights = (w, 0.0, 1 - w)
+        elif model is None:  # no popularity either (no model yet): content alone
+            weights = (0.0, 1.0, 0.0)
         pool = max(3 * limit, 50)
         picked: list[ScoredTrack] = []
         if cf_scores is not None or profile is not None:
