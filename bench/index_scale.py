@@ -6,8 +6,10 @@ recall of the Qdrant Edge shard (:class:`musicaas_recommender.index.EdgeTrackInd
                                                          # extrapolation to 1M (about 20 min, 2 cores)
     python bench/index_scale.py --quick                  # 20k, about 1 min
     python bench/index_scale.py --sizes 100000,1000000   # the real 1M: the 1M size alone took
-                                                         # 23 min on 2 busy cores (niced), peak
-                                                         # RSS 15.7 GB, a 4.2 GB shard
+                                                         # 23-32 min on 2 cores, peak RSS
+                                                         # 15.7-17.3 GB, a 4.2 GB shard (on a
+                                                         # 24 GB machine its latencies varied
+                                                         # 2-3x between runs: page cache)
 
 The default stops at 300k because 1M does not fit in 20 minutes on 2 cores: converting each
 point's ~35-field payload into qdrant-edge-py's ``qdrant_edge.Point`` costs about 0.5 ms of
@@ -75,7 +77,8 @@ What is measured, per size, in one process (a fresh shard in a temporary folder)
 * What-if (raw ``shard.query`` on the built shard, not the ``TrackIndex`` API), each query's
   own filter and limit: ``as index`` (the request the index sends: full payload), ``ids only``
   (payload ``track_id`` alone: the difference is the cost of converting payloads to Python),
-  and, ids only, ``hnsw_ef`` 256, ACORN (``AcornSearchParams(enable=True)``), both, the
+  and, ids only, ``hnsw_ef`` 256, ACORN (``AcornSearchParams(enable=True)``), both (and ACORN
+  with ``hnsw_ef`` 512 and 1024), the
   exclusion left out of the filter (``exclude after``: ask for that many more hits and drop
   the excluded ones; alone and with ACORN) and ``exact=True``: what a search-time setting
   would buy without rebuilding anything.
@@ -602,6 +605,8 @@ def what_if_variants(qe) -> dict[str, tuple[object, bool, bool]]:
         "ef256": (qe.SearchParams(hnsw_ef=256), False, True),
         "acorn": (qe.SearchParams(acorn=acorn), False, True),
         "acorn+ef256": (qe.SearchParams(hnsw_ef=256, acorn=acorn), False, True),
+        "acorn+ef512": (qe.SearchParams(hnsw_ef=512, acorn=acorn), False, True),
+        "acorn+ef1024": (qe.SearchParams(hnsw_ef=1024, acorn=acorn), False, True),
         "exclude after": (None, False, False),
         "exclude after+acorn": (qe.SearchParams(acorn=acorn), False, False),
         "exact": (qe.SearchParams(exact=True), False, True),
