@@ -337,6 +337,9 @@ def test_blend_weights_sum_to_one_and_content_grows_with_history():
         w = n / (n + 30.0)
         assert plain.weights(n) == pytest.approx((w, (1 - w) * 0.1, (1 - w) * 0.9))
     assert plain.weights(5, collaborative=False) == pytest.approx((0.0, 0.1, 0.9))
+    w5 = 5 / 35.0
+    assert plain.weights(5, content=False) == pytest.approx((w5, 0.0, 1 - w5))  # no profile: popularity
+    assert plain.weights(5, collaborative=False, popular=False) == pytest.approx((0.0, 1.0, 0.0))  # no model
     scaled = ListenerConfig(history_k=30.0, popularity_share=0.9, content_history_k=10.0)
     shares = [scaled.weights(n) for n in (1, 10, 1000)]
     assert all(sum(s) == pytest.approx(1.0) for s in shares)

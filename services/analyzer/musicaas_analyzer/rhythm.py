@@ -151,11 +151,12 @@ DETREND_WINDOW_S = 1.0
 #: Metre decision thresholds (module docstring, step 5) on the accent periodicities P_m
 #: (periodicity of harmonic change plus that of onset strength every m beats). TRIPLE is used
 #: only when METRE_COEF is None (the 3-against-4 model decides otherwise). Triple when
-#: P_3 - P_4 exceeds TRIPLE_THRESHOLD; quintuple when P_5 - max(P_3, P_4) exceeds QUINTUPLE_THRESHOLD; compound (6/8: 2 beats
-#: of 3) when :func:`subdivision_ratio` exceeds COMPOUND_THRESHOLD. Set by grid search on
-#: the development renders, 5-fold cross-validated by piece (``python bench/tune_rhythm.py``
-#: prints the resulting metre accuracy): TRIPLE 0.075 (folds: 0-0.075); QUINTUPLE (no 5/4 in the development corpus) 0.8, where 0.5 % of the dev renders
-#: are called 5 (1.4 % at 0.6), checked on a synthesised 5/4 in tests/analyzer/test_rhythm.py;
+#: P_3 - P_4 exceeds TRIPLE_THRESHOLD; quintuple when P_5 - max(P_3, P_4) exceeds
+#: QUINTUPLE_THRESHOLD; compound (6/8: 2 beats of 3) when :func:`subdivision_ratio` exceeds
+#: COMPOUND_THRESHOLD. Set by grid search on the development renders, 5-fold cross-validated
+#: by piece (``python bench/tune_rhythm.py`` prints the resulting metre accuracy): TRIPLE
+#: 0.075 (folds: 0-0.075); QUINTUPLE (no 5/4 in the development corpus) 0.8, where 0.5 % of
+#: the dev renders are called 5 (1.4 % at 0.6), checked on a synthesised 5/4 in tests/analyzer/test_rhythm.py;
 #: COMPOUND 1.25 (the tatum rule's ratio; 84 % of 6/8 and 0-1 % of other dev renders exceed it).
 TRIPLE_THRESHOLD = 0.075
 #: Duple (2/4) instead of 4 when the bass accent recurs every other beat, clearly
@@ -834,14 +835,14 @@ def metre_features(oenv: np.ndarray, chroma: np.ndarray, mel_db: np.ndarray, bea
     autocorrelation of each of these three beat sequences at lags 2, 3, 4 and 6 beats; and
     the mean cosine similarity of the beat-synchronous chroma 2, 3, 4, 6 and 8 beats apart,
     less its mean over those lags (harmony recurs by bars). ``known`` may hold what
-    :func:`estimate_meter` has already computed: ``change``, ``salience`` (the two beat
-    sequences), ``per_change`` and ``per_salience`` (their periodicities by m)."""
+    :func:`estimate_meter` has already computed: ``change``, ``salience``, ``bass`` (the three
+    beat sequences), ``per_change`` and ``per_salience`` (their periodicities by m)."""
     known = known or {}
     change = known["change"] if "change" in known else harmonic_change(chroma, beats)
     salience = known["salience"] if "salience" in known else _local_max(oenv, beats)
     pc = known.get("per_change") or {m: _periodicity(change, m) for m in (2, 3, 4, 5)}
     ps = known.get("per_salience") or {m: _periodicity(salience, m) for m in (2, 3, 4, 5)}
-    bass_at = bass_onsets(mel_db, beats)
+    bass_at = known["bass"] if "bass" in known else bass_onsets(mel_db, beats)
 
     def acf(x: np.ndarray, lag: int) -> float:
         z = _zscore(x)
@@ -895,12 +896,13 @@ def estimate_meter(
     per_salience = {m: _periodicity(salience, m) for m in (2, 3, 4, 5)}
     per = {m: per_change[m] + per_salience[m] for m in (2, 3, 4, 5)}
     sub_ratio = subdivision_ratio(oenv, beats)
+    bass = bass_onsets(mel_db, beats)
     # Step 5: 3 against 4 by the model (its two probabilities' difference is the margin
     # behind the confidence; the former threshold list without it), then the decision list,
     # last match wins, each test's distance from its threshold the margin.
     sub = 2
     if METRE_COEF is not None:
-        known = dict(change=change, salience=salience, per_change=per_change, per_salience=per_salience)
+        known = dict(change=change, salience=salience, bass=bass, per_change=per_change, per_salience=per_salience)
         p = metre_probabilities(metre_features(oenv, chroma, mel_db, beats, known))
         order = np.argsort(p)[::-1]
         m, margin = (2, 3, 4)[int(order[0])], float(p[order[0]] - p[order[1]])
@@ -909,7 +911,7 @@ def estimate_meter(
         if per[3] - per[4] > TRIPLE_THRESHOLD:
             m, margin = 3, per[3] - per[4] - TRIPLE_THRESHOLD
     if m == 4:
-        ratio, contrast = duple_ratio((bass_onsets(mel_db, beats),))
+        ratio, contrast = duple_ratio((bass,))
         if ratio > DUPLE_RATIO_THRESHOLD and contrast > DUPLE_CONTRAST_THRESHOLD:
             m, margin = 2, min(ratio - DUPLE_RATIO_THRESHOLD, contrast - DUPLE_CONTRAST_THRESHOLD)
     if per[5] - max(per[3], per[4]) > QUINTUPLE_THRESHOLD:

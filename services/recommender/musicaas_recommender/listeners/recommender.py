@@ -167,14 +167,27 @@ class ListenerConfig:
         if not (math.isfinite(self.content_history_k) and self.content_history_k >= 0):
             raise ValueError("content_history_k must be finite and >= 0")
 
-    def weights(self, n: int, collaborative: bool = True) -> tuple[float, float, float]:
-        """The blend's weights (collaborative, content, popular) for a listener with ``n``
-        interactions (module docstring, Blend); they sum to 1. ``collaborative=False`` (the
-        model has no row for the listener yet): ``w = 0``."""
+    def weights(self, n: int, collaborative: bool = True, content: bool = True,
+                popular: bool = True) -> tuple[float, float, float]:
+        """The blend's weights for a listener with ``n`` >= 0 interactions (module docstring,
+        Blend), given which signals exist for it: ``collaborative`` (the model has a row for
+        the listener; else ``w = 0``), ``content`` (it has a taste profile; else the content
+        share goes to popularity) and ``popular`` (the tenant has a model, whose popularity
+        counts; else the rest is content alone).
+
+        Returns
+        -------
+        (float, float, float)
+            Weights of the collaborative, content and popularity terms, each in [0, 1],
+            summing to 1 (all on popularity when no signal exists)."""
         w = n / (n + self.history_k) if collaborative else 0.0
+        if not content:
+            return w, 0.0, 1 - w
+        if not popular:
+            return w, 1 - w, 0.0
         c = n / (n + self.content_history_k) if self.content_history_k > 0 else 1.0
-        content = (1 - w) * (1 - self.popularity_share) * c
-        return w, content, 1 - w - content
+        share = (1 - w) * (1 - self.popularity_share) * c
+        return w, share, 1 - w - share
 
 
 @dataclass(frozen=True)
@@ -431,12 +444,9 @@ class ListenerRecommender:
         version = model.info.version if model is not None else ""
         profile = await self.store.profile(tenant, listener_id)
         cf_scores = model.scores(listener_id) if model is not None else None
-        weights = self.config.weights(n, collaborative=cf_scores is not None)
+        weights = self.config.weights(n, collaborative=cf_scores is not None, content=profile is not None,
+                                      popular=model is not None)
         w = weights[0]
-        if profile is None:  # no content signal: its share goes to popularity
-            weights = (w, 0.0, 1 - w)
-        elif model is None:  # no popularity either (no model yet): content alone
-            weights = (0.0, 1.0, 0.0)
         pool = max(3 * limit, 50)
         picked: list[ScoredTrack] = []
         if cf_scores is not None or profile is not None:
