@@ -160,7 +160,7 @@ def test_embed_averages_over_patches(models):
     # patches differ (quiet tone, then loud noise), so the mean is not any single patch
     assert min(np.abs(penultimate - emb).max(axis=1)) > 1e-3
     # batch size does not change the result
-    emb2, _ = musicnn.embed(log_mel_patches(y), model=model, batch_size=1)
+    emb2, _ = musicnn.embed(log_mel_patches(y), model=model, batch_size=16)
     np.testing.assert_allclose(emb, emb2, atol=1e-5)
 
     quiet_emb, quiet_probs = musicnn.embed(log_mel_patches(_tone_clip(9.0, 660.0, amp=0.02)), model=model)
@@ -168,6 +168,28 @@ def test_embed_averages_over_patches(models):
     cos = float(quiet_emb @ loud_emb / (np.linalg.norm(quiet_emb) * np.linalg.norm(loud_emb)))
     assert np.abs(quiet_emb - loud_emb).max() > 0.1 and cos < 0.99
     assert loud_probs[tags.index("loud")] > quiet_probs[tags.index("loud")]
+
+
+@pytest.mark.parametrize("kernel,pad", [((7, 38), (3, 3)), ((64, 1), (31, 32))])
+def test_folded_block_equals_the_literal_order(kernel, pad):
+    """The eval-mode block (ReLU and batch norm after the maximum over frequency, negated
+    filters for the channels whose batch-norm scale is negative) gives
+    bn(relu(conv(x))).amax over frequency, for scales of both signs."""
+    torch.manual_seed(0)
+    block = musicnn._ConvReluBnMaxF(kernel, 12, pad)
+    with torch.no_grad():
+        block.bn.weight.copy_(torch.linspace(-2.0, 2.0, 12))  # half the channels negative
+        block.bn.bias.copy_(torch.randn(12))
+        block.bn.running_mean.copy_(torch.randn(12))
+        block.bn.running_var.copy_(torch.rand(12) + 0.5)
+    block.eval()
+    x = torch.randn(3, 1, 90, 96)
+    with torch.inference_mode():
+        literal = block.bn(torch.relu(block.conv(torch.nn.functional.pad(x, block.pad)))).amax(dim=3)
+        folded = block(x)
+    assert folded.shape == (3, 12, 90)
+    assert (block.bn.weight < 0).sum() == 6
+    torch.testing.assert_close(folded, literal, rtol=1e-5, atol=1e-5)
 
 
 def test_load_errors(tmp_path):

@@ -230,13 +230,14 @@ class MusicnnModel:
         return cls(model, tags, source=str(checkpoint_dir() / WEIGHT_FILES["MTT_musicnn"]))
 
     def forward(self, log_mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(tags [n, 50], embedding [n, 200])`` of ``n`` patches, in one forward pass."""
-        import torch
+        """``(tags [n, 50], embedding [n, 200])`` of ``n`` patches (one Triton batch; on a CPU
+        it runs in passes of :data:`musicaas_model.musicnn.CPU_PATCHES_PER_PASS` patches,
+        faster per patch than one big pass)."""
+        from musicaas_model.musicnn import tag_patches
 
-        with torch.inference_mode():
-            probs, pen = self.model(torch.from_numpy(np.ascontiguousarray(log_mel, dtype=np.float32)))
+        probs, pen = tag_patches(log_mel, model=self.model)
         self.batch_sizes[int(log_mel.shape[0])] += 1
-        return probs.numpy(), pen.numpy()
+        return probs, pen
 
     def infer(self, requests: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         """PyTriton callable: every request's ``LOG_MEL`` rows go through one forward pass; per request ``{TAGS, EMBEDDING}``."""
