@@ -244,12 +244,20 @@ async def run_service(
     for n in ("", *names):
         await health.set(n, health_pb2.HealthCheckResponse.NOT_SERVING)
     credentials = server_credentials(tls) if tls is not None else None
-    if credentials is None:
-        bound = server.add_insecure_port(f"{host}:{port}")
-    else:
-        bound = server.add_secure_port(f"{host}:{port}", credentials)
+    try:
+        if credentials is None:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        else:
+            bound = server.add_secure_port(f"{host}:{port}", credentials)
+        reason = "" if bound else "no port bound"
+    except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
+        bound, reason = 0, str(exc)
     if bound == 0:
-        raise RuntimeError(f"{name}: could not bind {host}:{port}")
+        # Shut the unstarted server down before the error ends the process: left to the
+        # interpreter's exit, grpc's threads sometimes abort it (SIGABRT, "Check failed:
+        # wakeup_fd_->Wakeup().ok()") instead of the clean exit status 1 a supervisor expects.
+        await server.stop(None)
+        raise RuntimeError(f"{name}: could not bind {host}:{port}: {reason}")
     metrics = None
     if metrics_port is not None:
         port_wanted = metrics_port or telemetry.default_metrics_port(name)
@@ -257,6 +265,7 @@ async def run_service(
         try:
             metrics.start()
         except OSError as exc:
+            await server.stop(None)
             raise RuntimeError(f"{name}: could not serve metrics on {host}:{port_wanted}: {exc}") from exc
     try:
         await server.start()
