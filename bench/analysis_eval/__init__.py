@@ -87,9 +87,13 @@ Tuning
 ------
 Constants of the analyzer are tuned on :mod:`devcache` only: the development part's renders
 (400 chorale and 376 folk renders of development pieces, planned like the evaluation's but
-from more pieces), rendered once into ``CACHE/analysis_eval/dev-audio-v2/``
-(``python bench/analysis_eval/devcache.py build``). ``bench/tune_key.py`` and
-``bench/tune_rhythm.py`` read it, with cross-validation by piece inside it.
+from more pieces), rendered once into ``CACHE/analysis_eval/dev-audio-v3/``
+(``python bench/analysis_eval/devcache.py build``), plus a development check of drummed
+music: the 27 one-tempo MIDI songs of OpenTTD's OpenMSX soundtrack (Debian's
+``openttd-openmsx``, GPL-2.0; :func:`sources.game_midi_songs`), each rendered with two
+SoundFonts, 60 s from 10 s in, tempo truth from the file. They are scored in the tuning
+reports and never fitted, and never in the evaluation itself. ``bench/tune_key.py`` and
+``bench/tune_rhythm.py`` read the cache, with cross-validation by piece inside it.
 
 Scores (mir_eval 0.8.2, :mod:`protocol`): key MIREX weighted score (1 exact, 0.5 estimate a
 fifth above, 0.3 relative, 0.2 parallel) and the same with the symmetric fifth rule (a fifth

@@ -4,7 +4,9 @@ Tuning reads this cache and never the held-out part: :func:`build` plans renders
 more pieces than the evaluation plays, then **keeps only the development part's renders**
 (``protocol.split_of``) and the development part's real recordings. Each item is one
 ``<item>.npz`` (``y``: float32 mono at :data:`sources.SR`) and one line of ``index.jsonl``
-(its references and render plan) in ``CACHE/analysis_eval/dev-audio-v2/`` (v2: a third of the renders with drums).
+(its references and render plan) in ``CACHE/analysis_eval/dev-audio-v3/`` (v2: a third of the renders with drums;
+v3: plus the drummed game music of :func:`sources.game_midi_songs`, every song in the
+development part, kind ``game``).
 
     python bench/analysis_eval/devcache.py build      # ~10 minutes on 2 cores, ~1.5 GB
     python bench/analysis_eval/devcache.py stats
@@ -34,7 +36,7 @@ if __package__ in (None, ""):  # run as a script
 
 from . import protocol, sources  # noqa: E402
 
-DIR = sources.CACHE / "analysis_eval" / "dev-audio-v2"
+DIR = sources.CACHE / "analysis_eval" / "dev-audio-v3"
 #: Pieces planned (both parts; only the development half is kept) and renders per piece.
 N_CHORALES, N_FOLK, N_FOLK_METRES, RENDERS = 400, 240, 160, 2
 
@@ -73,6 +75,14 @@ def _task(task) -> dict | None:
                 "transpose": plan.transpose, "programs": list(plan.programs), "metre_text": piece.metre_text,
                 "drums": plan.drums,
                 "beat_q": piece.beat_q, **{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in refs.items()}}
+    elif kind == "game":
+        _, song, sf = task
+        name = f"{song.piece_id.replace(':', '_').replace('/', '_')}_{sf}"
+        out = DIR / f"{name}.npz"
+        y, refs = sources.render_game_song(song, sf)
+        meta = {"item": f"{song.piece_id}#{sf}", "split": protocol.DEV, "kind": "game", "family": "drummed game music",
+                "source": f"{sf}/fluidsynth", "key_ref": None, "bpm_ref": refs["bpm_ref"],
+                "beats_ref": refs["beats_ref"].tolist(), "downbeats_ref": None, "beats_per_bar": None, "drums": True}
     else:
         _, rec = task
         name = rec.piece_id.replace(":", "_").replace("/", "_")
@@ -97,6 +107,7 @@ def build(workers: int = 2) -> int:
     plans = protocol.plan_renders([p.piece_id for p in pieces], sources.SOURCES, renders_per_piece=RENDERS, seen=seen)
     tasks = [("render", by_id[p.piece_id], p) for p in plans if p.split == protocol.DEV]
     tasks += [("real", r) for r in sources.real_recordings() if protocol.split_of(r.piece_id) == protocol.DEV]
+    tasks += [("game", song, sf) for song in sources.game_midi_songs() for sf in sources.GAME_MIDI_SOUNDFONTS]
     assert all(t[2].split == protocol.DEV for t in tasks if t[0] == "render")
     print(f"rendering {len(tasks)} development items into {DIR}", flush=True)
     t0 = time.perf_counter()
@@ -113,7 +124,7 @@ def build(workers: int = 2) -> int:
 
 
 def items(*, kind: str | None = None, family: str | None = None, every: int = 1) -> list[DevItem]:
-    """The cached development items (all, or of one ``kind``: chorale / folk / real, or one
+    """The cached development items (all, or of one ``kind``: chorale / folk / real / game, or one
     ``family``), every ``every``-th. Raises FileNotFoundError before :func:`build` ran."""
     lines = (DIR / "index.jsonl").read_text().splitlines()
     out = []

@@ -5,7 +5,8 @@ Pieces come from music21's Bach chorales and the Essen folk songs the generator 
 renderer (:func:`musicaas.render.render_midi`, TimGM6mb through symusic) and libfluidsynth
 (Debian's ``libfluidsynth3``) with Debian's FluidR3_GM and MuseScore General Lite
 SoundFonts; the real recordings are Planet Blupi's Ogg soundtrack, whose MIDI sources
-give the tempo.
+give the tempo. Drummed game music for the development part only: OpenTTD's OpenMSX MIDI
+soundtrack (:func:`game_midi_songs`), rendered through libfluidsynth.
 """
 
 from __future__ import annotations
@@ -578,6 +579,63 @@ def load_recording(rec: Recording, *, excerpt=REAL_EXCERPT_S) -> np.ndarray:
 
     y, _ = librosa.load(str(rec.path), sr=SR, mono=True, offset=excerpt[0], duration=excerpt[1])
     return y.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- drummed game music (development only)
+
+#: Debian package of the drummed game-music MIDI files (OpenTTD's OpenMSX soundtrack, GPL-2.0),
+#: used in the development part only (``devcache``), never scored: the real recordings
+#: (Planet Blupi, also MIDI-driven game music with drums) stay the scored real-music set.
+GAME_MIDI_PACKAGE = "openttd-openmsx"
+#: Excerpt of each game-music render: start and length, seconds (as the real recordings').
+GAME_MIDI_EXCERPT_S = (10.0, 60.0)
+#: SoundFonts each song is rendered with (one item per SoundFont).
+GAME_MIDI_SOUNDFONTS = ("fluidr3", "musescore-lite")
+
+
+@dataclass(frozen=True)
+class GameSong:
+    piece_id: str
+    path: Path
+    tempo_bpm: float
+
+
+def game_midi_songs() -> list[GameSong]:
+    """The OpenMSX songs with one tempo (every tempo event within 1 % of the first: 27 of 31
+    files), their quarter-note tempo in BPM being the truth, as for the real recordings."""
+    import symusic
+
+    root = fetch_deb(GAME_MIDI_PACKAGE) / "usr/share/games/openttd/baseset/openmsx"
+    out = []
+    for path in sorted(root.glob("*.mid")):
+        qpm = [t.qpm for t in symusic.Score(str(path)).tempos]
+        if qpm and max(qpm) <= 1.01 * min(qpm):
+            out.append(GameSong(f"game:openmsx/{path.stem}", path, round(float(qpm[0]), 2)))
+    return out
+
+
+_GAME_SYNTHS: dict[str, "FluidSynth"] = {}  # one synthesiser per SoundFont and process
+
+
+def render_game_song(song: GameSong, soundfont_name: str) -> tuple[np.ndarray, dict]:
+    """The excerpt (:data:`GAME_MIDI_EXCERPT_S`) of one song rendered with one SoundFont,
+    float32 at :data:`SR`, peak 0.8, and its references: bpm_ref and beats_ref (the
+    quarter-note grid from the file's start, seconds within the excerpt)."""
+    import symusic
+
+    score = symusic.Score(str(song.path)).to("second")
+    notes = [(float(n.time), float(max(n.duration, 0.05)), int(n.pitch), int(n.velocity),
+              DRUM_PROGRAM if tr.is_drum else int(tr.program)) for tr in score.tracks for n in tr.notes]
+    if soundfont_name not in _GAME_SYNTHS:
+        _GAME_SYNTHS[soundfont_name] = FluidSynth(soundfont(soundfont_name))
+    y = _GAME_SYNTHS[soundfont_name].render(notes)
+    start, length = GAME_MIDI_EXCERPT_S
+    y = y[int(start * SR): int((start + length) * SR)]
+    top = float(np.abs(y).max()) if y.size else 0.0
+    y = (y * (0.8 / top)).astype(np.float32) if top > 0 else y.astype(np.float32)
+    period = 60.0 / song.tempo_bpm
+    beats = np.arange(np.ceil(start / period), np.floor((start + len(y) / SR) / period) + 1) * period - start
+    return y, {"bpm_ref": song.tempo_bpm, "beats_ref": beats[beats >= 0]}
 
 
 def have_essentia_venv() -> Path | None:
