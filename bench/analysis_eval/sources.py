@@ -593,16 +593,10 @@ GAME_MIDI_EXCERPT_S = (10.0, 60.0)
 GAME_MIDI_SOUNDFONTS = ("fluidr3", "musescore-lite")
 
 
-@dataclass(frozen=True)
-class GameSong:
-    piece_id: str
-    path: Path
-    tempo_bpm: float
-
-
-def game_midi_songs() -> list[GameSong]:
+def game_midi_songs() -> list["Recording"]:
     """The OpenMSX songs with one tempo (every tempo event within 1 % of the first: 27 of 31
-    files), their quarter-note tempo in BPM being the truth, as for the real recordings."""
+    files), their quarter-note tempo in BPM being the truth, as for the real recordings
+    (a :class:`Recording` whose ``path`` is the MIDI file)."""
     import symusic
 
     root = fetch_deb(GAME_MIDI_PACKAGE) / "usr/share/games/openttd/baseset/openmsx"
@@ -610,14 +604,14 @@ def game_midi_songs() -> list[GameSong]:
     for path in sorted(root.glob("*.mid")):
         qpm = [t.qpm for t in symusic.Score(str(path)).tempos]
         if qpm and max(qpm) <= 1.01 * min(qpm):
-            out.append(GameSong(f"game:openmsx/{path.stem}", path, round(float(qpm[0]), 2)))
+            out.append(Recording(f"game:openmsx/{path.stem}", path, round(float(qpm[0]), 2)))
     return out
 
 
 _GAME_SYNTHS: dict[str, "FluidSynth"] = {}  # one synthesiser per SoundFont and process
 
 
-def render_game_song(song: GameSong, soundfont_name: str) -> tuple[np.ndarray, dict]:
+def render_game_song(song: "Recording", soundfont_name: str) -> tuple[np.ndarray, dict]:
     """The excerpt (:data:`GAME_MIDI_EXCERPT_S`) of one song rendered with one SoundFont,
     float32 at :data:`SR`, peak 0.8, and its references: bpm_ref and beats_ref (the
     quarter-note grid from the file's start, seconds within the excerpt)."""
