@@ -36,7 +36,10 @@ model part (musicnn's log-mel front end, :func:`musicaas.models.musicnn_frontend
 from the 22050 Hz mix, plus the network) and the whole analysis (``analyze_file`` with
 full detail, which decodes, computes the descriptors and the log-mel patches, plus the
 network). The issue's target: the whole analysis >= 50x real time. The means over the
-whole set (measured while the cache was filled, two worker processes) are printed too.
+whole set (measured while the cache was filled, two worker processes) are printed too, and
+the machine's throughput: three tracks per core, about three minutes each, analysed with the
+network by ``os.cpu_count()`` single-threaded worker processes at once (audio seconds per
+wall second, the workers warmed up before the clock starts).
 
 Features are cached under ``~/.cache/musicaas-bench/features`` (a rerun takes seconds,
 plus the speed measurement). Run::

@@ -254,8 +254,9 @@ async def run_service(
         bound, reason = 0, str(exc)
     if bound == 0:
         # Shut the unstarted server down before the error ends the process: left to the
-        # interpreter's exit, grpc's threads sometimes abort it (SIGABRT, "Check failed:
-        # wakeup_fd_->Wakeup().ok()") instead of the clean exit status 1 a supervisor expects.
+        # interpreter's exit, grpc's threads once aborted it in a loaded CI run (SIGABRT,
+        # "Check failed: wakeup_fd_->Wakeup().ok()") instead of the exit status 1 that a
+        # supervisor expects.
         await server.stop(None)
         raise RuntimeError(f"{name}: could not bind {host}:{port}: {reason}")
     metrics = None
