@@ -302,7 +302,7 @@ def _analyse_and_tag(path: str) -> float:
 
 
 def _ready(_: int) -> None:
-    time.sleep(0.5)  # holds a worker, so that every worker has run its initializer
+    time.sleep(0.5)  # holds a worker a while, so that each of them takes one and has run its initializer
 
 
 def measure_throughput(recs: list[datasets.Recording], *, tracks: int, target_s: float = 180.0) -> dict[str, float]:

@@ -357,7 +357,8 @@ def search_octave_prior(items, feats, per_fold_octave) -> float:
             tempo = tracked(f)[3]
             acc["game" if it.meta["kind"] == "game" else "renders"].append(
                 protocol.tempo_scores(tempo, it.meta["bpm_ref"])["acc1"])
-        a, g = float(np.mean(acc["renders"])), float(np.mean(acc["game"])) if acc["game"] else float("nan")
+        a = float(np.mean(acc["renders"]))
+        g = float(np.mean(acc["game"])) if acc["game"] else float("nan")
         mean = (a + g) / 2 if acc["game"] else a
         print(f"  beta {beta:3.1f}: renders {a:.3f} (n={len(acc['renders'])})  drummed game music {g:.3f} "
               f"(n={len(acc['game'])})  mean {mean:.3f}")

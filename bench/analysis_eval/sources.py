@@ -536,9 +536,13 @@ def finish(y: np.ndarray, plan: protocol.RenderPlan) -> np.ndarray:
     seed = int(hashlib.sha256(plan.item_id.encode()).hexdigest()[:8], 16)
     y = add_room(np.asarray(y, dtype=np.float32), plan.reverb, seed)
     y = detune(y, plan.detune_cents)
-    peak = dict((d[0], d[2]) for d in protocol.DYNAMICS)[plan.dynamics]
+    return to_peak(y, dict((d[0], d[2]) for d in protocol.DYNAMICS)[plan.dynamics])
+
+
+def to_peak(y: np.ndarray, peak: float) -> np.ndarray:
+    """``y`` scaled to the absolute peak ``peak`` (float32; silence stays as it is)."""
     top = float(np.max(np.abs(y))) if y.size else 0.0
-    return (y * (peak / top)).astype(np.float32) if top > 0 else y
+    return (y * (peak / top)).astype(np.float32) if top > 0 else np.asarray(y, dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- real recordings
@@ -584,8 +588,9 @@ def load_recording(rec: Recording, *, excerpt=REAL_EXCERPT_S) -> np.ndarray:
 # --------------------------------------------------------------------------- drummed game music (development only)
 
 #: Debian package of the drummed game-music MIDI files (OpenTTD's OpenMSX soundtrack, GPL-2.0),
-#: used in the development part only (``devcache``), never scored: the real recordings
-#: (Planet Blupi, also MIDI-driven game music with drums) stay the scored real-music set.
+#: in the development part only (``devcache``): scored in the tuning reports, never fitted and
+#: never in the evaluation, whose real-music set stays Planet Blupi's recordings (also
+#: MIDI-driven game music with drums).
 GAME_MIDI_PACKAGE = "openttd-openmsx"
 #: Excerpt of each game-music render: start and length, seconds (as the real recordings').
 GAME_MIDI_EXCERPT_S = (10.0, 60.0)
@@ -625,8 +630,7 @@ def render_game_song(song: "Recording", soundfont_name: str) -> tuple[np.ndarray
     y = _GAME_SYNTHS[soundfont_name].render(notes)
     start, length = GAME_MIDI_EXCERPT_S
     y = y[int(start * SR): int((start + length) * SR)]
-    top = float(np.abs(y).max()) if y.size else 0.0
-    y = (y * (0.8 / top)).astype(np.float32) if top > 0 else y.astype(np.float32)
+    y = to_peak(y, 0.8)
     period = 60.0 / song.tempo_bpm
     beats = np.arange(np.ceil(start / period), np.floor((start + len(y) / SR) / period) + 1) * period - start
     return y, {"bpm_ref": song.tempo_bpm, "beats_ref": beats[beats >= 0]}
