@@ -176,6 +176,10 @@ def report(name: str, rows: list[dict]) -> None:
     print(f"\n== {name}: {len(ren)} renders, {len(real)} real")
     print(f"tempo Acc1 {nanmean([r['acc1'] for r in ren]):.3f}  Acc2 {nanmean([r['acc2'] for r in ren]):.3f}  "
           f"real Acc1 {nanmean([r['acc1'] for r in real]):.2f}")
+    game = [r["family"] == devcache.GAME_FAMILY for r in ren]
+    print(f"  tempo Acc1 of the renders of pieces {nanmean([r['acc1'] for r, g in zip(ren, game) if not g]):.3f} "
+          f"(n={game.count(False)}), of the drummed game music {nanmean([r['acc1'] for r, g in zip(ren, game) if g]):.3f} "
+          f"(n={game.count(True)})")
     print(f"beat F {nanmean([r['beat_f'] for r in ren]):.3f}  downbeat F {nanmean([r.get('downbeat_f') for r in ren]):.3f}  "
           f"metre acc {nanmean([r.get('metre_ok') for r in ren]):.3f}  candidate ECE "
           f"{ece([c for r in ren for c in r['cands']]):.3f}")

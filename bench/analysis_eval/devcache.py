@@ -39,6 +39,8 @@ from . import protocol, sources  # noqa: E402
 DIR = sources.CACHE / "analysis_eval" / "dev-audio-v3"
 #: Pieces planned (both parts; only the development half is kept) and renders per piece.
 N_CHORALES, N_FOLK, N_FOLK_METRES, RENDERS = 400, 240, 160, 2
+#: The ensemble family of the drummed game songs (kind ``game``).
+GAME_FAMILY = "drummed game music"
 
 
 @dataclass
@@ -80,7 +82,7 @@ def _task(task) -> dict | None:
         name = f"{song.piece_id.replace(':', '_').replace('/', '_')}_{sf}"
         out = DIR / f"{name}.npz"
         y, refs = sources.render_game_song(song, sf)
-        meta = {"item": f"{song.piece_id}#{sf}", "split": protocol.DEV, "kind": "game", "family": "drummed game music",
+        meta = {"item": f"{song.piece_id}#{sf}", "split": protocol.DEV, "kind": "game", "family": GAME_FAMILY,
                 "source": f"{sf}/fluidsynth", "key_ref": None, "bpm_ref": refs["bpm_ref"],
                 "beats_ref": refs["beats_ref"].tolist(), "downbeats_ref": None, "beats_per_bar": None, "drums": True}
     else:

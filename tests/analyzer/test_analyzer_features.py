@@ -70,7 +70,7 @@ def assert_tree_well_formed(r) -> None:
 
 def test_every_field_is_in_range_on_a_song(song):
     r = song
-    assert r.analyzer_version == ANALYZER_VERSION == "0.3.1"
+    assert r.analyzer_version == ANALYZER_VERSION == "0.3.2"
     f, s = r.features, r.scores
     assert_unit_interval(
         f.danceability, f.energy, f.valence, f.acousticness, f.instrumentalness, f.speechiness, f.liveness,

@@ -181,3 +181,14 @@ def test_duple_ratio_tells_the_third_beat_from_the_first():
     assert r4 == pytest.approx(0.5) and c4 > 0
     assert rhythm.duple_ratio((flat,)) == (0.0, 0.0)
     assert rhythm.duple_ratio((two[:6],)) == (0.0, 0.0)  # too few beats
+
+
+def test_a_pulse_above_the_reported_range_is_counted_at_half():
+    """A chord every beat at 240 BPM is reported at 120: no tempo candidate may exceed
+    rhythm.REPORTED_MAX_BPM (208, Essentia's upper bound), so a beat tracked above it is
+    halved, as drummed music tracked at its eighth notes is."""
+    ref, y = _piece(240.0, 160)
+    r = analyze_signal(y, sample_rate_hz=SR)
+    assert r.tempo_bpm == pytest.approx(120.0, rel=0.04)
+    assert r.tempo_candidates and all(c.tempo_bpm <= rhythm.REPORTED_MAX_BPM for c in r.tempo_candidates)
+    assert _hit_rate(ref[::2], r.beats_s) >= 0.9 or _hit_rate(ref[1::2], r.beats_s) >= 0.9

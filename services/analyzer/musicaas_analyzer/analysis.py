@@ -95,7 +95,7 @@ __all__ = [
 ]
 
 #: Version of the analysis recipe; bump it when any output for the same audio changes.
-ANALYZER_VERSION = "0.3.1"
+ANALYZER_VERSION = "0.3.2"
 #: Every feature but loudness is computed at this rate.
 ANALYSIS_SAMPLE_RATE_HZ = 22050
 #: Largest Standard MIDI File :func:`analyze_file` reads (whole, as the MIDI reader needs it),

@@ -70,6 +70,9 @@ Method, step by step:
    (never fitted) gets tempo Acc1 0.37 with the shipped constants (0.65 with the rhythm steps
    before this method), most misses tracked at twice the tempo (208-287 BPM) and kept; the
    tempo prior does not fix it without doubling slow pieces (:data:`OCTAVE_PRIOR_WEIGHT`).
+   What does fix most of them is a range: no level above :data:`REPORTED_MAX_BPM` (208 BPM,
+   Essentia's default upper bound) is a candidate, which lifts the game songs to 0.65 with
+   the renders slightly up; the remaining misses are mostly 3:2 (a dotted beat tracked).
 4. **Tempo** = 60 s over the mean inter-beat interval of the steady beats (those within
    10 % of the median interval).
 5. **Metre** (beats per bar 2, 3, 4 or 5, and the beat's subdivision 2 or 3). Bar lines are
@@ -157,6 +160,17 @@ def log_tempo_prior(bpm):
 
 #: Tempo candidates are searched in this range, BPM.
 MIN_BPM, MAX_BPM = 30.0, 320.0
+#: Highest tempo that the metrical-level decision may choose, BPM (module docstring, step 3):
+#: a level above it is dropped from the candidates, so a beat tracked above it is halved
+#: even where the classifier would keep it. 208 is Essentia's default ``maxTempo`` for
+#: RhythmExtractor2013 (its range is 40-208); the fastest development render is 194 BPM.
+#: Not tuned. On the development part (``python bench/tune_rhythm.py``, shipped classifier,
+#: 2026-12-02) it raised tempo Acc1 from 0.822 to 0.852: renders of pieces 0.853 to 0.866
+#: (none tracked at 100-140 BPM stays doubled), the drummed game music 0.370 to 0.648. Acc2
+#: went from 0.957 to 0.954 (a beat tracked at three times a slow tempo is halved to 3/2 of
+#: it), the candidate ECE from 0.020 to 0.023; beat F-measure 0.832 either way. The tempo
+#: evidence (step 1) still spans MIN_BPM-MAX_BPM.
+REPORTED_MAX_BPM = 208.0
 #: Window of the moving average removed from the onset envelope before the tempogram, seconds.
 DETREND_WINDOW_S = 1.0
 #: Metre decision thresholds (module docstring, step 5) on the accent periodicities P_m
@@ -524,7 +538,8 @@ def beats_and_tempo(oenv: np.ndarray, chroma: np.ndarray, ev: TempoEvidence
     """Beat frames, the tempo they were tracked at and the tempo candidates (module docstring,
     steps 1-3): beats tracked at the best tempo of ``ev``; the metrical-level classifier then
     weighs that tempo, its half and its double (the candidates, weights its probabilities,
-    best first), and the beats are tracked again at the best when it is not the first."""
+    best first; none above :data:`REPORTED_MAX_BPM`), and the beats are tracked again at the
+    best when it is not the first."""
     env = beat_envelope(oenv, chroma)
     start = ev.best_bpm
     beats = track_beats(env, start)
@@ -534,7 +549,7 @@ def beats_and_tempo(oenv: np.ndarray, chroma: np.ndarray, ev: TempoEvidence
     levels = np.array([tempo, tempo / 2.0, tempo * 2.0])
     p = octave_probabilities(octave_features(oenv, chroma, beats, ev, tempo))
     p = p * np.exp(OCTAVE_PRIOR_WEIGHT * (log_tempo_prior(levels) - log_tempo_prior(tempo)))
-    cands = [(float(t), float(w)) for t, w in zip(levels, p) if MIN_BPM <= t <= MAX_BPM]
+    cands = [(float(t), float(w)) for t, w in zip(levels, p) if MIN_BPM <= t <= REPORTED_MAX_BPM]
     total = sum(w for _, w in cands) or 1.0
     cands = sorted(((t, w / total) for t, w in cands), key=lambda c: -c[1])
     if cands and cands[0][0] != tempo:
