@@ -6,6 +6,7 @@ Usage::
     python tools/check_service_deps.py --only gateway,analyzer
     python tools/check_service_deps.py --skip-model          # without the model server (torch)
     python tools/check_service_deps.py --keep /tmp/deps      # keep the venvs and logs there
+    python tools/check_service_deps.py --jobs 1              # one service at a time (default 2)
 
 The dependency sets (see README, Development):
 
@@ -53,6 +54,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -440,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help=f"comma-separated subset of {', '.join((*SERVICES, 'model'))}")
     parser.add_argument("--skip-model", action="store_true", help="leave out the model server (torch, Triton)")
+    parser.add_argument("--jobs", type=int, default=2, help="services checked at the same time (default 2)")
     parser.add_argument("--keep", type=Path, help="build the venvs and logs in this (new) folder and keep them")
     args = parser.parse_args(argv)
 
@@ -475,10 +478,16 @@ def main(argv: list[str] | None = None) -> int:
         wheel = build_project_wheel(work)
         nats_port = free_port()
         nats = start_nats_server(store_dir=work / "nats", port=nats_port, log_file=work / "nats.log")
-        for service in wanted:
-            res = check_service(service, work, wheel, pins, f"nats://127.0.0.1:{nats_port}")
-            results.append(res)
-            print(summary(res), flush=True)
+        # two services at a time (pip's downloads and unpacking, and each start, leave the
+        # other core idle); the model server (torch, the longest install) goes first
+        order = sorted(wanted, key=lambda s: s != "model")
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = {s: pool.submit(check_service, s, work, wheel, pins, f"nats://127.0.0.1:{nats_port}")
+                       for s in order}
+            for service in wanted:  # reported in the usual order
+                res = futures[service].result()
+                results.append(res)
+                print(summary(res), flush=True)
     except Failed as exc:
         print(f"FAIL setup: {exc}")
         return 1

@@ -4,7 +4,7 @@ as child processes on loopback, with state in one folder.
 :class:`LocalStack` starts them in dependency order, waits until each one is ready (gRPC
 services: SERVING through the standard health service; Triton: the model is ready; NATS: it
 listens), and stops them in reverse order with SIGTERM (each service then finishes in-flight
-calls and drains NATS). ``musicaas up``, ``musicaas demo`` and the end-to-end tests all use it.
+calls and flushes NATS). ``musicaas up``, ``musicaas demo`` and the end-to-end tests all use it.
 
 Supervision (``musicaas up``, :meth:`LocalStack.supervise`): a process that dies is restarted
 after an exponential backoff (:class:`RestartPolicy`: 0.5 s doubling to 30 s, back to 0.5 s

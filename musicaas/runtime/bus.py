@@ -150,6 +150,8 @@ USAGE_BUCKET = "usage"
 USAGE_FIELDS = ("audio_seconds", "tracks_stored", "storage_bytes", "generations", "pieces_generated",
                 "tokens_generated")
 DUPLICATE_WINDOW_S = 120.0
+#: How long closing waits for the server to confirm what was written (acks, publishes), seconds.
+CLOSE_FLUSH_TIMEOUT_S = 5.0
 #: Dead-letter records (:class:`events_pb2.DeadLetter`), one subject per durable consumer.
 DEAD_LETTER_STREAM = "DEADLETTER"
 DEAD_LETTER_SUBJECTS = "deadletter.>"
@@ -223,7 +225,7 @@ class Bus:
     """Connection to NATS JetStream with the platform's stream, KV buckets (tracks, generation
     jobs) and object store.
 
-    Use as an async context manager; closing drains the connection.
+    Use as an async context manager; closing flushes and closes the connection.
 
     Parameters
     ----------
@@ -318,7 +320,6 @@ class Bus:
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
             allow_reconnect=True,
-            drain_timeout=5,
             closed_cb=self._on_closed,
             **({"nkeys_seed": self.nkey_seed_file} if self.nkey_seed_file else {}),
             **({"tls": context} if (context := nats_ssl_context(self.tls) if self.tls else None) else {}),
@@ -404,7 +405,14 @@ class Bus:
                 return await open_(name)
 
     async def close(self) -> None:
-        """Drain and close the NATS connection (pending acks and publishes are flushed; at most 5 s)."""
+        """Flush and close the NATS connection: pending acks and publishes reach the server
+        (a PING/PONG round trip, at most :data:`CLOSE_FLUSH_TIMEOUT_S`), then it closes.
+
+        Not ``drain()``: a drain waits until every subscription's queued messages are
+        handled, and the consumers are already stopped when this runs, so the reply that
+        answers a pull consumer's last fetch was never taken off its queue and every drain
+        ran into its timeout (5 s at each service's shutdown). A message fetched but not
+        acknowledged is redelivered after its ack wait, as after a crash."""
         self._closing = True
         if self._reconnect is not None and not self._reconnect.done():
             self._reconnect.cancel()
@@ -412,7 +420,9 @@ class Bus:
                 await self._reconnect
         if self.nc is not None and not self.nc.is_closed:
             with contextlib.suppress(Exception):
-                await self.nc.drain()
+                await self.nc.flush(timeout=CLOSE_FLUSH_TIMEOUT_S)
+            with contextlib.suppress(Exception):
+                await self.nc.close()
         self.nc = None
 
     # -- events ---------------------------------------------------------------------------

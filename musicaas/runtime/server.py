@@ -7,7 +7,7 @@ interceptor, and the service's Prometheus endpoint (``GET /metrics`` on its metr
 it runs background tasks (event consumers) beside them, reports SERVING once everything has
 started, and on SIGTERM or SIGINT flips health to NOT_SERVING, lets in-flight calls finish
 within the grace period, cancels the background tasks, stops the metrics endpoint and
-returns, so that the caller's ``AsyncExitStack`` closes the resources (NATS drains) in
+returns, so that the caller's ``AsyncExitStack`` closes the resources (NATS flushes and closes) in
 reverse order.
 """
 
