@@ -577,7 +577,8 @@ def search_lead(items, feats, per_fold=None) -> None:
     plabels = wgrid + ["not moved"]
     cv, chosen, best = _cv_choice(ptable, folds[comp], plabels)
     means = np.nanmean(ptable, axis=0)
-    cur = plabels.index(tuple(float(x) for x in R.COMPOUND_PHASE_WEIGHTS))
+    current = tuple(float(x) for x in R.COMPOUND_PHASE_WEIGHTS)
+    cur = plabels.index(current if any(current) else "not moved")
     print(f"compound re-phasing search ({len(comp)} renders called compound; weights (harmonic change, chord "
           f"novelty, onset)): not moved {means[-1]:.3f}; current {plabels[cur]} {means[cur]:.3f}; best on all "
           f"folds {plabels[best]} {means[best]:.3f}; cross-validated {cv:.3f}, per fold {chosen}")

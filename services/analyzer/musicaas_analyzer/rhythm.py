@@ -93,9 +93,9 @@ Method, step by step:
    --metre-c 10 --metre-34``), the numerator is right for 0.76 (4/4 0.95, 3/4 0.55, 2/4 0.00,
    6/8 0.71; with the former rule P_3 - P_4 > :data:`TRIPLE_THRESHOLD` for 3, 0.735 with 3/4
    0.37); 2/4 is not told from 4/4 by these accents, and 3/4 is missed mostly when the tempo
-   is wrong. In compound metre the beats are re-phased by a third of a beat where that puts
-   more harmonic change on them (:func:`compound_phase`: the tracker often holds the last
-   eighth of a dotted quarter). Beat-synchronous timbre and chroma recurrence (Gouyon &
+   is wrong. Re-phasing compound beats by a third of a beat where that puts more harmonic
+   change on them (:func:`compound_phase`) once helped and is now off: the tracker's compound
+   beats are mostly in phase (:data:`COMPOUND_PHASE_WEIGHTS`). Beat-synchronous timbre and chroma recurrence (Gouyon &
    Herrera 2003) alone did no better than always answering 4 on chorales. The **downbeat**
    phase is the one whose beats carry the most harmonic change and onset accent.
 6. **Tatums**: each beat is divided in 2, or in 3 when the onset strength at the
@@ -984,12 +984,17 @@ def estimate_meter(
 #: Weights of the cues by which :func:`compound_phase` picks the phase of a compound beat:
 #: the mean :func:`harmonic_change` across the moved beats, the mean :func:`chord_novelty` at
 #: them over its track mean, and the mean detrended onset strength at them over its track
-#: mean. Set by ``python bench/tune_rhythm.py --fit-octave --search-lead`` (grid {0, 0.5, 1}
-#: per cue, maximising the mean beat F-measure of the 78 development renders first called
-#: compound, 5-fold cross-validated by piece; it prints each fold's choice): not moved 0.590,
-#: the former (1, 1, 0) 0.631, (1, 0.5, 0) 0.642 (chosen by 4 of 5 folds; cross-validated
-#: 0.630).
-COMPOUND_PHASE_WEIGHTS = (1.0, 0.5, 0.0)
+#: mean; all 0: the beats are not moved. Set by ``python bench/tune_rhythm.py --fit-octave
+#: --search-lead`` (grid {0, 0.5, 1} per cue and "not moved", maximising the mean beat
+#: F-measure of the development renders first called compound, 5-fold cross-validated by
+#: piece; it prints each fold's choice). It once chose (1, 0.5, 0): 0.642 against 0.590 not
+#: moved, on 78 renders. With the later rhythm steps (the metrical-level classifier, the
+#: attack lead) and the development cache v3 the tracker's compound beats are mostly in
+#: phase already: on the 95 renders called compound, not moved 0.690, (1, 0.5, 0) 0.601,
+#: cross-validated 0.651 (4 of 5 folds choose not moved; 2026-12-02); over all 830
+#: development renders the beat F-measure goes from 0.832 to 0.841, on the written 6/8 ones
+#: from 0.666 to 0.757.
+COMPOUND_PHASE_WEIGHTS = (0.0, 0.0, 0.0)
 
 
 def compound_phase(chroma: np.ndarray, beats: np.ndarray, oenv: np.ndarray | None = None,
@@ -997,11 +1002,10 @@ def compound_phase(chroma: np.ndarray, beats: np.ndarray, oenv: np.ndarray | Non
     """The beats moved by 0, 1/3 or 2/3 of a beat, whichever puts the most harmonic change on
     them (the cues of :data:`COMPOUND_PHASE_WEIGHTS`, or ``weights``; module docstring, step
     5): in compound metre the tracker often holds the last eighth of each dotted quarter.
-    The onset cue needs ``oenv``. On the development renders called compound this raised
-    their beat F-measure from 0.59 to 0.64 (``python bench/tune_rhythm.py --fit-octave
-    --search-lead`` prints the current figures)."""
+    The onset cue needs ``oenv``. With the shipped weights (all 0) the beats are returned
+    as they are: the re-phasing no longer helps (see :data:`COMPOUND_PHASE_WEIGHTS`)."""
     w_hc, w_nov, w_on = COMPOUND_PHASE_WEIGHTS if weights is None else weights
-    if beats.size < 3:
+    if beats.size < 3 or not (w_hc or w_nov or w_on):
         return beats
     ibi = np.diff(beats).astype(np.float64)
     ibi = np.concatenate([ibi, ibi[-1:]])
