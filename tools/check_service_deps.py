@@ -456,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown service(s) {unknown}; choose from {wanted}")
         wanted = [s for s in wanted if s in chosen]
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     skipped = ""
     if "model" in wanted and args.skip_model:
         wanted.remove("model")
@@ -481,8 +483,8 @@ def main(argv: list[str] | None = None) -> int:
         wheel = build_project_wheel(work)
         nats_port = free_port()
         nats = start_nats_server(store_dir=work / "nats", port=nats_port, log_file=work / "nats.log")
-        # two services at a time (pip's downloads and unpacking, and each start, leave the
-        # other core idle); the model server (torch, the longest install) goes first
+        # --jobs services at a time (2 by default: pip's downloads and unpacking, and each
+        # start, leave the other core idle); the model server (torch, the longest install) first
         order = sorted(wanted, key=lambda s: s != "model")
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             futures = {s: pool.submit(check_service, s, work, wheel, pins, f"nats://127.0.0.1:{nats_port}")
