@@ -192,3 +192,17 @@ def test_a_pulse_above_the_reported_range_is_counted_at_half():
     assert r.tempo_bpm == pytest.approx(120.0, rel=0.04)
     assert r.tempo_candidates and all(c.tempo_bpm <= rhythm.REPORTED_MAX_BPM for c in r.tempo_candidates)
     assert _hit_rate(ref[::2], r.beats_s) >= 0.9 or _hit_rate(ref[1::2], r.beats_s) >= 0.9
+
+
+def test_compound_beats_stay_where_tracked_unless_phase_cues_are_weighted():
+    """With the shipped COMPOUND_PHASE_WEIGHTS (all 0) the beats come back unmoved, even where
+    the chords change a third of a beat later; the harmonic-change cue, when weighted (as
+    bench/tune_rhythm.py --search-lead does), moves them onto the changes."""
+    n, period, offset = 600, 30, 10
+    chroma = np.zeros((12, n))
+    for k, start in enumerate(range(offset, n, period)):
+        chroma[(7 * k) % 12, start:start + period] = 1.0  # a new chord a third into each beat
+    beats = np.arange(0, n - period, period)
+    assert rhythm.compound_phase(chroma, beats) is beats
+    moved = rhythm.compound_phase(chroma, beats, weights=(1.0, 0.0, 0.0))
+    assert np.all(np.abs(moved - (beats + offset)) <= 1)
